@@ -75,10 +75,15 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
         affine = affine.copy()
         affine[:3, :] *= scale
         extra["converted_units_from"] = unit
-    slope, inter = hdr.get_slope_inter()
+    # nibabel moves scl_slope/scl_inter from the loaded header to the data proxy
+    slope = getattr(img.dataobj, "slope", 1.0)
+    inter = getattr(img.dataobj, "inter", 0.0)
+    scaled = (slope, inter) != (1.0, 0.0)
+    if scaled and data.dtype == np.float64 and np.dtype(img.get_data_dtype()).itemsize <= 4:
+        data = data.astype(np.float32)  # nibabel scales in float64; the stored data are <= 32-bit
     meta = VolumeMeta(
-        rescale_slope=None if slope is None else float(slope),
-        rescale_intercept=None if inter is None else float(inter),
+        rescale_slope=float(slope) if scaled else None,
+        rescale_intercept=float(inter) if scaled else None,
         extra=extra,
     )
     return Volume(np.ascontiguousarray(data), affine, p, meta)
