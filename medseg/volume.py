@@ -213,8 +213,9 @@ class Volume:
             diff = float(np.max(np.abs(self._affine - other.affine)))
             raise GeometryMismatchError(
                 f"{other.name}: affine differs from {self.name} by up to {diff:.6g} mm "
-                f"(tolerance {atol:g} mm)\n{other.name}:\n{np.array2string(other.affine, precision=5)}"
-                f"\n{self.name}:\n{np.array2string(self._affine, precision=5)}"
+                f"(tolerance {atol:g} mm)\n"
+                f"{other.name}:\n{np.array2string(other.affine, precision=5)}\n"
+                f"{self.name}:\n{np.array2string(self._affine, precision=5)}"
             )
 
     # --- construction ---------------------------------------------------------------------
@@ -294,7 +295,10 @@ class LabelMap(Volume):
                 f"{self.name}: new array shape {arr.shape} does not match grid {self.shape}"
             )
         return LabelMap(
-            arr, self.affine, source if source is not None else self.source, self.meta,
+            arr,
+            self.affine,
+            source if source is not None else self.source,
+            self.meta,
             self.label_names,
         )
 

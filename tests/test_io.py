@@ -143,7 +143,7 @@ def test_no_overwrite_without_flag_and_atomic_replace(tmp_path: Path) -> None:
     vol = Volume(np.zeros((2, 2, 2), np.int16), np.eye(4))
     out = write_volume(vol, tmp_path / "a.nii.gz")
     before = out.read_bytes()
-    with pytest.raises(OutputExistsError, match="a.nii.gz: output exists"):
+    with pytest.raises(OutputExistsError, match=r"a\.nii\.gz: output exists"):
         write_volume(vol.with_array(np.ones((2, 2, 2), np.int16)), out)
     assert out.read_bytes() == before
     write_volume(vol.with_array(np.ones((2, 2, 2), np.int16)), out, overwrite=True)
@@ -151,7 +151,9 @@ def test_no_overwrite_without_flag_and_atomic_replace(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.nii.gz"]
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(img: object, filename: str) -> None:
         Path(filename).write_bytes(b"partial")
         raise OSError("disk full")

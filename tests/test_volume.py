@@ -56,7 +56,7 @@ def test_check_same_grid_names_both_sources() -> None:
     shifted[0, 3] = 0.01
     c = Volume(np.zeros((4, 4, 4)), shifted, source="moved.nii.gz")
     assert not a.same_grid(c)
-    with pytest.raises(GeometryMismatchError, match="moved.nii.gz: affine differs"):
+    with pytest.raises(GeometryMismatchError, match=r"moved\.nii\.gz: affine differs"):
         a.check_same_grid(c)
     shifted[0, 3] = 1e-6
     assert a.same_grid(Volume(np.zeros((4, 4, 4)), shifted))
@@ -75,7 +75,9 @@ def test_check_finite_reports_count_and_first_index() -> None:
     arr = np.zeros((3, 3, 3), np.float32)
     arr[1, 2, 0] = np.nan
     arr[2, 2, 2] = np.inf
-    with pytest.raises(InvalidVolumeError, match=r"bad\.nii: 2 NaN or infinite voxel\(s\).*\(1, 2, 0\)"):
+    with pytest.raises(
+        InvalidVolumeError, match=r"bad\.nii: 2 NaN or infinite voxel\(s\).*\(1, 2, 0\)"
+    ):
         Volume(arr, np.eye(4), source="bad.nii").check_finite()
 
 
@@ -86,7 +88,9 @@ def test_labelmap_accepts_integral_float_and_refuses_fractional() -> None:
     assert lab.name_of(1) == "a" and lab.name_of(3) == "label_3"
     big = LabelMap(np.array([0.0, 1000.0]).reshape(1, 1, 2), np.eye(4))
     assert big.dtype == np.int16
-    with pytest.raises(InvalidVolumeError, match=r"m\.nii\.gz: label map stored as float32 has non-integral"):
+    with pytest.raises(
+        InvalidVolumeError, match=r"m\.nii\.gz: label map stored as float32 has non-integral"
+    ):
         LabelMap(np.array([0.0, 0.5], np.float32).reshape(1, 1, 2), np.eye(4), source="m.nii.gz")
 
 

@@ -88,7 +88,10 @@ def read_volume(
 
 
 def read_label_map(
-    path: str | Path, label_names: Mapping[int, str] | None = None, *, series: str | int | None = None
+    path: str | Path,
+    label_names: Mapping[int, str] | None = None,
+    *,
+    series: str | int | None = None,
 ) -> LabelMap:
     """Read a label map (integer voxels; integral floats accepted, others refused)."""
     return LabelMap.from_volume(read_volume(path, series=series), label_names)

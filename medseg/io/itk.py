@@ -43,8 +43,10 @@ def affine_to_itk_geometry(
     lps = _LPS @ np.asarray(affine, dtype=np.float64)
     sp = np.linalg.norm(lps[:3, :3], axis=0)
     d = lps[:3, :3] / sp[None, :]
-    return tuple(float(s) for s in sp), tuple(float(o) for o in lps[:3, 3]), tuple(
-        float(v) for v in d.reshape(-1)
+    return (
+        tuple(float(s) for s in sp),
+        tuple(float(o) for o in lps[:3, 3]),
+        tuple(float(v) for v in d.reshape(-1)),
     )
 
 
@@ -57,13 +59,16 @@ def read_itk(path: str | Path, channel: int | None = None) -> Volume:
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        reason = next((ln for ln in first if "ERROR" in ln or "error" in ln), first[-1] if first else "")
+        lines = str(exc).strip().splitlines()
+        default = lines[-1] if lines else ""
+        reason = next((ln for ln in lines if "error" in ln.lower()), default)
         raise InputError(p, f"SimpleITK could not read the file: {reason.strip()}") from exc
     if img.GetDimension() == 4:
         raise InvalidVolumeError(p, f"4-D image of size {img.GetSize()}; expected 3-D")
     if img.GetDimension() != 3:
-        raise InvalidVolumeError(p, f"{img.GetDimension()}-D image of size {img.GetSize()}; expected 3-D")
+        raise InvalidVolumeError(
+            p, f"{img.GetDimension()}-D image of size {img.GetSize()}; expected 3-D"
+        )
     arr = sitk.GetArrayFromImage(img)  # (z, y, x[, c])
     extra: dict[str, object] = {}
     ncomp = img.GetNumberOfComponentsPerPixel()
