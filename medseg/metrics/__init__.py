@@ -1,0 +1,49 @@
+"""Segmentation metrics: pure functions over two label maps on the same grid, in millimetres.
+
+* :func:`evaluate_pair` — per-label (and composite-region) Dice, IoU, TP/FP/FN/TN, voxel counts
+  and volumes (mL), Hausdorff distance (max), HD95, average symmetric surface distance and
+  normalised surface Dice at a tolerance, as frozen :class:`LabelRecord` s.
+* :func:`summarize` — per-label statistics over cases that count undefined (empty-mask) cases.
+* :mod:`medseg.metrics.surface` — surface extraction (border voxels, or DeepMind surfels) and
+  distances.
+
+HD95 is the larger of the two *directed* 95th percentiles (MONAI, DeepMind surface-distance,
+MetricsReloaded), not the 95th percentile of both directions pooled (MedPy). Distances use the
+voxel spacing of the array's own axis order. This module does not import torch (the optional
+``surface="surfels"`` mode imports MONAI's area table lazily).
+"""
+
+from medseg.metrics.aggregate import SUMMARY_FIELDS, SUMMARY_METRICS, MetricSummary, summarize
+from medseg.metrics.pair import (
+    RECORD_FIELDS,
+    EmptyPolicy,
+    LabelRecord,
+    Region,
+    both_empty_record,
+    evaluate_pair,
+    parse_regions,
+)
+from medseg.metrics.surface import (
+    SurfaceDistances,
+    border_surface_distances,
+    border_voxels,
+    surfel_surface_distances,
+)
+
+__all__ = [
+    "RECORD_FIELDS",
+    "SUMMARY_FIELDS",
+    "SUMMARY_METRICS",
+    "EmptyPolicy",
+    "LabelRecord",
+    "MetricSummary",
+    "Region",
+    "SurfaceDistances",
+    "border_surface_distances",
+    "border_voxels",
+    "both_empty_record",
+    "evaluate_pair",
+    "parse_regions",
+    "summarize",
+    "surfel_surface_distances",
+]
