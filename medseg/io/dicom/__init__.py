@@ -1,0 +1,215 @@
+"""DICOM series reading: find every volume in a folder, refuse what is not one, read exactly.
+
+Public API::
+
+    scan = scan_dicom_folder(folder)        # headers only; every series + skipped files
+    for s in scan.series: print(s.index, s.key, s.n_slices, s.shape, s.problem)
+    vol = read_dicom(folder, series=0)      # -> Volume (RAS+ affine, array (i, j, k))
+    vol = read_dicom(file)                  # one file: 1-slice volume or enhanced multi-frame
+    frames = read_dicom_frames(file)        # raw decoded stored values, (frames, rows, cols)
+
+Conventions: array ``(I, J, K)`` = (column index, row index, slice) with
+``array[i, j, k] = pixel_array_of_slice_k[j, i]``; slices sorted along the normal
+(row × column cosine); affine voxel → RAS+ mm (DICOM LPS converted here); CT values in HU
+(RescaleSlope/Intercept applied). See :mod:`medseg.io.dicom.series` for how a series is split
+and checked, :mod:`medseg.io.dicom.pixels` for decoding and dtypes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import DicomSeriesError, InputError
+from medseg.io.dicom.headers import FrameHeader, is_dicom_file, read_frame_headers
+from medseg.io.dicom.series import DicomScan, SeriesInfo, build_series
+from medseg.volume import Volume, VolumeMeta
+
+log = logging.getLogger(__name__)
+
+_NIFTI_LIKE = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".hdr", ".img")
+
+
+def _skip_reason(path: Path) -> str:
+    name = path.name.lower()
+    for suf in _NIFTI_LIKE:
+        if name.endswith(suf):
+            return f"not DICOM: stray {suf} image file (read it with read_volume)"
+    return "not a DICOM file (no 128-byte preamble + 'DICM' marker)"
+
+
+def _walk(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        files.extend(Path(dirpath) / f for f in sorted(filenames))
+    return files
+
+
+def scan_dicom_folder(path: Path | str) -> DicomScan:
+    """Find every DICOM series under ``path`` (recursively), reading headers only.
+
+    Each SeriesInstanceUID is split into volumes where it holds several (orientations, image
+    types, echoes, stacks, time points) and each volume is sorted and checked; see
+    :class:`SeriesInfo`. A DICOMDIR is not needed: its images are found by walking the tree.
+    Non-DICOM files, non-image DICOM objects (DICOMDIR, reports, presentation states,
+    DICOM-SEG) and unreadable files are listed in :attr:`DicomScan.skipped` with the reason.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise InputError(root, "no such file or folder")
+    paths = [root] if root.is_file() else _walk(root)
+    frames: list[FrameHeader] = []
+    skipped: list[tuple[Path, str]] = []
+    unreadable: list[tuple[Path, str]] = []
+    for p in paths:
+        if not is_dicom_file(p):
+            skipped.append((p, _skip_reason(p)))
+            continue
+        try:
+            res = read_frame_headers(p)
+        except InputError as exc:
+            skipped.append((p, exc.problem))
+            unreadable.append((p, exc.problem))
+            continue
+        if isinstance(res, str):
+            skipped.append((p, res))
+        else:
+            frames.extend(res)
+    return DicomScan(root=root, series=build_series(frames), skipped=skipped, unreadable=unreadable)
+
+
+def _describe(s: SeriesInfo) -> str:
+    desc = f" '{s.description}'" if s.description else ""
+    num = f"#{s.series_number}" if s.series_number is not None else "#-"
+    shape = "x".join(str(v) for v in s.shape) if s.shape else "not a volume"
+    prob = f" [refused: {s.problem}]" if s.problem else ""
+    mod = s.modality or "?"
+    return f"  [{s.index}] {num}{desc} {mod} {s.n_slices} slices ({shape}) key={s.key}{prob}"
+
+
+def select_series(scan: DicomScan, series: str | int | None) -> SeriesInfo:
+    """Pick one series of ``scan`` by index, key or SeriesInstanceUID (unique), or raise
+    :class:`DicomSeriesError` listing the series found."""
+    listing = "\n".join(_describe(s) for s in scan.series)
+    if not scan.series:
+        raise DicomSeriesError(
+            scan.root, f"no DICOM image series found ({len(scan.skipped)} file(s) skipped)"
+        )
+    if series is None:
+        if len(scan.series) == 1:
+            return scan.series[0]
+        raise DicomSeriesError(
+            scan.root,
+            f"holds {len(scan.series)} series; choose one with series=<index or key>:\n{listing}",
+        )
+    if isinstance(series, str) and series.strip().isdigit():
+        series = int(series)
+    if isinstance(series, int):
+        if 0 <= series < len(scan.series):
+            return scan.series[series]
+        raise DicomSeriesError(
+            scan.root, f"series index {series} out of range 0..{len(scan.series) - 1}:\n{listing}"
+        )
+    matches = [s for s in scan.series if s.key == series]
+    if not matches:
+        matches = [s for s in scan.series if s.series_uid == series]
+    if len(matches) == 1:
+        return matches[0]
+    what = "matches several volumes (use the key)" if matches else "not found"
+    raise DicomSeriesError(scan.root, f"series '{series}' {what}; series found:\n{listing}")
+
+
+def read_dicom(
+    path: Path | str,
+    series: str | int | None = None,
+    *,
+    scan: DicomScan | None = None,
+    parallel: bool = True,
+) -> Volume:
+    """Read one DICOM volume from a folder (searched recursively) or a single file.
+
+    Args:
+        path: DICOM folder or file. A single file gives that file's volume (one slice, or the
+            frames of an enhanced multi-frame file).
+        series: index, key or SeriesInstanceUID of the volume to read (as listed by
+            :func:`scan_dicom_folder`); required when there are several.
+        scan: a scan of ``path`` already made, to avoid scanning again.
+        parallel: decode large compressed series in worker processes.
+
+    Returns:
+        :class:`Volume` with array ``(columns, rows, slices)`` and a RAS+ affine in mm; values
+        rescaled (CT in HU); integer dtype when the rescale is an integral shift.
+
+    Raises:
+        DicomSeriesError: several series and none chosen, or the chosen one is not a regular
+            volume (missing slices, uneven spacing, tilt, duplicate positions, mosaic, ...).
+        InputError: a truncated or corrupt file (named), or no DICOM images.
+    """
+    root = Path(path)
+    sc = scan if scan is not None else scan_dicom_folder(root)
+    if root.is_file() and sc.unreadable:
+        raise InputError(root, sc.unreadable[0][1])
+    if root.is_file() and not sc.series and sc.skipped:
+        raise DicomSeriesError(root, f"not an image volume: {sc.skipped[0][1]}")
+    info = select_series(sc, series)
+    if info.problem is not None:
+        raise DicomSeriesError(root, f"series [{info.index}] {info.key}: {info.problem}")
+    if sc.unreadable:
+        bad, why = sc.unreadable[0]
+        raise InputError(
+            bad,
+            f"{why} (in {root}; refusing to build a volume that may be missing this file's "
+            f"slices; {len(sc.unreadable)} unreadable file(s))",
+        )
+    from medseg.io.dicom.pixels import assemble
+
+    assert info.affine is not None
+    array, rescale = assemble(info.frames, root, parallel=parallel)
+    extra: dict[str, object] = {
+        "series_key": info.key,
+        "transfer_syntax": info.transfer_syntax,
+        "n_files": len(info.files),
+    }
+    if info.series_number is not None:
+        extra["series_number"] = info.series_number
+    if info.slice_spacing_source != "positions":
+        extra["slice_spacing_source"] = info.slice_spacing_source
+    if rescale.slope is None or rescale.intercept is None:
+        extra["rescale"] = "per-slice RescaleSlope/Intercept applied"
+    meta = VolumeMeta(
+        modality=info.modality,
+        series_description=info.description,
+        series_uid=None if info.series_uid.startswith("nouid:") else info.series_uid,
+        rescale_slope=rescale.slope,
+        rescale_intercept=rescale.intercept,
+        units=rescale.units,
+        extra=extra,
+    )
+    log.debug("read DICOM series %s: %s slices %s", info.key, info.n_slices, array.dtype)
+    return Volume(array, info.affine, source=root, meta=meta)
+
+
+def read_dicom_frames(path: Path | str) -> np.ndarray:
+    """Decoded stored pixel values of one DICOM file, shape ``(frames, rows, cols)``, without
+    rescale or geometry (e.g. a Siemens mosaic's raw 2-D frame)."""
+    from medseg.io.dicom.pixels import decode_file
+
+    p = Path(path)
+    if not is_dicom_file(p):
+        raise InputError(p, "expected a DICOM file (128-byte preamble + 'DICM'), found other data")
+    return decode_file(p)
+
+
+__all__ = [
+    "DicomScan",
+    "SeriesInfo",
+    "is_dicom_file",
+    "read_dicom",
+    "read_dicom_frames",
+    "scan_dicom_folder",
+    "select_series",
+]

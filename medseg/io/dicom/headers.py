@@ -1,0 +1,381 @@
+"""DICOM header reading: one :class:`FrameHeader` per 2-D frame, no pixel data.
+
+A classic single-frame file gives one frame; an enhanced multi-frame file (Enhanced CT/MR)
+gives one frame per item of its Per-Frame Functional Groups, with values taken from the
+per-frame groups, then the shared groups, then the top-level dataset.
+
+Only non-identifying attributes are copied into the records: patient names, IDs and birth
+dates are never read into them, so they cannot reach logs, errors or metadata.
+
+Positions and orientations are kept in DICOM's LPS+ patient coordinates (mm); the conversion
+to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.series`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import InputError
+
+#: SOP classes that are DICOM files but never image volumes (reason shown in ``skipped``).
+_NON_IMAGE_SOP = {
+    "1.2.840.10008.1.3.10": (
+        "DICOMDIR (media directory; its images are found by walking the folder)"
+    ),
+    "1.2.840.10008.5.1.4.1.1.66.4": (
+        "DICOM-SEG segmentation object (not read as an image volume by medseg)"
+    ),
+}
+
+#: Uncompressed transfer syntaxes whose pixel bytes can be read straight from the file.
+_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when ``path`` is a file with the DICOM Part 10 header (128-byte preamble + ``DICM``).
+
+    Reads at most 132 bytes.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The header values of one 2-D frame that series building and pixel reading need.
+
+    ``ipp`` is ImagePositionPatient (LPS+ mm, centre of the first transmitted pixel), ``iop``
+    ImageOrientationPatient (row cosine then column cosine, LPS+), ``pixel_spacing`` is DICOM
+    PixelSpacing ``(between rows, between columns)`` in mm. ``frame`` is the 0-based frame
+    index inside a multi-frame file, ``None`` for a single-frame file.
+    """
+
+    path: Path
+    frame: int | None
+    n_frames_in_file: int
+    sop_class_uid: str
+    sop_instance_uid: str | None
+    series_uid: str
+    series_number: int | None
+    description: str | None
+    modality: str | None
+    instance_number: int | None
+    rows: int
+    cols: int
+    ipp: tuple[float, float, float] | None
+    iop: tuple[float, float, float, float, float, float] | None
+    pixel_spacing: tuple[float, float] | None
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    image_type: tuple[str, ...]
+    echo_number: int | None
+    echo_time: float | None
+    temporal_index: int | None
+    trigger_time: float | None
+    acquisition_number: int | None
+    acquisition_time: str | None
+    stack_id: str | None
+    slope: float
+    intercept: float
+    units: str | None
+    transfer_syntax_uid: str
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    samples_per_pixel: int
+    mosaic: bool
+    #: Byte offset of the pixel values in the file, when they can be read directly
+    #: (uncompressed little-endian native data); ``None`` otherwise.
+    pixel_offset: int | None
+    pixel_length: int | None
+
+    @property
+    def transfer_syntax(self) -> str:
+        """Transfer syntax name, e.g. ``"JPEG 2000 Image Compression (Lossless Only)"``."""
+        return transfer_syntax_name(self.transfer_syntax_uid)
+
+    @property
+    def is_compressed(self) -> bool:
+        from pydicom.uid import UID
+
+        return bool(UID(self.transfer_syntax_uid).is_compressed)
+
+
+def transfer_syntax_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    name = UID(uid).name
+    return str(name) if name else uid
+
+
+def _float(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def _floats(v: Any, n: int) -> tuple[float, ...] | None:
+    if v is None:
+        return None
+    try:
+        vals = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        return None
+    return vals if len(vals) == n else None
+
+
+def _item(seq_owner: Any, keyword: str) -> Any:
+    """First item of sequence ``keyword`` in ``seq_owner`` (a dataset), or ``None``."""
+    if seq_owner is None:
+        return None
+    seq = seq_owner.get(keyword)
+    if seq is None or len(seq) == 0:
+        return None
+    return seq[0]
+
+
+def _lookup(groups: list[Any], seq_kw: str, attr: str) -> Any:
+    """``attr`` of the first item of ``seq_kw`` in the first group that has it."""
+    for g in groups:
+        it = _item(g, seq_kw)
+        if it is not None and attr in it:
+            return it.get(attr)
+    return None
+
+
+def _units(
+    ds: Any, groups: list[Any], modality: str | None, rescale_type: str | None
+) -> str | None:
+    for g in groups:
+        rwv = _item(g, "RealWorldValueMappingSequence")
+        if rwv is not None:
+            code = _item(rwv, "MeasurementUnitsCodeSequence")
+            if code is not None:
+                value = _str(code.get("CodeValue"))
+                if value and value not in ("1", "no units"):
+                    return value
+    if rescale_type and rescale_type.upper() not in ("US", "UNSPECIFIED"):
+        return rescale_type
+    if modality == "CT":
+        return "HU"
+    return None
+
+
+def _pixel_location(f: Any, transfer_syntax_uid: str) -> tuple[int, int] | None:
+    """After a ``stop_before_pixels`` read, the (offset, length) of native pixel bytes."""
+    if transfer_syntax_uid not in _NATIVE_LE:
+        return None
+    pos = f.tell()
+    head = f.read(12)
+    if len(head) < 8 or head[:4] != _PIXEL_TAG_LE:
+        return None
+    if transfer_syntax_uid == "1.2.840.10008.1.2":  # implicit VR
+        (length,) = struct.unpack("<I", head[4:8])
+        start = pos + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            return None
+        (length,) = struct.unpack("<I", head[8:12])
+        start = pos + 12
+    else:
+        (length,) = struct.unpack("<H", head[6:8])
+        start = pos + 8
+    if length == 0xFFFFFFFF:
+        return None
+    return start, int(length)
+
+
+def read_frame_headers(path: Path) -> list[FrameHeader] | str:
+    """Header records for every frame of one DICOM file, or the reason it is not an image.
+
+    Raises :class:`InputError` (naming the file) when the file has the DICOM preamble but its
+    header cannot be parsed (truncated or corrupt).
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as f:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            meta = getattr(ds, "file_meta", None)
+            ts = _str(meta.get("TransferSyntaxUID")) if meta is not None else None
+            ts = ts or "1.2.840.10008.1.2"
+            loc = _pixel_location(f, ts)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as exc:
+        raise InputError(path, f"unreadable DICOM header (truncated or corrupt): {exc}") from exc
+
+    sop_class = _str(ds.get("SOPClassUID"))
+    if sop_class is None and meta is not None:
+        sop_class = _str(meta.get("MediaStorageSOPClassUID"))
+    sop_class = sop_class or ""
+    if sop_class in _NON_IMAGE_SOP:
+        return _NON_IMAGE_SOP[sop_class]
+    if "DirectoryRecordSequence" in ds:
+        return _NON_IMAGE_SOP["1.2.840.10008.1.3.10"]
+    if "Rows" not in ds or "Columns" not in ds:
+        from pydicom.uid import UID
+
+        name = UID(sop_class).name if sop_class else "unknown SOP class"
+        return f"no image (Rows/Columns absent; SOP class {name})"
+    series_uid = _str(ds.get("SeriesInstanceUID"))
+    if series_uid is None:
+        # Some anonymisers blank the UID: group by folder + series number instead (documented).
+        series_uid = f"nouid:{path.parent}:{_int(ds.get('SeriesNumber'))}"
+
+    n_frames = _int(ds.get("NumberOfFrames")) or 1
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    modality = _str(ds.get("Modality"))
+    image_type_top = tuple(str(x) for x in (ds.get("ImageType") or ()))
+    mosaic = "MOSAIC" in (x.upper() for x in image_type_top)
+    bits_allocated = _int(ds.get("BitsAllocated")) or 16
+    common: dict[str, Any] = {
+        "path": path,
+        "n_frames_in_file": n_frames,
+        "sop_class_uid": sop_class,
+        "sop_instance_uid": _str(ds.get("SOPInstanceUID")),
+        "series_uid": series_uid,
+        "series_number": _int(ds.get("SeriesNumber")),
+        "description": _str(ds.get("SeriesDescription")),
+        "modality": modality,
+        "instance_number": _int(ds.get("InstanceNumber")),
+        "rows": int(ds.Rows),
+        "cols": int(ds.Columns),
+        "acquisition_number": _int(ds.get("AcquisitionNumber")),
+        "acquisition_time": _str(ds.get("AcquisitionTime")) or _str(ds.get("ContentTime")),
+        "transfer_syntax_uid": ts,
+        "bits_allocated": bits_allocated,
+        "bits_stored": _int(ds.get("BitsStored")) or bits_allocated,
+        "pixel_representation": _int(ds.get("PixelRepresentation")) or 0,
+        "samples_per_pixel": _int(ds.get("SamplesPerPixel")) or 1,
+        "mosaic": bool(mosaic),
+    }
+    frame_bytes = common["rows"] * common["cols"] * common["samples_per_pixel"] * bits_allocated
+    frame_bytes //= 8
+
+    if per_frame is None or len(per_frame) == 0:
+        rescale_type = _str(ds.get("RescaleType"))
+        hdr = FrameHeader(
+            frame=None if n_frames == 1 else 0,
+            ipp=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+            iop=_floats(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            slice_thickness=_float(ds.get("SliceThickness")),
+            spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
+            image_type=image_type_top,
+            echo_number=_int(ds.get("EchoNumbers")),
+            echo_time=_float(ds.get("EchoTime")),
+            temporal_index=_int(ds.get("TemporalPositionIdentifier")),
+            trigger_time=_float(ds.get("TriggerTime")),
+            stack_id=None,
+            slope=_float(ds.get("RescaleSlope")) or 1.0,
+            intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+            units=_units(ds, [], modality, rescale_type),
+            pixel_offset=loc[0] if loc else None,
+            pixel_length=loc[1] if loc else None,
+            **common,
+        )
+        if n_frames == 1:
+            return [hdr]
+        # A multi-frame file without per-frame functional groups: frames share one geometry.
+        return [
+            _replace(
+                hdr,
+                frame=i,
+                pixel_offset=loc[0] + i * frame_bytes if loc else None,
+                pixel_length=frame_bytes if loc else None,
+            )
+            for i in range(n_frames)
+        ]
+
+    if len(per_frame) != n_frames:
+        raise InputError(
+            path,
+            f"NumberOfFrames is {n_frames} but the Per-Frame Functional Groups hold "
+            f"{len(per_frame)} items; expected one item per frame",
+        )
+    out: list[FrameHeader] = []
+    for i, fg in enumerate(per_frame):
+        groups = [fg, shared]
+        frame_type = _lookup(groups, "MRImageFrameTypeSequence", "FrameType")
+        if frame_type is None:
+            frame_type = _lookup(groups, "CTImageFrameTypeSequence", "FrameType")
+        rescale_type = _str(_lookup(groups, "PixelValueTransformationSequence", "RescaleType"))
+        slope = _float(_lookup(groups, "PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _float(_lookup(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
+        if slope is None:
+            slope = _float(ds.get("RescaleSlope"))
+            intercept = _float(ds.get("RescaleIntercept"))
+        content = _item(fg, "FrameContentSequence")
+        out.append(
+            FrameHeader(
+                frame=i,
+                ipp=_floats(  # type: ignore[arg-type]
+                    _lookup(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
+                ),
+                iop=_floats(  # type: ignore[arg-type]
+                    _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                ),
+                pixel_spacing=_floats(  # type: ignore[arg-type]
+                    _lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
+                ),
+                slice_thickness=_float(_lookup(groups, "PixelMeasuresSequence", "SliceThickness")),
+                spacing_between_slices=_float(
+                    _lookup(groups, "PixelMeasuresSequence", "SpacingBetweenSlices")
+                ),
+                image_type=tuple(str(x) for x in (frame_type or image_type_top)),
+                echo_number=None,
+                echo_time=_float(_lookup(groups, "MREchoSequence", "EffectiveEchoTime")),
+                temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
+                trigger_time=_float(
+                    _lookup(
+                        groups, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"
+                    )
+                ),
+                stack_id=_str(content.get("StackID")) if content else None,
+                slope=slope if slope is not None else 1.0,
+                intercept=intercept if intercept is not None else 0.0,
+                units=_units(ds, groups, modality, rescale_type),
+                pixel_offset=loc[0] + i * frame_bytes if loc else None,
+                pixel_length=frame_bytes if loc else None,
+                **common,
+            )
+        )
+    return out
+
+
+def _replace(h: FrameHeader, **changes: Any) -> FrameHeader:
+    from dataclasses import replace
+
+    return replace(h, **changes)
+
+
+__all__ = ["FrameHeader", "is_dicom_file", "read_frame_headers", "transfer_syntax_name"]

@@ -1,0 +1,415 @@
+"""Grouping DICOM frames into volumes: split, sort and check the geometry of each series.
+
+Steps for the frames of one SeriesInstanceUID:
+
+1. **Split** into candidate volumes, each criterion applied only where it varies inside the
+   current group: image plane (orientation + matrix size, key ``#orient<n>``), image type
+   (``#type-<words>``, e.g. magnitude vs field map), echo (``#echo<n>``), enhanced-MR stack
+   (``#stack<id>``) and, *only when slice positions repeat*, time: TemporalPosition
+   Identifier/Index, TriggerTime, AcquisitionNumber, or else a regular pattern (every position
+   repeated the same number of times, ordered by InstanceNumber) (``#t<n>``).
+2. **Sort** the slices by their position along the slice normal ``n = row × column`` cosine
+   (``ImagePositionPatient · n``), never by InstanceNumber or file name.
+3. **Check**: consistent matrix size and pixel spacing, no duplicate positions, slices along
+   the normal (otherwise gantry tilt, refused with the angle in degrees), even spacing
+   (otherwise missing slices, refused with the positions of the gaps), no Siemens mosaic.
+   A failed check becomes :attr:`SeriesInfo.problem`; :func:`read_dicom` raises it.
+
+The affine is built in LPS+ (DICOM) and converted to RAS+ here, at the I/O edge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from medseg.io.dicom.headers import FrameHeader
+from medseg.volume import orientation_code
+
+#: Two orientation cosines are "the same plane" when they differ by less than this.
+IOP_TOL = 1e-4
+#: Slices are refused as tilted when the slice direction deviates from the normal by more.
+TILT_TOL_DEG = 0.05
+#: Relative / absolute tolerance on slice spacing (the larger applies).
+SPACING_RTOL = 0.01
+SPACING_ATOL_MM = 0.01
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One reconstructable (or refused) volume found in a folder.
+
+    ``shape`` is ``(columns, rows, slices)`` = medseg array order ``(i, j, k)``; ``spacing`` mm
+    along those axes; ``orientation`` the RAS+ axis code (e.g. ``"LPS"`` for a plain axial
+    series). ``problem`` is ``None`` when the series reads as a volume, else the reason it
+    cannot. ``key`` is the SeriesInstanceUID, plus a split suffix (``#echo2``, ``#t3``,
+    ``#orient1``, ``#type-fieldmap``, ``#stack2``) when one UID held several volumes.
+    """
+
+    index: int
+    key: str
+    series_uid: str
+    series_number: int | None
+    description: str | None
+    modality: str | None
+    files: tuple[Path, ...]
+    n_slices: int
+    shape: tuple[int, int, int] | None
+    spacing: tuple[float, float, float] | None
+    orientation: str | None
+    transfer_syntax: str | None
+    problem: str | None
+    #: The frames in slice order (sorted along the normal when ``problem`` is None).
+    frames: tuple[FrameHeader, ...] = field(default=(), repr=False, compare=False)
+    #: 4×4 voxel → RAS+ affine (mm) when ``problem`` is None.
+    affine: npt.NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    #: How the slice spacing was obtained ("positions", or for one slice the tag used).
+    slice_spacing_source: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class DicomScan:
+    """Result of :func:`scan_dicom_folder`: the series found and the files skipped (with why).
+
+    ``unreadable`` lists files that have the DICOM preamble but could not be parsed
+    (truncated/corrupt); they are also in ``skipped``.
+    """
+
+    root: Path
+    series: list[SeriesInfo]
+    skipped: list[tuple[Path, str]]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+# --- splitting ---------------------------------------------------------------------------------
+def _plane_key(h: FrameHeader) -> Hashable:
+    if h.iop is None or h.ipp is None:
+        return ("nogeom", h.rows, h.cols)
+    return (tuple(round(v / IOP_TOL) for v in h.iop), h.rows, h.cols)
+
+
+def _pos_key(h: FrameHeader) -> Hashable:
+    assert h.ipp is not None
+    return tuple(round(v * 1000) for v in h.ipp)  # µm resolution
+
+
+def _words(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def _split_by(
+    groups: list[tuple[str, list[FrameHeader]]],
+    key: Callable[[FrameHeader], Hashable],
+    label: Callable[[Hashable, int, list[Hashable]], str],
+) -> list[tuple[str, list[FrameHeader]]]:
+    out: list[tuple[str, list[FrameHeader]]] = []
+    for suffix, frames in groups:
+        buckets: dict[Hashable, list[FrameHeader]] = defaultdict(list)
+        for h in frames:
+            buckets[key(h)].append(h)
+        if len(buckets) == 1:
+            out.append((suffix, frames))
+            continue
+        keys = sorted(buckets, key=lambda k: (k is None, repr(k) if k is not None else ""))
+        keys = _natural(keys)
+        for rank, k in enumerate(keys):
+            out.append((suffix + "#" + label(k, rank, keys), buckets[k]))
+    return out
+
+
+def _natural(keys: list[Hashable]) -> list[Hashable]:
+    def sk(k: Hashable) -> tuple[int, float, str]:
+        if k is None:
+            return (2, 0.0, "")
+        if isinstance(k, (int, float)):
+            return (0, float(k), "")
+        return (1, 0.0, repr(k))
+
+    return sorted(keys, key=sk)
+
+
+def _type_label(k: Hashable, rank: int, keys: list[Hashable]) -> str:
+    assert isinstance(k, tuple)
+    common = set.intersection(*(set(x) for x in keys if isinstance(x, tuple)))
+    words = [_words(w) for w in k if w not in common and _words(w)]
+    return "type-" + ("-".join(words) if words else str(rank + 1))
+
+
+def _time_split(frames: list[FrameHeader]) -> list[list[FrameHeader]] | None:
+    """Split frames whose positions repeat into time points, or ``None`` if no rule explains
+    the repetition."""
+    positions = {_pos_key(h) for h in frames}
+    if len(positions) < 2:
+        return None
+    getters: list[Callable[[FrameHeader], Hashable]] = [
+        lambda h: h.temporal_index,
+        lambda h: h.trigger_time,
+        lambda h: h.acquisition_number,
+    ]
+    for get in getters:
+        vals = [get(h) for h in frames]
+        if any(v is None for v in vals) or len(set(vals)) < 2:
+            continue
+        buckets: dict[Hashable, list[FrameHeader]] = defaultdict(list)
+        for h, v in zip(frames, vals, strict=True):
+            buckets[v].append(h)
+        parts = [buckets[k] for k in _natural(list(buckets))]
+        if all(len({_pos_key(h) for h in p}) == len(p) for p in parts):
+            return parts
+    # Regular pattern: every position repeated m times; order repeats by InstanceNumber.
+    by_pos: dict[Hashable, list[FrameHeader]] = defaultdict(list)
+    for h in frames:
+        by_pos[_pos_key(h)].append(h)
+    counts = {len(v) for v in by_pos.values()}
+    if len(counts) != 1:
+        return None
+    m = counts.pop()
+    if m < 2:
+        return None
+    parts2: list[list[FrameHeader]] = [[] for _ in range(m)]
+    for hs in by_pos.values():
+        hs_sorted = sorted(
+            hs,
+            key=lambda h: (
+                h.instance_number if h.instance_number is not None else 1 << 62,
+                h.acquisition_time or "",
+                str(h.path),
+                h.frame or 0,
+            ),
+        )
+        for t, h in enumerate(hs_sorted):
+            parts2[t].append(h)
+    return parts2
+
+
+def split_series(frames: Sequence[FrameHeader]) -> list[tuple[str, list[FrameHeader]]]:
+    """Split the frames of one SeriesInstanceUID into candidate volumes ``(suffix, frames)``."""
+    groups: list[tuple[str, list[FrameHeader]]] = [("", list(frames))]
+    groups = _split_by(groups, _plane_key, lambda k, r, ks: f"orient{r + 1}")
+    groups = _split_by(groups, lambda h: h.image_type, _type_label)
+    if any(h.echo_number is not None for h in frames):
+        groups = _split_by(
+            groups,
+            lambda h: h.echo_number,
+            lambda k, r, ks: f"echo{k}" if k is not None else "echo-none",
+        )
+    groups = _split_by(groups, lambda h: h.echo_time, lambda k, r, ks: f"echo{r + 1}")
+    groups = _split_by(groups, lambda h: h.stack_id, lambda k, r, ks: f"stack{k}")
+    out: list[tuple[str, list[FrameHeader]]] = []
+    for suffix, fr in groups:
+        if fr[0].ipp is None or len({_pos_key(h) for h in fr}) == len(fr):
+            out.append((suffix, fr))
+            continue
+        copies = len({(h.sop_instance_uid, h.frame) for h in fr}) < len(fr)
+        parts = None if copies else _time_split(fr)
+        if parts is None:
+            out.append((suffix, fr))  # duplicate positions: reported by check_geometry
+        else:
+            out.extend((f"{suffix}#t{t + 1}", p) for t, p in enumerate(parts))
+    return out
+
+
+# --- geometry ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Geometry:
+    frames: tuple[FrameHeader, ...]
+    affine: npt.NDArray[np.float64]
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    slice_spacing_source: str
+
+
+def _fmt_pos(p: Sequence[float] | npt.NDArray[np.float64]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in p) + ")"
+
+
+def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
+    """Sort ``frames`` along the slice normal and check they form one regular 3-D grid.
+
+    Returns the geometry, or a one-paragraph reason why the frames are not one volume.
+    """
+    first = frames[0]
+    if any(h.mosaic for h in frames):
+        return (
+            f"Siemens mosaic ({first.rows}x{first.cols} frame tiling many slices): "
+            "de-mosaicking is not supported; convert with dcm2niix"
+        )
+    if first.samples_per_pixel != 1:
+        return f"colour image ({first.samples_per_pixel} samples per pixel); expected grayscale"
+    missing = [
+        name
+        for name, v in (
+            ("ImagePositionPatient", first.ipp),
+            ("ImageOrientationPatient", first.iop),
+            ("PixelSpacing", first.pixel_spacing),
+        )
+        if v is None
+    ]
+    if missing or any(h.ipp is None or h.iop is None or h.pixel_spacing is None for h in frames):
+        return (
+            f"no patient geometry ({', '.join(missing) or 'some slices lack position/spacing'} "
+            "missing): not a spatial image volume"
+        )
+    sizes = {(h.rows, h.cols) for h in frames}
+    if len(sizes) > 1:
+        return f"slices have different matrix sizes {sorted(sizes)}; expected one size"
+    assert first.pixel_spacing is not None and first.iop is not None
+    ps = np.array([h.pixel_spacing for h in frames], dtype=np.float64)
+    if np.max(np.abs(ps - ps[0])) > 1e-4:
+        return f"slices have different PixelSpacing (from {ps.min(0)} to {ps.max(0)} mm)"
+    iops = np.array([h.iop for h in frames], dtype=np.float64)
+    if np.max(np.abs(iops - iops[0])) > IOP_TOL:
+        return "slices have different ImageOrientationPatient; expected one image plane"
+
+    row = np.array(first.iop[:3])
+    col = np.array(first.iop[3:])
+    row /= np.linalg.norm(row)
+    col /= np.linalg.norm(col)
+    normal = np.cross(row, col)
+    ipp = np.array([h.ipp for h in frames], dtype=np.float64)
+    proj = ipp @ normal
+    order = np.argsort(proj, kind="stable")
+    ipp = ipp[order]
+    proj = proj[order]
+    sorted_frames = tuple(frames[int(i)] for i in order)
+    n = len(frames)
+
+    if n > 1:
+        d = np.diff(proj)
+        dup = np.flatnonzero(np.abs(d) < SPACING_ATOL_MM)
+        if dup.size:
+            i = int(dup[0])
+            a, b = sorted_frames[i], sorted_frames[i + 1]
+            same_sop = a.sop_instance_uid is not None and a.sop_instance_uid == b.sop_instance_uid
+            return (
+                f"duplicate slice positions: {dup.size} pair(s) of the {n} slices share a "
+                f"position, e.g. {a.path.name}"
+                f"{'' if a.frame is None else f' frame {a.frame}'} and {b.path.name}"
+                f"{'' if b.frame is None else f' frame {b.frame}'} at LPS "
+                f"{_fmt_pos(ipp[i])} mm"
+                + (" (same SOPInstanceUID: copies of one image)" if same_sop else "")
+                + "; no echo/time/type tag explains the repetition, refusing to stack"
+            )
+        step = (ipp[-1] - ipp[0]) / (n - 1)
+        cosang = abs(float(step @ normal)) / float(np.linalg.norm(step))
+        angle = float(np.degrees(np.arccos(min(1.0, cosang))))
+        if angle > TILT_TOL_DEG:
+            return (
+                f"gantry tilt: slice positions run {angle:.2f} degrees away from the image "
+                f"normal {_fmt_pos(normal)} (tolerance {TILT_TOL_DEG} deg); resampling to an "
+                "orthogonal grid is not supported, refusing"
+            )
+        if n > 2:
+            expected = float(np.median(d))
+            tol = max(SPACING_ATOL_MM, SPACING_RTOL * expected)
+            bad = np.flatnonzero(np.abs(d - expected) > tol)
+            if bad.size:
+                gaps = "; ".join(
+                    f"{d[i]:.4g} mm between slices at {proj[i]:.4g} and {proj[i + 1]:.4g} mm"
+                    for i in bad[:5]
+                )
+                return (
+                    f"uneven slice spacing (missing slices?): expected {expected:.4g} mm "
+                    f"between consecutive slices (median), found {gaps} (positions along the "
+                    f"normal {_fmt_pos(normal)}, LPS; tolerance {tol:.3g} mm)"
+                )
+        slice_step = step
+        slice_spacing = float(np.linalg.norm(step))
+        source = "positions"
+    else:
+        if first.spacing_between_slices:
+            slice_spacing, source = first.spacing_between_slices, "SpacingBetweenSlices"
+        elif first.slice_thickness:
+            slice_spacing, source = first.slice_thickness, "SliceThickness"
+        else:
+            slice_spacing, source = 1.0, "none (single slice: 1 mm nominal)"
+        slice_step = normal * slice_spacing
+
+    dr, dc = first.pixel_spacing  # between rows, between columns
+    lps = np.eye(4)
+    lps[:3, 0] = row * dc
+    lps[:3, 1] = col * dr
+    lps[:3, 2] = slice_step
+    lps[:3, 3] = ipp[0]
+    affine = _LPS_TO_RAS @ lps
+    return _Geometry(
+        frames=sorted_frames,
+        affine=affine,
+        shape=(first.cols, first.rows, n),
+        spacing=(float(dc), float(dr), float(slice_spacing)),
+        slice_spacing_source=source,
+    )
+
+
+def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
+    """Group frames by SeriesInstanceUID, split, sort and check; indices in listing order."""
+    by_uid: dict[str, list[FrameHeader]] = defaultdict(list)
+    for h in frames:
+        by_uid[h.series_uid].append(h)
+    infos: list[SeriesInfo] = []
+    for uid, fr in by_uid.items():
+        fr.sort(key=lambda h: (str(h.path), h.frame or 0))
+        for suffix, part in split_series(fr):
+            first = part[0]
+            geo = check_geometry(part)
+            files = tuple(dict.fromkeys(h.path for h in part))
+            common = {
+                "index": -1,
+                "key": uid + suffix,
+                "series_uid": uid,
+                "series_number": first.series_number,
+                "description": first.description,
+                "modality": first.modality,
+                "files": files,
+                "n_slices": len(part),
+                "transfer_syntax": first.transfer_syntax,
+            }
+            if isinstance(geo, str):
+                infos.append(
+                    SeriesInfo(
+                        shape=None,
+                        spacing=None,
+                        orientation=None,
+                        problem=geo,
+                        frames=tuple(part),
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+            else:
+                infos.append(
+                    SeriesInfo(
+                        shape=geo.shape,
+                        spacing=geo.spacing,
+                        orientation=orientation_code(geo.affine),
+                        problem=None,
+                        frames=geo.frames,
+                        affine=geo.affine,
+                        slice_spacing_source=geo.slice_spacing_source,
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+    infos.sort(
+        key=lambda s: (
+            s.series_number if s.series_number is not None else 1 << 62,
+            s.series_uid,
+            _natural_key(s.key),
+        )
+    )
+    from dataclasses import replace
+
+    return [replace(s, index=i) for i, s in enumerate(infos)]
+
+
+def _natural_key(s: str) -> list[tuple[int, int | str]]:
+    return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", s)]
+
+
+__all__ = ["DicomScan", "SeriesInfo", "build_series", "check_geometry", "split_series"]
