@@ -22,6 +22,7 @@ from medseg.errors import MedsegError
 COMMANDS: tuple[str, ...] = (
     "info",
     "convert",
+    "evaluate",
 )
 
 

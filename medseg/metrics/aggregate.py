@@ -24,6 +24,7 @@ _DISTANCES = ("hd_mm", "hd95_mm", "assd_mm")
 SUMMARY_FIELDS: tuple[str, ...] = (
     "label",
     "name",
+    "kind",
     "metric",
     "n_cases",
     "n_ref_empty",
@@ -56,6 +57,7 @@ class MetricSummary:
 
     label: str
     name: str
+    kind: str
     metric: str
     n_cases: int
     n_ref_empty: int
@@ -129,13 +131,13 @@ def summarize(
 ) -> list[MetricSummary]:
     """Per-label, per-metric statistics over cases.
 
-    Labels are grouped by ``(label, name)`` in first-seen order. Each record is one case.
+    Labels are grouped by ``(kind, label, name)`` in first-seen order. Each record is one case.
     """
-    groups: dict[tuple[str, str], list[LabelRecord]] = {}
+    groups: dict[tuple[str, str, str], list[LabelRecord]] = {}
     for r in records:
-        groups.setdefault((r.label, r.name), []).append(r)
+        groups.setdefault((r.kind, r.label, r.name), []).append(r)
     out: list[MetricSummary] = []
-    for (label, name), recs in groups.items():
+    for (kind, label, name), recs in groups.items():
         for metric in metrics:
             vals = np.array([float(getattr(r, metric)) for r in recs], dtype=np.float64)
             finite = ~np.isnan(vals)
@@ -146,6 +148,7 @@ def summarize(
                 MetricSummary(
                     label=label,
                     name=name,
+                    kind=kind,
                     metric=metric,
                     n_cases=len(recs),
                     n_ref_empty=sum(r.ref_empty for r in recs),

@@ -46,6 +46,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "case",
     "label",
     "name",
+    "kind",
     "labels",
     "dice",
     "iou",
@@ -136,7 +137,8 @@ class LabelRecord:
     """Metrics of one label (or composite region) in one case.
 
     ``label`` is the label value as text (``"3"``) or, for a region, its values joined with
-    ``+`` (``"1+3+4"``); ``labels`` holds the values. Volumes in mL, distances in mm.
+    ``+`` (``"1+3+4"``); ``labels`` holds the values; ``kind`` is ``"label"`` or
+    ``"region"``. Volumes in mL, distances in mm.
     ``undefined`` is ``""`` when both masks are non-empty, else ``"ref_empty"``,
     ``"pred_empty"`` or ``"both_empty"``; ``distances_substituted`` is true when HD/HD95/ASSD
     hold the worst-case value of the :class:`EmptyPolicy` instead of a measurement.
@@ -166,6 +168,7 @@ class LabelRecord:
     undefined: str = ""
     distances_substituted: bool = False
     surface: str = "border"
+    kind: str = "label"
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -323,10 +326,10 @@ def evaluate_pair(
     worst = policy.worst_distance(shape, spacing)
     records: list[LabelRecord] = []
 
-    def one(key: str, name: str, values: tuple[int, ...]) -> None:
+    def one(key: str, name: str, values: tuple[int, ...], kind: str) -> None:
         n_p = sum(count(cnt_p, v) for v in values)
         n_r = sum(count(cnt_r, v) for v in values)
-        if len(values) == 1:
+        if kind == "label":
             tp = count(cnt_tp, values[0])
             box = _union_box([box_of(box_p, values[0]), box_of(box_r, values[0])])
             sl = _crop(box, shape, 1) if box is not None else None
@@ -366,9 +369,9 @@ def evaluate_pair(
         )
 
     for v in wanted:
-        one(str(v), names.get(v, f"label_{v}"), (v,))
+        one(str(v), names.get(v, f"label_{v}"), (v,), "label")
     for reg in region_list:
-        one(reg.key, reg.name, reg.labels)
+        one(reg.key, reg.name, reg.labels, "region")
     return records
 
 
@@ -390,6 +393,7 @@ def _record(
     worst: float,
     surface: SurfaceKind,
     method: DistanceMethod,
+    kind: str = "label",
 ) -> LabelRecord:
     fp, fn = n_p - tp, n_r - tp
     tn = n_total - tp - fp - fn
@@ -456,6 +460,7 @@ def _record(
         undefined=undefined,
         distances_substituted=substituted,
         surface=surface,
+        kind=kind,
     )
 
 

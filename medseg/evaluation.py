@@ -1,0 +1,476 @@
+"""Batch evaluation: match prediction and reference cases, compute metrics, write CSV/JSON.
+
+Cases are matched by name: a file's name without its format suffix (``case_01.nii.gz`` →
+``case_01``; ``.nii``, ``.nii.gz``, ``.nrrd``, ``.mha``, ``.mhd``, ``.dcm``), or a sub-folder's
+name (a DICOM series folder is one case). ``pred`` and ``ref`` may also each be a single file
+or a single DICOM series folder (a folder without sub-folders): then they form one case.
+
+Every case is read once and all its labels are computed from that read. A case that cannot be
+read, whose grids differ, or that has no counterpart on the other side is reported as a
+failure (file, expected, found); the batch continues and :attr:`EvaluationResult.ok` is false.
+
+Outputs in ``out_dir`` (written atomically, never overwritten unless ``overwrite=True``):
+
+================  ==================================================================
+``metrics.csv``   one row per case and label/region (:data:`~medseg.metrics.RECORD_FIELDS`)
+``summary.csv``   one row per label and metric (:data:`~medseg.metrics.SUMMARY_FIELDS`)
+``summary.json``  the same statistics grouped by label, plus the failures
+``failures.csv``  ``case, pred, ref, error`` (header only when every case succeeded)
+``settings.json`` resolved labels, regions, tolerance, empty-case policy, surface definition
+================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medseg import __version__
+from medseg.errors import InputError, MedsegError, OutputExistsError
+from medseg.io.atomic import atomic_write_text, full_suffix
+from medseg.metrics import (
+    RECORD_FIELDS,
+    SUMMARY_FIELDS,
+    EmptyPolicy,
+    LabelRecord,
+    MetricSummary,
+    Region,
+    both_empty_record,
+    evaluate_pair,
+    parse_regions,
+    summarize,
+)
+from medseg.metrics.surface import DistanceMethod, SurfaceKind
+
+log = logging.getLogger(__name__)
+
+#: File suffixes recognised as one case each.
+CASE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
+OUTPUT_FILES: tuple[str, ...] = (
+    "metrics.csv",
+    "summary.csv",
+    "summary.json",
+    "failures.csv",
+    "settings.json",
+)
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """One case: its name and the prediction / reference paths."""
+
+    case: str
+    pred: Path
+    ref: Path
+
+
+@dataclass(frozen=True)
+class CaseFailure:
+    """A case that could not be evaluated; ``error`` names the file, expected and found."""
+
+    case: str
+    pred: Path | None
+    ref: Path | None
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "pred": None if self.pred is None else str(self.pred),
+            "ref": None if self.ref is None else str(self.ref),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate_folders` computed and wrote."""
+
+    records: list[LabelRecord]
+    summary: list[MetricSummary]
+    failures: list[CaseFailure]
+    n_cases: int
+    settings: dict[str, Any]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every case was evaluated."""
+        return not self.failures
+
+
+def case_name(path: Path) -> str:
+    """``case_01`` for ``case_01.nii.gz`` / ``case_01.nrrd`` / folder ``case_01``."""
+    if path.is_dir():
+        return path.name
+    suffix = full_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.name
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_single_case(path: Path) -> bool:
+    """A file, or a folder with no sub-folders holding only DICOM files (one series)."""
+    if not path.is_dir():
+        return True
+    entries = [e for e in path.iterdir() if not e.name.startswith(".")]
+    if not entries or any(e.is_dir() for e in entries):
+        return False
+    return all(_is_dicom_file(e) for e in entries)
+
+
+def _list_cases(folder: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
+    cases: dict[str, Path] = {}
+    failures: list[CaseFailure] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir() and full_suffix(entry) not in CASE_SUFFIXES:
+            log.debug("ignoring %s (not an image file or case folder)", entry)
+            continue
+        key = case_name(entry)
+        if key in cases:
+            failures.append(
+                CaseFailure(
+                    key,
+                    None,
+                    None,
+                    f"{folder}: expected one file or folder per case, found two for case "
+                    f"{key!r}: {cases[key].name} and {entry.name}",
+                )
+            )
+            continue
+        cases[key] = entry
+    return cases, failures
+
+
+def match_cases(pred: str | Path, ref: str | Path) -> tuple[list[CasePair], list[CaseFailure]]:
+    """Pair prediction and reference cases by name (see module docstring).
+
+    Returns the pairs (sorted by case name) and failures for unmatched or ambiguous cases.
+    Raises :class:`InputError` when ``pred`` or ``ref`` does not exist or holds no cases.
+    """
+    p, r = Path(pred), Path(ref)
+    for path, what in ((p, "prediction"), (r, "reference")):
+        if not path.exists():
+            raise InputError(path, f"{what} file or folder does not exist")
+    if is_single_case(p) or is_single_case(r):
+        if is_single_case(p) != is_single_case(r):
+            single, other = (p, r) if is_single_case(p) else (r, p)
+            raise InputError(
+                other,
+                f"expected a single case to match {single} (a file or a DICOM series folder), "
+                "found a folder of cases",
+            )
+        return [CasePair(case_name(r), p, r)], []
+    pc, pf = _list_cases(p)
+    rc, rf = _list_cases(r)
+    failures = pf + rf
+    bad = {f.case for f in failures}
+    pairs: list[CasePair] = []
+    for key in sorted(set(pc) | set(rc)):
+        if key in bad:
+            continue
+        if key not in pc:
+            failures.append(
+                CaseFailure(key, None, rc[key], f"{p}: no prediction for case {key!r} ({rc[key]})")
+            )
+        elif key not in rc:
+            failures.append(
+                CaseFailure(key, pc[key], None, f"{r}: no reference for case {key!r} ({pc[key]})")
+            )
+        else:
+            pairs.append(CasePair(key, pc[key], rc[key]))
+    if not pairs and not failures:
+        raise InputError(
+            p, f"expected NIfTI/ITK files or DICOM case folders matching {r}, found none"
+        )
+    return pairs, failures
+
+
+# --- output formatting -----------------------------------------------------------------------
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else repr(v)
+    if isinstance(v, (list, tuple)):
+        return ";".join(str(x) for x in v)
+    return v
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if not math.isfinite(v) else v
+    if isinstance(v, Mapping):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def rows_to_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
+    """CSV text (header + rows); floats in full precision, NaN as ``nan``, lists ``;``-joined."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _csv_value(row[k]) for k in fields})
+    return buf.getvalue()
+
+
+def summary_to_json(
+    summary: Sequence[MetricSummary], failures: Sequence[CaseFailure], n_cases: int
+) -> dict[str, Any]:
+    """``{"n_cases", "n_failed", "labels": [{label, name, metrics: {...}}], "failures"}``."""
+    labels: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for s in summary:
+        entry = labels.setdefault(
+            (s.kind, s.label, s.name),
+            {"label": s.label, "name": s.name, "kind": s.kind, "metrics": {}},
+        )
+        d = s.as_dict()
+        for k in ("label", "name", "kind", "metric"):
+            d.pop(k)
+        entry["metrics"][s.metric] = d
+    return _json_safe(
+        {
+            "n_cases": n_cases,
+            "n_failed": len(failures),
+            "labels": list(labels.values()),
+            "failures": [f.as_dict() for f in failures],
+        }
+    )
+
+
+def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) -> str:
+    """A short terminal table: per label, cases used, mean±std Dice, mean HD95, mean NSD."""
+    by_label: dict[tuple[str, str, str], dict[str, MetricSummary]] = {}
+    for s in summary:
+        by_label.setdefault((s.kind, s.label, s.name), {})[s.metric] = s
+
+    def fmt(s: MetricSummary | None, std: bool = False, digits: int = 3) -> str:
+        if s is None or math.isnan(s.mean):
+            return "n/a"
+        return f"{s.mean:.{digits}f}" + (f"±{s.std:.{digits}f}" if std else "")
+
+    head = ("label", "name", "cases", "dice", "hd95_mm", "nsd", "undefined")
+    rows = []
+    for (_, label, name), m in by_label.items():
+        d = m.get("dice")
+        h = m.get("hd95_mm")
+        rows.append(
+            (
+                label,
+                name,
+                str(d.n_cases if d else 0),
+                fmt(d, std=True),
+                fmt(h, digits=2),
+                fmt(m.get("nsd")),
+                str(h.n_undefined if h else 0),
+            )
+        )
+    shown = rows if max_rows is None else rows[:max_rows]
+    widths = [max(len(head[i]), *(len(r[i]) for r in shown)) for i in range(len(head))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in shown]
+    if len(shown) < len(rows):
+        lines.append(f"... {len(rows) - len(shown)} more labels in summary.csv")
+    return "\n".join(lines)
+
+
+# --- the batch ---------------------------------------------------------------------------------
+
+
+def _read(path: Path, label_names: Mapping[int, str] | None) -> Any:
+    from medseg.io import read_label_map
+
+    return read_label_map(path, label_names)
+
+
+def evaluate_folders(
+    pred: str | Path,
+    ref: str | Path,
+    out_dir: str | Path | None,
+    *,
+    labels: Iterable[int] | None = None,
+    regions: Mapping[str, Iterable[int]] | Iterable[Region] | None = None,
+    tolerance_mm: float = 1.0,
+    policy: EmptyPolicy | None = None,
+    surface: SurfaceKind = "border",
+    method: DistanceMethod = "auto",
+    label_names: Mapping[int, str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate every matched case of ``pred`` against ``ref`` and write the outputs.
+
+    Args:
+        pred, ref: folders of cases, or one file / DICOM series folder each.
+        out_dir: output folder (created); ``None`` computes without writing.
+        labels: label values to report (default: every non-zero value found in any case; a
+            label found in some cases gets a "both empty" row in the others).
+        regions: composite structures, e.g. ``{"tumour_core": [1, 3, 4]}``.
+        tolerance_mm: NSD tolerance in mm.
+        policy: empty-mask conventions (:class:`~medseg.metrics.EmptyPolicy`).
+        surface: ``"border"`` (default) or ``"surfels"``; method: distance algorithm.
+        label_names: names for label values (override names stored with the label maps).
+        overwrite: replace existing outputs (otherwise :class:`OutputExistsError` up front).
+        progress: show a tqdm progress bar on stderr.
+    """
+    policy = policy or EmptyPolicy()
+    region_list = parse_regions(regions)
+    label_list = None if labels is None else sorted({int(v) for v in labels})
+    if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise ValueError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None and not overwrite:
+        for name in OUTPUT_FILES:
+            if (out / name).exists():
+                raise OutputExistsError(out / name)
+
+    pairs, failures = match_cases(pred, ref)
+    settings: dict[str, Any] = {
+        "medseg_version": __version__,
+        "pred": str(Path(pred)),
+        "ref": str(Path(ref)),
+        "labels": label_list if label_list is not None else "all non-zero labels present",
+        "regions": {r.name: list(r.labels) for r in region_list},
+        "label_names": {str(k): v for k, v in sorted((label_names or {}).items())},
+        "tolerance_mm": tolerance_mm,
+        "empty_policy": policy.describe(),
+        "surface": surface,
+        "distance_method": method,
+        "hd95": "max of the two directed 95th percentiles (linear interpolation)",
+        "spacing": "mm per array axis, from the reference's affine",
+    }
+
+    per_case: list[tuple[str, int, list[LabelRecord]]] = []
+    from tqdm import tqdm
+
+    bar = tqdm(pairs, desc="evaluate", unit="case", file=sys.stderr, disable=not progress)
+    for pair in bar:
+        try:
+            ref_map = _read(pair.ref, label_names)
+            pred_map = _read(pair.pred, label_names)
+            recs = evaluate_pair(
+                pred_map,
+                ref_map,
+                labels=label_list,
+                regions=region_list,
+                tolerance_mm=tolerance_mm,
+                policy=policy,
+                surface=surface,
+                method=method,
+                case=pair.case,
+                label_names=label_names,
+            )
+            n_total = int(ref_map.array.size)
+        except (MedsegError, OSError, EOFError) as exc:
+            failures.append(CaseFailure(pair.case, pair.pred, pair.ref, str(exc)))
+            log.warning("case %s failed: %s", pair.case, exc)
+            continue
+        per_case.append((pair.case, n_total, recs))
+    bar.close()
+
+    records = _complete(per_case, region_list, tolerance_mm, policy, surface, label_list)
+    summary = summarize(records)
+    failures.sort(key=lambda f: f.case)
+    result = EvaluationResult(
+        records, summary, failures, len(pairs) + _n_unmatched(failures), settings
+    )
+    if out is not None:
+        result.outputs.update(write_outputs(result, out, overwrite=overwrite))
+    return result
+
+
+def _n_unmatched(failures: Sequence[CaseFailure]) -> int:
+    return sum(1 for f in failures if f.pred is None or f.ref is None)
+
+
+def _complete(
+    per_case: list[tuple[str, int, list[LabelRecord]]],
+    regions: list[Region],
+    tolerance_mm: float,
+    policy: EmptyPolicy,
+    surface: SurfaceKind,
+    label_list: list[int] | None,
+) -> list[LabelRecord]:
+    """All records, case by case; with automatic labels, every label seen in any case gets a
+    row (a "both empty" record) in every case, so no case silently drops out of a mean."""
+    seen: dict[int, str] = {}
+    for _, _, recs in per_case:
+        for r in recs:
+            if r.kind == "label":
+                seen.setdefault(r.labels[0], r.name)
+    out: list[LabelRecord] = []
+    for case, n_total, recs in per_case:
+        if label_list is not None:
+            out += recs
+            continue
+        label_recs = [r for r in recs if r.kind == "label"]
+        have = {r.labels[0] for r in label_recs}
+        for v in sorted(set(seen) - have):
+            label_recs.append(
+                both_empty_record(
+                    case, str(v), seen[v], (v,), n_total, tolerance_mm, policy, surface
+                )
+            )
+        label_recs.sort(key=lambda r: r.labels[0])
+        out += label_recs + [r for r in recs if r.kind == "region"]
+    return out
+
+
+def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -> dict[str, Path]:
+    """Write the five output files atomically; returns ``{name: path}``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "metrics.csv": rows_to_csv((r.as_dict() for r in result.records), RECORD_FIELDS),
+        "summary.csv": rows_to_csv((s.as_dict() for s in result.summary), SUMMARY_FIELDS),
+        "summary.json": json.dumps(
+            summary_to_json(result.summary, result.failures, result.n_cases), indent=2
+        )
+        + "\n",
+        "failures.csv": rows_to_csv(
+            (f.as_dict() for f in result.failures), ("case", "pred", "ref", "error")
+        ),
+        "settings.json": json.dumps(_json_safe(result.settings), indent=2) + "\n",
+    }
+    paths: dict[str, Path] = {}
+    for name, text in texts.items():
+        paths[name] = atomic_write_text(out_dir / name, text, overwrite=overwrite)
+    return paths
+
+
+__all__ = [
+    "CASE_SUFFIXES",
+    "OUTPUT_FILES",
+    "CaseFailure",
+    "CasePair",
+    "EvaluationResult",
+    "case_name",
+    "evaluate_folders",
+    "format_table",
+    "is_single_case",
+    "match_cases",
+    "rows_to_csv",
+    "summary_to_json",
+    "write_outputs",
+]
