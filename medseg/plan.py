@@ -2,8 +2,8 @@
 
 A :class:`Plan` is a pydantic v2 model (unknown keys refused, values validated) stored as
 readable YAML (``plan.yaml``) that training and inference consume and that users may edit.
-:func:`plan_dataset` derives one from a dataset fingerprint (:mod:`medseg.fingerprint` logic
-lives in :func:`collect_fingerprint` here) with documented, nnU-Net-like rules; every choice is
+:func:`plan_dataset` derives one from a dataset fingerprint
+(:func:`collect_fingerprint`) with documented, nnU-Net-like rules; every choice is
 recorded in ``Plan.notes`` and printed by :func:`explain_plan`.
 
 Geometry convention: all per-axis values in a plan (``target_spacing``, ``patch_size``,
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -302,9 +304,21 @@ def load_plan(path: str | Path) -> Plan:
     return plan_from_dict(data, p)
 
 
+def _int_keys(obj: Any) -> Any:
+    """JSON dumps turn ``{1: ...}`` keys into ``"1"``; give YAML its integer keys back."""
+    if isinstance(obj, dict):
+        return {
+            (int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k): _int_keys(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_int_keys(v) for v in obj]
+    return obj
+
+
 def plan_to_yaml(plan: Plan) -> str:
     """The plan as readable YAML (keys in model order)."""
-    data = plan.model_dump(mode="json")
+    data = _int_keys(plan.model_dump(mode="json", exclude_none=True))
     header = (
         "# medseg plan: edit freely; validated when loaded (unknown keys are errors).\n"
         "# Per-axis values refer to array axes after reorientation to closest-canonical RAS.\n"
@@ -323,30 +337,395 @@ def save_plan(plan: Plan, path: str | Path, *, overwrite: bool = False) -> Path:
 # ---------------------------------------------------------------------------------------------
 # planning
 # ---------------------------------------------------------------------------------------------
+#: CUDA context, cuDNN workspaces and allocator slack, subtracted from the budget (GB).
+VRAM_OVERHEAD_GB = 1.5
+#: Bytes kept per voxel per feature map during training: 2 convolutions per stage, 3 saved
+#: tensors each (conv output, norm output, activation), encoder + decoder, at 2 bytes (mixed
+#: precision) = 24, rounded up to 32 for gradients of the skip concatenations.
+VRAM_BYTES_PER_VOXEL_FEATURE = 32
+#: Parameter memory: fp32 weight + gradient + two Adam moments.
+VRAM_BYTES_PER_PARAMETER = 16
+#: Smallest feature map edge at the bottleneck, and the maximum number of downsamplings.
+MIN_FEATURE_MAP = 4
+MAX_POOLINGS = 5
+BASE_FILTERS = 32
+MAX_FILTERS = 320
+#: nnU-Net's anisotropy rule: an axis whose spacing is > 3x the finest is "thick-slice".
+ANISOTROPY_RATIO = 3.0
+#: nnU-Net's cap: one batch covers at most this fraction of all dataset voxels.
+MAX_BATCH_DATASET_FRACTION = 0.05
+
+
+def _case_fingerprint(
+    case: Any, n_channels: int, voxels: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    from medseg.datasets import read_case
+    from medseg.transforms.spatial import Reorientation, nonzero_box
+
+    vols, lab = read_case(case)
+    ref = vols[0]
+    reo = Reorientation.from_affine(ref.affine)
+    stack = np.stack([np.asarray(v.array) for v in vols])
+    box = nonzero_box(stack)
+    crop_shape = reo.shape([hi - lo for lo, hi in box])
+    values = np.zeros((n_channels, 0), dtype=np.float32)
+    volumes: dict[int, float] = {}
+    if lab is not None:
+        flat = lab.array.ravel()
+        fg = np.flatnonzero(flat > 0)
+        if fg.size:
+            pick = rng.choice(fg, size=min(voxels, fg.size), replace=False)
+            values = stack.reshape(n_channels, -1)[:, pick].astype(np.float32)
+        counts = np.bincount(flat[flat > 0].astype(np.int64))
+        volumes = {int(v): float(c) * ref.voxel_volume_ml for v, c in enumerate(counts) if c}
+    return {
+        "spacing": reo.spacing(ref.spacing),
+        "shape": reo.shape(ref.shape),
+        "crop_shape": crop_shape,
+        "values": values,
+        "volumes": volumes,
+    }
+
+
 def collect_fingerprint(ds: Dataset, *, voxels_per_case: int = 20000, seed: int = 0) -> Fingerprint:
-    """Read every case once and summarise it: spacings and shapes (after reorientation to
-    closest-canonical RAS), shapes after cropping to the non-zero region, foreground intensity
-    statistics per channel (from at most ``voxels_per_case`` randomly chosen label>0 voxels per
-    case, seeded) and label volumes in mL."""
-    raise NotImplementedError
+    """Read every case once and summarise it.
+
+    Collects spacings and shapes (after reorientation to closest-canonical RAS), shapes after
+    cropping to the non-zero region, foreground (label > 0) intensity statistics per channel
+    from at most ``voxels_per_case`` randomly chosen voxels per case (seeded, so repeatable),
+    and per-label volumes (mL).
+    """
+    rng = np.random.default_rng(seed)
+    n_ch = len(ds.channel_names)
+    per_case = [_case_fingerprint(c, n_ch, voxels_per_case, rng) for c in ds.cases]
+    values = np.concatenate([p["values"] for p in per_case], axis=1)
+    stats = []
+    for c, name in enumerate(ds.channel_names):
+        v = values[c].astype(np.float64)
+        if v.size == 0:
+            raise InputError(
+                ds.source,
+                "no foreground (label > 0) voxels in any case; cannot compute intensity statistics",
+            )
+        p005, p50, p995 = np.percentile(v, [0.5, 50.0, 99.5])
+        stats.append(
+            ChannelStats(
+                channel=name,
+                mean=float(v.mean()),
+                std=float(v.std()),
+                median=float(p50),
+                percentile_00_5=float(p005),
+                percentile_99_5=float(p995),
+                min=float(v.min()),
+                max=float(v.max()),
+            )
+        )
+    spacings = np.array([p["spacing"] for p in per_case], dtype=np.float64)
+    shapes = np.array([p["shape"] for p in per_case], dtype=np.int64)
+    vols: dict[int, list[float]] = {}
+    for p in per_case:
+        for k, ml in p["volumes"].items():
+            vols.setdefault(k, []).append(ml)
+    med_sp = np.median(spacings, axis=0)
+    med_sh = np.median(shapes, axis=0)
+    return Fingerprint(
+        n_cases=len(per_case),
+        spacings=[(float(a), float(b), float(c)) for a, b, c in spacings],
+        shapes=[(int(a), int(b), int(c)) for a, b, c in shapes],
+        shapes_after_crop=[tuple(int(x) for x in p["crop_shape"]) for p in per_case],  # type: ignore[misc]
+        median_spacing=(float(med_sp[0]), float(med_sp[1]), float(med_sp[2])),
+        median_shape=(int(med_sh[0]), int(med_sh[1]), int(med_sh[2])),
+        intensity=stats,
+        label_volume_ml_median={k: float(np.median(v)) for k, v in sorted(vols.items())},
+        label_case_count={k: len(v) for k, v in sorted(vols.items())},
+        modalities=list(ds.channel_names),
+    )
+
+
+def choose_target_spacing(spacings: np.ndarray) -> tuple[Triple, str]:
+    """Median spacing per axis; for strongly anisotropic data (coarsest median axis more than
+    ``ANISOTROPY_RATIO`` times the finest) the coarse axis takes the 10th percentile of its
+    spacings instead (finer, so thin-slice cases are not thrown away), but never finer than the
+    other axes. Returns the spacing and the reason."""
+    med = np.median(spacings, axis=0)
+    worst = int(np.argmax(med))
+    if med[worst] > ANISOTROPY_RATIO * float(np.min(med)):
+        others = [float(med[a]) for a in range(3) if a != worst]
+        t = med.copy()
+        t[worst] = max(float(np.percentile(spacings[:, worst], 10)), max(others))
+        why = (
+            f"median spacing {_fmt(med)} mm is anisotropic (axis {worst} is "
+            f"{med[worst] / np.min(med):.1f}x the finest > {ANISOTROPY_RATIO:g}x): axis "
+            f"{worst} uses the 10th percentile of its spacings ({t[worst]:.4g} mm), the "
+            "others the median"
+        )
+        return (float(t[0]), float(t[1]), float(t[2])), why
+    return (float(med[0]), float(med[1]), float(med[2])), (
+        f"median spacing over {len(spacings)} cases (not anisotropic: ratio "
+        f"{float(np.max(med) / np.min(med)):.2f} <= {ANISOTROPY_RATIO:g})"
+    )
+
+
+def _fmt(v: Any) -> str:
+    return "(" + ", ".join(f"{float(x):.4g}" for x in v) + ")"
+
+
+def network_topology(patch_size: Sequence[int], spacing: Sequence[float]) -> NetworkPlan:
+    """U-Net stages for a patch (nnU-Net's rules, simplified).
+
+    An axis is downsampled (stride 2) at a stage while its feature map stays at least
+    ``MIN_FEATURE_MAP`` voxels after pooling and its current spacing is less than twice the
+    finest current spacing (thick-slice axes wait until in-plane pooling catches up); at most
+    ``MAX_POOLINGS`` downsamplings. Kernels are 3 except 1 along an axis whose current spacing is
+    at least twice the finest. Filters start at 32 and double per stage up to 320.
+    """
+    size = [float(p) for p in patch_size]
+    sp0 = [float(s) for s in spacing]
+    sp = list(sp0)
+
+    def kernel(sp: list[float]) -> list[int]:
+        # 1 along a thick-slice axis that has not been pooled yet (its spacing is still the
+        # input spacing and >= 2x the finest), else 3.
+        return [1 if sp[a] >= 2 * min(sp) and sp[a] == sp0[a] else 3 for a in range(3)]
+
+    strides = [[1, 1, 1]]
+    kernels = [kernel(sp)]
+    for _ in range(MAX_POOLINGS):
+        st = [2 if size[a] / 2 >= MIN_FEATURE_MAP and sp[a] / min(sp) < 2 else 1 for a in range(3)]
+        if st == [1, 1, 1]:
+            break
+        size = [size[a] / st[a] for a in range(3)]
+        sp = [sp[a] * st[a] for a in range(3)]
+        strides.append(st)
+        kernels.append(kernel(sp))
+    if len(strides) == 1:  # a patch too small to pool: still a 2-stage net (stride 1)
+        strides.append([1, 1, 1])
+        kernels.append(list(kernels[0]))
+    filters = [min(BASE_FILTERS * 2**i, MAX_FILTERS) for i in range(len(strides))]
+    return NetworkPlan(kernel_sizes=kernels, strides=strides, filters=filters)
+
+
+def estimate_vram_gb(
+    patch_size: Sequence[int], batch_size: int, net: NetworkPlan, in_channels: int = 1
+) -> float:
+    """Documented training-memory estimate (GB) for a U-Net on ``patch_size`` voxels:
+    ``batch * sum_s(voxels_s * filters_s) * VRAM_BYTES_PER_VOXEL_FEATURE`` (activations) +
+    ``parameters * VRAM_BYTES_PER_PARAMETER`` + ``VRAM_OVERHEAD_GB``. A heuristic in the spirit
+    of nnU-Net's VRAM estimate, not a measurement."""
+    vox = float(np.prod(patch_size))
+    act = 0.0
+    params = 0.0
+    prev = in_channels
+    for s, f in enumerate(net.filters):
+        vox /= float(np.prod(net.strides[s]))
+        act += vox * f
+        k = float(np.prod(net.kernel_sizes[s]))
+        params += 2 * k * f * (prev + f)  # encoder + decoder convolutions
+        prev = f
+    total = batch_size * act * VRAM_BYTES_PER_VOXEL_FEATURE + params * VRAM_BYTES_PER_PARAMETER
+    return total / 1024**3 + VRAM_OVERHEAD_GB
+
+
+def _divisible(patch: Sequence[int], net: NetworkPlan) -> IntTriple:
+    ts = net.total_stride()
+    out = [max(ts[a], (int(patch[a]) // ts[a]) * ts[a]) for a in range(3)]
+    return (out[0], out[1], out[2])
+
+
+def choose_patch_and_batch(
+    median_shape: Sequence[int],
+    spacing: Sequence[float],
+    gpu_memory_gb: float,
+    n_channels: int,
+    dataset_voxels: float,
+) -> tuple[IntTriple, int, NetworkPlan, str]:
+    """Largest patch (starting from the median resampled shape) whose batch of 2 fits
+    ``gpu_memory_gb`` under :func:`estimate_vram_gb`, shrinking the physically longest axis
+    10% at a time; then the batch grows to fill the budget, capped so one batch covers at most
+    ``MAX_BATCH_DATASET_FRACTION`` of all dataset voxels (never below 2)."""
+    if gpu_memory_gb <= VRAM_OVERHEAD_GB + 0.5:
+        raise ConfigError(
+            f"gpu_memory_gb: {gpu_memory_gb} GB is too small; expected more than "
+            f"{VRAM_OVERHEAD_GB + 0.5} GB (overhead {VRAM_OVERHEAD_GB} GB)"
+        )
+    patch = [max(8, int(s)) for s in median_shape]
+    while True:
+        net = network_topology(patch, spacing)
+        cand = _divisible(patch, net)
+        net = network_topology(cand, spacing)
+        cand = _divisible(cand, net)
+        if estimate_vram_gb(cand, 2, net, n_channels) <= gpu_memory_gb:
+            break
+        if max(patch) <= 8:
+            raise ConfigError(
+                f"gpu_memory_gb: {gpu_memory_gb} GB cannot hold even an 8^3 patch with batch 2"
+            )
+        ext = [patch[a] * spacing[a] if patch[a] > 8 else -1.0 for a in range(3)]
+        a = int(np.argmax(ext))
+        patch[a] = max(8, int(patch[a] * 0.9))
+    per_sample = estimate_vram_gb(cand, 1, net, n_channels) - VRAM_OVERHEAD_GB
+    fit = int((gpu_memory_gb - VRAM_OVERHEAD_GB) // max(per_sample, 1e-9))
+    cap = int(MAX_BATCH_DATASET_FRACTION * dataset_voxels // float(np.prod(cand)))
+    batch = max(2, min(fit, cap))
+    why = (
+        f"patch {cand} starts from the median resampled shape {tuple(median_shape)}, shrunk "
+        f"until batch 2 fits {gpu_memory_gb:g} GB (estimate "
+        f"{estimate_vram_gb(cand, 2, net, n_channels):.2f} GB); batch {batch}: memory allows "
+        f"{fit}, 5% of dataset voxels allows {cap}, minimum 2"
+    )
+    return cand, batch, net, why
+
+
+def plan_from_fingerprint(
+    fp: Fingerprint,
+    *,
+    dataset_root: str,
+    dataset_name: str,
+    channel_names: Sequence[str],
+    label_names: dict[int, str],
+    gpu_memory_gb: float = 8.0,
+    foreground_ratio: float = 0.33,
+) -> Plan:
+    """Apply the planning rules to a fingerprint (pure; see :func:`plan_dataset`)."""
+    notes: list[str] = []
+    spacings = np.asarray(fp.spacings, dtype=np.float64)
+    target, why = choose_target_spacing(spacings)
+    notes.append(f"target_spacing {_fmt(target)} mm: {why}")
+    full = np.prod(np.asarray(fp.shapes, float), axis=1)
+    cropped = np.prod(np.asarray(fp.shapes_after_crop, float), axis=1)
+    ratio = float(np.median(cropped / full))
+    crop_nz = ratio < 0.75
+    notes.append(
+        f"crop_to_nonzero {crop_nz}: the non-zero box keeps a median {ratio:.0%} of "
+        "the voxels (crop when it removes >= 25%, as nnU-Net)"
+    )
+    norms = []
+    for st in fp.intensity:
+        if "CT" in st.channel.upper():
+            norms.append(
+                ChannelNormalization(
+                    channel=st.channel,
+                    scheme="ct",
+                    clip_low=st.percentile_00_5,
+                    clip_high=st.percentile_99_5,
+                    mean=st.mean,
+                    std=max(st.std, 1e-6),
+                )
+            )
+            notes.append(
+                f"channel {st.channel}: CT -> clip to foreground percentiles "
+                f"[{st.percentile_00_5:.4g}, {st.percentile_99_5:.4g}] then z-score "
+                f"with dataset foreground mean {st.mean:.4g}, std {st.std:.4g}"
+            )
+        else:
+            norms.append(
+                ChannelNormalization(channel=st.channel, scheme="zscore", use_nonzero_mask=crop_nz)
+            )
+            notes.append(
+                f"channel {st.channel}: not CT -> per-image z-score "
+                + ("inside the non-zero region" if crop_nz else "over the whole image")
+            )
+    resampled = [
+        [s * sp / t for s, sp, t in zip(shape, spacing, target, strict=True)]
+        for shape, spacing in zip(fp.shapes_after_crop, fp.spacings, strict=True)
+    ]
+    med_shape = [round(float(v)) for v in np.median(np.asarray(resampled), axis=0)]
+    dataset_voxels = float(np.sum(np.prod(np.asarray(resampled), axis=1)))
+    patch, batch, net, why = choose_patch_and_batch(
+        med_shape, target, gpu_memory_gb, len(channel_names), dataset_voxels
+    )
+    notes.append(why)
+    notes.append(
+        f"network: {len(net.filters)} stages, strides {net.strides}, filters "
+        f"{net.filters} (pool an axis while its feature map stays >= {MIN_FEATURE_MAP} "
+        "and its spacing is < 2x the finest)"
+    )
+    aniso = max(target) > ANISOTROPY_RATIO * min(target)
+    aug = AugmentationPlan(rotation_3d=not aniso)
+    if aniso:
+        notes.append("augmentation: in-plane rotation only (anisotropic target spacing)")
+    notes.append(
+        f"foreground_ratio {foreground_ratio:g}: share of patches centred on a foreground voxel"
+    )
+    return Plan(
+        dataset_root=dataset_root,
+        dataset_name=dataset_name,
+        channel_names=list(channel_names),
+        label_names=dict(label_names),
+        target_spacing=target,
+        normalization=norms,
+        crop_to_nonzero=crop_nz,
+        patch_size=patch,
+        batch_size=batch,
+        network=net,
+        augmentation=aug,
+        foreground_ratio=foreground_ratio,
+        gpu_memory_gb=gpu_memory_gb,
+        fingerprint=fp,
+        notes=notes,
+    )
 
 
 def plan_dataset(
     ds: Dataset,
     gpu_memory_gb: float = 8.0,
     *,
-    fingerprint: Fingerprint | None = None,
     foreground_ratio: float = 0.33,
     voxels_per_case: int = 20000,
     seed: int = 0,
 ) -> Plan:
-    """Derive a :class:`Plan` from the dataset (see :func:`explain_plan` for the rules)."""
-    raise NotImplementedError
+    """Fingerprint ``ds`` (:func:`collect_fingerprint`) and derive a :class:`Plan`
+    (:func:`plan_from_fingerprint`); the reasons for each choice are in ``Plan.notes``."""
+    fp = collect_fingerprint(ds, voxels_per_case=voxels_per_case, seed=seed)
+    labels = dict(ds.label_names)
+    if not labels:
+        labels = {0: "background", **{k: f"label_{k}" for k in fp.label_case_count}}
+    return plan_from_fingerprint(
+        fp,
+        dataset_root=str(ds.root),
+        dataset_name=ds.name,
+        channel_names=ds.channel_names,
+        label_names=labels,
+        gpu_memory_gb=gpu_memory_gb,
+        foreground_ratio=foreground_ratio,
+    )
 
 
 def explain_plan(plan: Plan) -> str:
     """Human-readable summary of the plan and the reason for each choice."""
-    raise NotImplementedError
+    vram = estimate_vram_gb(plan.patch_size, plan.batch_size, plan.network, len(plan.channel_names))
+    lines = [
+        f"plan for {plan.dataset_name} ({plan.dataset_root})",
+        f"  channels        {', '.join(plan.channel_names)}",
+        "  labels          " + ", ".join(f"{k}={v}" for k, v in plan.label_names.items()),
+        f"  orientation     {plan.orientation} (axis permutation/flips only, exact inverse)",
+        f"  target_spacing  {_fmt(plan.target_spacing)} mm",
+        f"  crop_to_nonzero {plan.crop_to_nonzero}",
+        f"  patch_size      {tuple(plan.patch_size)}   batch_size {plan.batch_size}   "
+        f"(budget {plan.gpu_memory_gb:g} GB, estimate {vram:.2f} GB)",
+        f"  network         strides {plan.network.strides}",
+        f"                  filters {plan.network.filters}",
+    ]
+    if plan.fingerprint is not None:
+        fp = plan.fingerprint
+        lines.append(
+            f"  fingerprint     {fp.n_cases} cases, median spacing "
+            f"{_fmt(fp.median_spacing)} mm, median shape {tuple(fp.median_shape)}"
+        )
+        for st in fp.intensity:
+            lines.append(
+                f"                  {st.channel}: foreground mean {st.mean:.4g} std "
+                f"{st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 "
+                f"{st.percentile_99_5:.4g}"
+            )
+        for k, ml in fp.label_volume_ml_median.items():
+            lines.append(
+                f"                  label {k} ({plan.label_names.get(k, '?')}): median "
+                f"{ml:.4g} mL in {fp.label_case_count[k]} case(s)"
+            )
+    lines.append("why:")
+    lines.extend(f"  - {n}" for n in plan.notes)
+    return "\n".join(lines)
 
 
 __all__ = [
@@ -356,10 +735,15 @@ __all__ = [
     "Fingerprint",
     "NetworkPlan",
     "Plan",
+    "choose_patch_and_batch",
+    "choose_target_spacing",
     "collect_fingerprint",
+    "estimate_vram_gb",
     "explain_plan",
     "load_plan",
+    "network_topology",
     "plan_dataset",
     "plan_from_dict",
+    "plan_from_fingerprint",
     "save_plan",
 ]
