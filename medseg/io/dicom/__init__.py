@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import DicomSeriesError, InputError
-from medseg.io.dicom.headers import FrameHeader, is_dicom_file, read_frame_headers
+from medseg.io.dicom.headers import (
+    FrameHeader,
+    UnreadableDicomError,
+    is_dicom_file,
+    read_frame_headers,
+)
 from medseg.io.dicom.series import DicomScan, SeriesInfo, build_series
 from medseg.volume import Volume, VolumeMeta
 
@@ -65,21 +70,29 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
     frames: list[FrameHeader] = []
     skipped: list[tuple[Path, str]] = []
     unreadable: list[tuple[Path, str]] = []
+    uids: dict[Path, str | None] = {}
     for p in paths:
         if not is_dicom_file(p):
             skipped.append((p, _skip_reason(p)))
             continue
         try:
             res = read_frame_headers(p)
-        except InputError as exc:
+        except UnreadableDicomError as exc:
             skipped.append((p, exc.problem))
             unreadable.append((p, exc.problem))
+            uids[p] = exc.series_uid
             continue
         if isinstance(res, str):
             skipped.append((p, res))
         else:
             frames.extend(res)
-    return DicomScan(root=root, series=build_series(frames), skipped=skipped, unreadable=unreadable)
+    return DicomScan(
+        root=root,
+        series=build_series(frames),
+        skipped=skipped,
+        unreadable=unreadable,
+        unreadable_uids=uids,
+    )
 
 
 def _describe(s: SeriesInfo) -> str:
@@ -158,12 +171,13 @@ def read_dicom(
     info = select_series(sc, series)
     if info.problem is not None:
         raise DicomSeriesError(root, f"series [{info.index}] {info.key}: {info.problem}")
-    if sc.unreadable:
-        bad, why = sc.unreadable[0]
+    blockers = sc.unreadable_for(info)
+    if blockers:
+        bad, why = blockers[0]
         raise InputError(
             bad,
-            f"{why} (in {root}; refusing to build a volume that may be missing this file's "
-            f"slices; {len(sc.unreadable)} unreadable file(s))",
+            f"{why} (series [{info.index}] in {root}; refusing to build a volume that may be "
+            f"missing this file's slices; {len(blockers)} unreadable file(s))",
         )
     from medseg.io.dicom.pixels import assemble
 

@@ -33,6 +33,29 @@ _NON_IMAGE_SOP = {
 #: Uncompressed transfer syntaxes whose pixel bytes can be read straight from the file.
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+#: (7FE0,0010/0008/0009) Pixel Data / Float / Double Float Pixel Data, both byte orders.
+_PIXEL_TAGS = {
+    _PIXEL_TAG_LE,
+    b"\xe0\x7f\x08\x00",
+    b"\xe0\x7f\x09\x00",
+    b"\x7f\xe0\x00\x10",
+    b"\x7f\xe0\x00\x08",
+    b"\x7f\xe0\x00\x09",
+}
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+class UnreadableDicomError(InputError):
+    """A file with the DICOM preamble whose header or pixel data is truncated or corrupt.
+
+    ``series_uid`` is the series it belongs to when that much of the header could be read.
+    """
+
+    def __init__(self, path: Path, problem: str, series_uid: str | None = None) -> None:
+        super().__init__(path, problem)
+        self.series_uid = series_uid
+
+
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 
 
@@ -189,28 +212,28 @@ def _units(
     return None
 
 
-def _pixel_location(f: Any, transfer_syntax_uid: str) -> tuple[int, int] | None:
-    """After a ``stop_before_pixels`` read, the (offset, length) of native pixel bytes."""
-    if transfer_syntax_uid not in _NATIVE_LE:
-        return None
+def _pixel_location(f: Any, transfer_syntax_uid: str) -> tuple[bool, tuple[int, int] | None]:
+    """After a ``stop_before_pixels`` read: whether the file continues with a pixel data
+    element, and the (offset, length) of its bytes when they are native little endian."""
     pos = f.tell()
     head = f.read(12)
-    if len(head) < 8 or head[:4] != _PIXEL_TAG_LE:
-        return None
+    found = len(head) >= 8 and head[:4] in _PIXEL_TAGS
+    if not found or transfer_syntax_uid not in _NATIVE_LE or head[:4] != _PIXEL_TAG_LE:
+        return found, None
     if transfer_syntax_uid == "1.2.840.10008.1.2":  # implicit VR
         (length,) = struct.unpack("<I", head[4:8])
         start = pos + 8
     elif head[4:6] in _LONG_VRS:
         if len(head) < 12:
-            return None
+            return found, None
         (length,) = struct.unpack("<I", head[8:12])
         start = pos + 12
     else:
         (length,) = struct.unpack("<H", head[6:8])
         start = pos + 8
     if length == 0xFFFFFFFF:
-        return None
-    return start, int(length)
+        return found, None
+    return found, (start, int(length))
 
 
 def read_frame_headers(path: Path) -> list[FrameHeader] | str:
@@ -228,9 +251,12 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
             meta = getattr(ds, "file_meta", None)
             ts = _str(meta.get("TransferSyntaxUID")) if meta is not None else None
             ts = ts or "1.2.840.10008.1.2"
-            loc = _pixel_location(f, ts)
+            has_pixels, loc = _pixel_location(f, ts)
+            end = f.seek(0, 2)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as exc:
-        raise InputError(path, f"unreadable DICOM header (truncated or corrupt): {exc}") from exc
+        raise UnreadableDicomError(
+            path, f"unreadable DICOM header (truncated or corrupt): {exc}"
+        ) from exc
 
     sop_class = _str(ds.get("SOPClassUID"))
     if sop_class is None and meta is not None:
@@ -240,11 +266,19 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
         return _NON_IMAGE_SOP[sop_class]
     if "DirectoryRecordSequence" in ds:
         return _NON_IMAGE_SOP["1.2.840.10008.1.3.10"]
-    if "Rows" not in ds or "Columns" not in ds:
-        from pydicom.uid import UID
+    from pydicom.uid import UID
 
-        name = UID(sop_class).name if sop_class else "unknown SOP class"
-        return f"no image (Rows/Columns absent; SOP class {name})"
+    sop_name = str(UID(sop_class).name) if sop_class else "unknown SOP class"
+    is_image_class = "Image Storage" in sop_name
+    if ts != _DEFLATED and not has_pixels and (is_image_class or "Rows" in ds):
+        raise UnreadableDicomError(
+            path,
+            f"truncated or corrupt: a {sop_name} file whose header ends (file size {end} "
+            "bytes) without a Pixel Data element",
+            _str(ds.get("SeriesInstanceUID")),
+        )
+    if "Rows" not in ds or "Columns" not in ds:
+        return f"no image (Rows/Columns absent; SOP class {sop_name})"
     series_uid = _str(ds.get("SeriesInstanceUID"))
     if series_uid is None:
         # Some anonymisers blank the UID: group by folder + series number instead (documented).
@@ -378,4 +412,10 @@ def _replace(h: FrameHeader, **changes: Any) -> FrameHeader:
     return replace(h, **changes)
 
 
-__all__ = ["FrameHeader", "is_dicom_file", "read_frame_headers", "transfer_syntax_name"]
+__all__ = [
+    "FrameHeader",
+    "UnreadableDicomError",
+    "is_dicom_file",
+    "read_frame_headers",
+    "transfer_syntax_name",
+]

@@ -79,14 +79,27 @@ class SeriesInfo:
 class DicomScan:
     """Result of :func:`scan_dicom_folder`: the series found and the files skipped (with why).
 
-    ``unreadable`` lists files that have the DICOM preamble but could not be parsed
-    (truncated/corrupt); they are also in ``skipped``.
+    ``unreadable`` lists files that have the DICOM preamble but are truncated or corrupt;
+    they are also in ``skipped``. ``unreadable_uids`` maps each to its SeriesInstanceUID when
+    that much could be read (``None`` otherwise).
     """
 
     root: Path
     series: list[SeriesInfo]
     skipped: list[tuple[Path, str]]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    unreadable_uids: dict[Path, str | None] = field(default_factory=dict, repr=False)
+
+    def unreadable_for(self, info: SeriesInfo) -> list[tuple[Path, str]]:
+        """Unreadable files that may belong to ``info``: same SeriesInstanceUID, or unknown
+        UID and in one of the series' folders."""
+        folders = {f.parent for f in info.files}
+        out = []
+        for p, why in self.unreadable:
+            uid = self.unreadable_uids.get(p)
+            if uid == info.series_uid or (uid is None and p.parent in folders):
+                out.append((p, why))
+        return out
 
 
 # --- splitting ---------------------------------------------------------------------------------

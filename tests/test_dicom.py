@@ -1,0 +1,452 @@
+"""DICOM series reading on tiny synthetic series with known geometry and values.
+
+Every series here is written by :func:`write_series` with known ImagePositionPatient,
+ImageOrientationPatient, PixelSpacing, rescale and pixel values, so the expected affine and
+voxels are computed independently of the reader.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import SAMPLE
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
+)
+
+from medseg.errors import DicomSeriesError, InputError
+from medseg.io import read_volume
+from medseg.io.dicom import (
+    is_dicom_file,
+    read_dicom,
+    read_dicom_frames,
+    scan_dicom_folder,
+)
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _rot(axis: Sequence[float], deg: float) -> np.ndarray:
+    a = np.asarray(axis, dtype=float)
+    a /= np.linalg.norm(a)
+    t = np.deg2rad(deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+
+def oblique_iop(deg: float = 23.0) -> tuple[float, ...]:
+    r = _rot((0.3, -0.5, 0.8), deg)
+    row, col = r @ np.array([1.0, 0, 0]), r @ np.array([0, 1.0, 0])
+    return tuple(float(v) for v in np.concatenate([row, col]))
+
+
+def expected_affine(
+    iop: Sequence[float], ipp0: Sequence[float], ps: tuple[float, float], step: float
+) -> np.ndarray:
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row, col)
+    lps = np.eye(4)
+    lps[:3, 0] = row * ps[1]
+    lps[:3, 1] = col * ps[0]
+    lps[:3, 2] = normal * step
+    lps[:3, 3] = ipp0
+    return LPS_TO_RAS @ lps
+
+
+def write_series(
+    folder: Path,
+    *,
+    n: int = 5,
+    rows: int = 6,
+    cols: int = 7,
+    pixel_spacing: tuple[float, float] = (0.5, 0.7),
+    step: float = 2.0,
+    iop: Sequence[float] = AXIAL,
+    origin: Sequence[float] = (-10.0, 20.0, 30.0),
+    positions: Sequence[Sequence[float]] | None = None,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    dtype: type = np.uint16,
+    series_uid: str | None = None,
+    series_number: int = 3,
+    description: str = "synthetic CT",
+    seed: int = 0,
+    shuffle: bool = True,
+    extra: dict[str, object] | None = None,
+    per_slice: Sequence[dict[str, object]] | None = None,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    prefix: str = "im",
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Write ``n`` single-frame CT slices; returns (stored frames, LPS positions) in slice
+    order along the normal. File names and InstanceNumbers are shuffled when ``shuffle``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    series_uid = series_uid or generate_uid()
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row, col)
+    if positions is None:
+        positions = [np.asarray(origin) + k * step * normal for k in range(n)]
+    n = len(positions)
+    info = np.iinfo(dtype)
+    hi = min(int(info.max), 4000)
+    frames = [
+        rng.integers(max(int(info.min), -1000), hi, (rows, cols)).astype(dtype) for _ in range(n)
+    ]
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    for file_idx, k in enumerate(order):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = "Doe^Secret"
+        ds.PatientID = "PID-SECRET-42"
+        ds.PatientBirthDate = "19010101"
+        ds.Modality = "CT"
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyInstanceUID = "1.2.3.4"
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = description
+        ds.InstanceNumber = int(rng.integers(1, 10000)) if shuffle else int(k) + 1
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+        ds.PixelSpacing = [str(pixel_spacing[0]), str(pixel_spacing[1])]
+        ds.SliceThickness = "9.9"  # deliberately wrong: spacing must come from positions
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        itemsize = np.dtype(dtype).itemsize
+        ds.BitsAllocated = ds.BitsStored = 8 * itemsize
+        ds.HighBit = 8 * itemsize - 1
+        ds.PixelRepresentation = 1 if np.issubdtype(dtype, np.signedinteger) else 0
+        ds.RescaleSlope = str(slope)
+        ds.RescaleIntercept = str(intercept)
+        for key, v in (extra or {}).items():
+            setattr(ds, key, v)
+        for key, v in ((per_slice[k] if per_slice else None) or {}).items():
+            setattr(ds, key, v)
+        ds.PixelData = frames[k].tobytes()
+        if transfer_syntax == ImplicitVRLittleEndian:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        elif transfer_syntax != ExplicitVRLittleEndian:
+            ds.compress(transfer_syntax)
+        ds.save_as(folder / f"{prefix}{file_idx:04d}.dcm", enforce_file_format=True)
+    return frames, [np.asarray(p, dtype=float) for p in positions]
+
+
+def _check_voxels(
+    vol_array: np.ndarray, frames: list[np.ndarray], slope: float, icpt: float
+) -> None:
+    assert vol_array.shape == (frames[0].shape[1], frames[0].shape[0], len(frames))
+    for k, fr in enumerate(frames):
+        np.testing.assert_array_equal(vol_array[:, :, k], (fr.astype(np.float64) * slope + icpt).T)
+
+
+# --- geometry and sorting ----------------------------------------------------------------------
+def test_axial_geometry_exact_and_sorted_by_position(tmp_path: Path) -> None:
+    frames, pos = write_series(tmp_path / "s", n=6, step=2.5)
+    vol = read_dicom(tmp_path / "s")
+    exp = expected_affine(AXIAL, pos[0], (0.5, 0.7), 2.5)
+    np.testing.assert_allclose(vol.affine, exp, atol=1e-6)
+    assert vol.orientation == "LPS"
+    assert vol.spacing == pytest.approx((0.7, 0.5, 2.5))
+    _check_voxels(vol.array, frames, 1.0, -1024.0)
+
+
+def test_oblique_geometry_and_descending_positions(tmp_path: Path) -> None:
+    iop = oblique_iop(23.0)
+    normal = np.cross(iop[:3], iop[3:])
+    origin = np.array([5.0, -7.5, 12.25])
+    # positions written in *decreasing* order along the normal: the reader must sort them
+    positions = [origin - k * 1.25 * normal for k in range(5)]
+    frames, _ = write_series(tmp_path / "s", iop=iop, positions=positions)
+    vol = read_dicom(tmp_path / "s")
+    exp = expected_affine(iop, positions[-1], (0.5, 0.7), 1.25)
+    np.testing.assert_allclose(vol.affine, exp, atol=1e-5)
+    _check_voxels(vol.array, frames[::-1], 1.0, -1024.0)
+    # voxel (i, j, k) centre is IPP_k + i*dc*row + j*dr*col (LPS), then RAS = (-x, -y, z)
+    i, j, k = 3, 4, 2
+    lps = positions[4 - k] + i * 0.7 * np.array(iop[:3]) + j * 0.5 * np.array(iop[3:])
+    np.testing.assert_allclose(vol.voxel_to_world([i, j, k]), lps * [-1, -1, 1], atol=1e-5)
+
+
+def test_single_file_is_one_slice_volume_with_recorded_spacing_source(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", n=1)
+    f = next((tmp_path / "s").iterdir())
+    vol = read_dicom(f)
+    assert vol.shape == (7, 6, 1)
+    assert vol.spacing[2] == pytest.approx(9.9)
+    assert vol.meta.extra["slice_spacing_source"] == "SliceThickness"
+    _check_voxels(vol.array, frames, 1.0, -1024.0)
+
+
+# --- rescale and dtype ----------------------------------------------------------------------------
+def test_rescale_integral_intercept_gives_int16_hu(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", intercept=-1024.0)
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.int16
+    assert vol.meta.rescale_intercept == -1024.0 and vol.meta.units == "HU"
+    assert vol.meta.modality == "CT" and vol.meta.series_description == "synthetic CT"
+    _check_voxels(vol.array, frames, 1.0, -1024.0)
+
+
+def test_rescale_too_wide_for_int16_gives_int32(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", intercept=32000.0)
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.int32
+    _check_voxels(vol.array, frames, 1.0, 32000.0)
+
+
+def test_rescale_zero_intercept_keeps_stored_type(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", intercept=0.0, dtype=np.uint16)
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.uint16
+    _check_voxels(vol.array, frames, 1.0, 0.0)
+
+
+def test_rescale_fractional_slope_gives_float32(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", slope=0.25, intercept=-3.5, dtype=np.int16)
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.float32
+    assert vol.meta.rescale_slope == 0.25
+    _check_voxels(vol.array, frames, 0.25, -3.5)
+
+
+def test_per_slice_rescale_applied_per_slice(tmp_path: Path) -> None:
+    slopes = [1.0, 2.0, 0.5, 1.0]
+    per = [{"RescaleSlope": str(s), "RescaleIntercept": "0"} for s in slopes]
+    frames, _ = write_series(tmp_path / "s", n=4, per_slice=per, shuffle=False)
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.float32 and vol.meta.rescale_slope is None
+    for k, s in enumerate(slopes):
+        np.testing.assert_allclose(vol.array[:, :, k], frames[k].T * s)
+
+
+# --- refusals -------------------------------------------------------------------------------------
+def test_missing_slice_refused_with_positions(tmp_path: Path) -> None:
+    pos = [np.array([0.0, 0.0, z]) for z in (10.0, 12.0, 14.0, 18.0, 20.0)]
+    write_series(tmp_path / "s", positions=pos)
+    with pytest.raises(DicomSeriesError) as ei:
+        read_dicom(tmp_path / "s")
+    msg = str(ei.value)
+    assert str(tmp_path / "s") in msg
+    assert "expected 2 mm" in msg and "4 mm between slices at 14 and 18" in msg
+
+
+def test_uneven_spacing_refused(tmp_path: Path) -> None:
+    pos = [np.array([0.0, 0.0, z]) for z in (0.0, 1.0, 2.0, 3.1, 4.0, 5.0)]
+    write_series(tmp_path / "s", positions=pos)
+    info = scan_dicom_folder(tmp_path / "s").series[0]
+    assert info.problem is not None and "uneven slice spacing" in info.problem
+    with pytest.raises(DicomSeriesError, match="uneven slice spacing"):
+        read_dicom(tmp_path / "s")
+
+
+def test_duplicate_positions_refused(tmp_path: Path) -> None:
+    pos = [np.array([0.0, 0.0, z]) for z in (0.0, 2.0, 2.0, 4.0)]
+    write_series(tmp_path / "s", positions=pos)
+    with pytest.raises(DicomSeriesError, match="duplicate slice positions"):
+        read_dicom(tmp_path / "s")
+
+
+def test_gantry_tilt_refused_with_angle(tmp_path: Path) -> None:
+    tilt = 12.5
+    c = np.cos(np.deg2rad(tilt))
+    s = np.sin(np.deg2rad(tilt))
+    iop = (1.0, 0.0, 0.0, 0.0, c, -s)
+    pos = [np.array([0.0, 0.0, 3.0 * k]) for k in range(4)]  # table moves along z, not normal
+    write_series(tmp_path / "s", iop=iop, positions=pos)
+    with pytest.raises(DicomSeriesError, match=f"gantry tilt.*{tilt:.2f} degrees"):
+        read_dicom(tmp_path / "s")
+
+
+def test_truncated_file_names_the_file(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", n=4, rows=16, cols=16)
+    victim = sorted((tmp_path / "s").iterdir())[2]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 100])
+    with pytest.raises(InputError) as ei:
+        read_dicom(tmp_path / "s")
+    assert victim.name in str(ei.value) and "expected" in str(ei.value)
+
+
+def test_corrupt_header_names_the_file(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", n=4)
+    victim = sorted((tmp_path / "s").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:200])
+    scan = scan_dicom_folder(tmp_path / "s")
+    assert [p for p, _ in scan.unreadable] == [victim]
+    with pytest.raises(InputError) as ei:
+        read_dicom(tmp_path / "s")
+    assert victim.name in str(ei.value)
+
+
+# --- several series / splits ------------------------------------------------------------------
+def test_two_series_listed_and_selectable(tmp_path: Path) -> None:
+    fa, _ = write_series(tmp_path, n=3, series_number=2, description="first", prefix="a", seed=1)
+    fb, _ = write_series(tmp_path, n=4, series_number=5, description="second", prefix="b", seed=2)
+    with pytest.raises(DicomSeriesError) as ei:
+        read_dicom(tmp_path)
+    msg = str(ei.value)
+    assert "2 series" in msg and "'first'" in msg and "'second'" in msg and "4 slices" in msg
+    scan = scan_dicom_folder(tmp_path)
+    assert [s.description for s in scan.series] == ["first", "second"]
+    _check_voxels(read_dicom(tmp_path, series=0).array, fa, 1.0, -1024.0)
+    _check_voxels(read_dicom(tmp_path, series=scan.series[1].key).array, fb, 1.0, -1024.0)
+    with pytest.raises(DicomSeriesError, match="out of range"):
+        read_dicom(tmp_path, series=7)
+
+
+def test_echoes_split_not_stacked(tmp_path: Path) -> None:
+    uid = generate_uid()
+    f1, _ = write_series(tmp_path, series_uid=uid, extra={"EchoNumbers": 1}, prefix="e1", seed=1)
+    f2, _ = write_series(tmp_path, series_uid=uid, extra={"EchoNumbers": 2}, prefix="e2", seed=2)
+    scan = scan_dicom_folder(tmp_path)
+    assert [s.key for s in scan.series] == [f"{uid}#echo1", f"{uid}#echo2"]
+    assert all(s.n_slices == 5 and s.problem is None for s in scan.series)
+    _check_voxels(read_dicom(tmp_path, series=f"{uid}#echo1").array, f1, 1.0, -1024.0)
+    _check_voxels(read_dicom(tmp_path, series=f"{uid}#echo2").array, f2, 1.0, -1024.0)
+
+
+def test_repeated_positions_without_tags_split_into_time_points(tmp_path: Path) -> None:
+    """GE-style fMRI: one UID, positions repeated per volume, only InstanceNumber orders them."""
+    uid = generate_uid()
+    pos = [np.array([0.0, 0.0, 4.0 * k]) for k in range(3)]
+    per_t = []
+    for t in range(4):
+        per = [{"InstanceNumber": t * 3 + k + 1} for k in range(3)]
+        fr, _ = write_series(
+            tmp_path,
+            positions=pos,
+            series_uid=uid,
+            per_slice=per,
+            prefix=f"t{t}_",
+            seed=10 + t,
+            shuffle=False,
+        )
+        per_t.append(fr)
+    scan = scan_dicom_folder(tmp_path)
+    assert [s.key for s in scan.series] == [f"{uid}#t{t + 1}" for t in range(4)]
+    for t in range(4):
+        _check_voxels(read_dicom(tmp_path, series=t, scan=scan).array, per_t[t], 1.0, -1024.0)
+
+
+def test_orientations_split(tmp_path: Path) -> None:
+    uid = generate_uid()
+    write_series(tmp_path, series_uid=uid, prefix="ax")
+    write_series(tmp_path, series_uid=uid, iop=(0, 1, 0, 0, 0, -1), prefix="sag")
+    keys = [s.key for s in scan_dicom_folder(tmp_path).series]
+    assert keys == [f"{uid}#orient1", f"{uid}#orient2"]
+
+
+def test_non_dicom_files_skipped_and_reported(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", n=3)
+    (tmp_path / "s" / "notes.txt").write_text("hello")
+    (tmp_path / "s" / "stray.nii").write_bytes(b"\x00" * 400)
+    scan = scan_dicom_folder(tmp_path / "s")
+    reasons = {p.name: r for p, r in scan.skipped}
+    assert set(reasons) == {"notes.txt", "stray.nii"}
+    assert "not a DICOM file" in reasons["notes.txt"] and "stray .nii" in reasons["stray.nii"]
+    assert scan.series[0].n_slices == 3 and scan.series[0].problem is None
+
+
+def test_no_patient_identity_in_records_or_errors(tmp_path: Path) -> None:
+    pos = [np.array([0.0, 0.0, z]) for z in (0.0, 1.0, 5.0)]
+    write_series(tmp_path / "bad", positions=pos)
+    write_series(tmp_path / "ok")
+    texts = [
+        repr(scan_dicom_folder(tmp_path / "bad").series),
+        repr(scan_dicom_folder(tmp_path / "ok")),
+    ]
+    with pytest.raises(DicomSeriesError) as ei:
+        read_dicom(tmp_path / "bad")
+    texts.append(str(ei.value))
+    vol = read_dicom(tmp_path / "ok")
+    texts.append(repr(vol.meta.as_dict()))
+    for secret in ("Secret", "PID-SECRET", "19010101"):
+        assert not any(secret in t for t in texts)
+
+
+# --- pixels: fast path vs decoders ------------------------------------------------------------
+def test_is_dicom_file(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", n=1)
+    (tmp_path / "x.dcm").write_bytes(b"\x00" * 128 + b"DICX")
+    assert is_dicom_file(next((tmp_path / "s").iterdir()))
+    assert not is_dicom_file(tmp_path / "x.dcm")
+    assert not is_dicom_file(tmp_path / "missing.dcm")
+
+
+def test_implicit_vr_and_signed_storage(tmp_path: Path) -> None:
+    frames, _ = write_series(
+        tmp_path / "s", dtype=np.int16, intercept=0.0, transfer_syntax=ImplicitVRLittleEndian
+    )
+    vol = read_dicom(tmp_path / "s")
+    assert vol.dtype == np.int16
+    _check_voxels(vol.array, frames, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_rle_compressed_series_decodes_serial_and_parallel(tmp_path: Path, parallel: bool) -> None:
+    frames, _ = write_series(tmp_path / "s", n=10, rows=8, cols=9, transfer_syntax=RLELossless)
+    assert (
+        pydicom.dcmread(next((tmp_path / "s").iterdir())).file_meta.TransferSyntaxUID == RLELossless
+    )
+    vol = read_dicom(tmp_path / "s", parallel=parallel)
+    assert vol.dtype == np.int16
+    _check_voxels(vol.array, frames, 1.0, -1024.0)
+
+
+def test_read_dicom_frames_raw_values(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", n=1)
+    raw = read_dicom_frames(next((tmp_path / "s").iterdir()))
+    np.testing.assert_array_equal(raw, frames[0][None])
+
+
+def test_peak_memory_at_most_1_5x_volume(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", n=24, rows=96, cols=96, shuffle=False)
+    scan = scan_dicom_folder(tmp_path / "s")
+    tracemalloc.start()
+    try:
+        vol = read_dicom(tmp_path / "s", scan=scan)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.5 * vol.array.nbytes, (peak, vol.array.nbytes)
+
+
+def test_read_volume_dispatches_folders_to_dicom(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", n=3)
+    _check_voxels(read_volume(tmp_path / "s").array, frames, 1.0, -1024.0)
+
+
+# --- shipped sample ---------------------------------------------------------------------------
+def test_shipped_jpeg2000_ct_matches_simpleitk() -> None:
+    import SimpleITK as sitk
+
+    folder = SAMPLE / "ct_dicom"
+    vol = read_dicom(folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    img = reader.Execute()
+    ref = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # ITK (k, j, i) -> (i, j, k)
+    assert vol.shape == (512, 512, 20) and vol.dtype == np.int16
+    np.testing.assert_array_equal(vol.array, ref)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine_lps(), lps, atol=1e-4)
+    assert vol.meta.units == "HU" and vol.meta.rescale_intercept == -1024.0
