@@ -365,6 +365,7 @@ def evaluate_pair(
                 worst,
                 surface,
                 method,
+                kind,
             )
         )
 
