@@ -17,15 +17,21 @@ last, so a case is valid exactly when its JSON exists and matches.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medseg.datasets import Case
+from medseg.io.atomic import atomic_path, atomic_write_text
 from medseg.plan import Plan
 from medseg.transforms.preprocessing import PreprocessInfo
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,143 @@ def cache_folder(plan: Plan, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / plan.preprocessing_key()
 
 
+CACHE_FORMAT = 1
+
+
+def file_fingerprint(case: Case) -> list[list[Any]]:
+    """``[[path, size, mtime_ns], ...]`` for every file of the case (missing files: -1, -1)."""
+    out: list[list[Any]] = []
+    for f in case.files():
+        try:
+            st = f.stat()
+            out.append([str(f), int(st.st_size), int(st.st_mtime_ns)])
+        except OSError:
+            out.append([str(f), -1, -1])
+    return out
+
+
+def _paths(folder: Path, case_id: str) -> tuple[Path, Path, Path, Path]:
+    return (
+        folder / f"{case_id}.image.npy",
+        folder / f"{case_id}.label.npy",
+        folder / f"{case_id}.fg.npy",
+        folder / f"{case_id}.json",
+    )
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path, overwrite=True) as tmp:
+        np.save(tmp, np.ascontiguousarray(array))
+
+
+def load_cached(plan: Plan, case: Case, cache_dir: str | Path) -> CachedCase | None:
+    """The cached case if present and valid (same plan key, same files), else ``None``."""
+    folder = cache_folder(plan, cache_dir)
+    img, lab, fg, meta = _paths(folder, case.case_id)
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("format") != CACHE_FORMAT or data.get("files") != file_fingerprint(case):
+        return None
+    if not img.is_file() or not fg.is_file() or (data["has_label"] and not lab.is_file()):
+        return None
+    info = PreprocessInfo.from_dict(data["info"])
+    return CachedCase(case.case_id, img, lab if data["has_label"] else None, fg, info)
+
+
+def cache_case(plan: Plan, case: Case, cache_dir: str | Path, seed: int = 0) -> CachedCase:
+    """Read, preprocess and write one case (always recomputes; see :func:`ensure_cached`)."""
+    from medseg.datasets import read_case
+    from medseg.transforms.preprocessing import preprocess_case
+    from medseg.transforms.sampling import foreground_locations
+
+    folder = cache_folder(plan, cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    files_before = file_fingerprint(case)
+    vols, label = read_case(case, plan.label_names)
+    pre = preprocess_case(vols, plan, label)
+    img, lab, fg, meta = _paths(folder, case.case_id)
+    _save_npy(img, pre.image)
+    if pre.label is not None:
+        _save_npy(lab, pre.label)
+        locs = foreground_locations(pre.label, np.random.default_rng([seed, 7]))
+    else:
+        locs = np.zeros((0, 4), dtype=np.int32)
+    _save_npy(fg, locs)
+    record = {
+        "format": CACHE_FORMAT,
+        "case_id": case.case_id,
+        "files": files_before,
+        "has_label": pre.label is not None,
+        "shape": list(pre.image.shape),
+        "info": pre.info.to_dict(),
+    }
+    atomic_write_text(meta, json.dumps(record, indent=1), overwrite=True)
+    return CachedCase(case.case_id, img, lab if pre.label is not None else None, fg, pre.info)
+
+
+def _cache_job(args: tuple[Plan, Case, str]) -> CachedCase:
+    return cache_case(args[0], args[1], args[2])
+
+
 def ensure_cached(
     plan: Plan, cases: Sequence[Case], cache_dir: str | Path, *, num_workers: int = 0
 ) -> list[CachedCase]:
-    """Preprocess every case not yet (validly) cached and return all cached cases, in order."""
-    raise NotImplementedError
+    """Preprocess every case not yet (validly) cached and return all cached cases, in order.
+
+    ``num_workers > 0`` preprocesses missing cases in that many processes. Concurrent callers
+    (e.g. DDP ranks) are safe: every file is written atomically and identical work gives
+    identical files.
+    """
+    folder = cache_folder(plan, cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "plan_preprocessing.json"
+    if not key_file.exists():
+        fields = plan.model_dump(
+            mode="json",
+            include={
+                "version",
+                "channel_names",
+                "label_names",
+                "orientation",
+                "target_spacing",
+                "image_interpolation",
+                "label_interpolation",
+                "normalization",
+                "crop_to_nonzero",
+            },
+        )
+        atomic_write_text(key_file, json.dumps(fields, indent=1), overwrite=True)
+    found: dict[str, CachedCase] = {}
+    todo = []
+    for c in cases:
+        hit = load_cached(plan, c, cache_dir)
+        if hit is not None:
+            found[c.case_id] = hit
+        else:
+            todo.append(c)
+    if todo:
+        log.info("caching %d of %d case(s) in %s", len(todo), len(cases), folder)
+        if num_workers > 0 and len(todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=min(num_workers, len(todo))) as pool:
+                for cc in pool.map(_cache_job, [(plan, c, str(cache_dir)) for c in todo]):
+                    found[cc.case_id] = cc
+        else:
+            for c in todo:
+                found[c.case_id] = cache_case(plan, c, cache_dir)
+    return [found[c.case_id] for c in cases]
 
 
-__all__ = ["CachedCase", "cache_folder", "ensure_cached"]
+__all__ = [
+    "CachedCase",
+    "cache_case",
+    "cache_folder",
+    "ensure_cached",
+    "file_fingerprint",
+    "load_cached",
+]

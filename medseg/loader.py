@@ -11,10 +11,98 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+
+from medseg.cache import CachedCase, ensure_cached
 from medseg.datasets import Case
 from medseg.plan import Plan
+from medseg.transforms.augmentation import (
+    AugmentationParams,
+    apply_augmentation,
+    region_size,
+    sample_params,
+)
+from medseg.transforms.sampling import choose_center, extract_patch
+
+
+def foreground_positions(batch_size: int, foreground_ratio: float) -> int:
+    """Number of batch positions forced to a foreground centre (nnU-Net's rule: the last
+    ``batch_size - round(batch_size * (1 - foreground_ratio))`` positions)."""
+    return batch_size - round(batch_size * (1.0 - foreground_ratio))
+
+
+class PatchSampler:
+    """Maps a global sample index to one ``(image, label)`` patch, deterministically.
+
+    Sample ``i`` uses ``numpy.random.default_rng([seed, i])``: it picks a case uniformly, a
+    patch centre (foreground-forced when its batch position says so), augmentation parameters,
+    cuts the needed region from the memory-mapped cache and augments it. Picklable, so it
+    runs unchanged in ``DataLoader`` worker processes.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        cached: Sequence[CachedCase],
+        *,
+        seed: int,
+        batch_size: int,
+        augment: bool = True,
+    ) -> None:
+        if not cached:
+            raise ValueError("no cases to sample from")
+        self.plan = plan
+        self.cached = list(cached)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.augment = augment
+        self.n_fg = foreground_positions(self.batch_size, plan.foreground_ratio)
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}  # memory maps are reopened in each worker
+        return state
+
+    def _open(self, cc: CachedCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        hit = self._arrays.get(cc.case_id)
+        if hit is None:
+            hit = (cc.load_image(), cc.load_label(), cc.foreground())
+            self._arrays[cc.case_id] = hit
+        return hit
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """Patch ``index``: ``{"image": float32 (C, *patch), "label": int64 (1, *patch),
+        "case_id": str, "forced_foreground": bool}`` (numpy arrays)."""
+        rng = np.random.default_rng([self.seed, int(index)])
+        cc = self.cached[int(rng.integers(len(self.cached)))]
+        image, label, fg = self._open(cc)
+        force = (int(index) % self.batch_size) >= self.batch_size - self.n_fg
+        patch = tuple(int(p) for p in self.plan.patch_size)
+        center = choose_center(image.shape[1:], patch, rng, fg, force)
+        params = (
+            sample_params(self.plan.augmentation, rng) if self.augment else AugmentationParams()
+        )
+        region = region_size(patch, params)
+        img_r = extract_patch(image, center, region, pad_value=0.0)
+        lab_r = None if label is None else extract_patch(label, center, region, pad_value=0)
+        img_p, lab_p = apply_augmentation(img_r, lab_r, params, patch)
+        if lab_p is None:
+            lab_p = np.zeros(patch, dtype=np.int64)
+        return {
+            "image": np.ascontiguousarray(img_p, dtype=np.float32),
+            "label": np.ascontiguousarray(lab_p, dtype=np.int64)[None],
+            "case_id": cc.case_id,
+            "forced_foreground": bool(force and len(fg) > 0),
+        }
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one thread per worker: workers are the parallelism
 
 
 class TrainLoader:
@@ -22,7 +110,12 @@ class TrainLoader:
     (B, 1, *patch), "case_id": list[str]}``; one pass = ``iterations_per_epoch`` batches.
 
     Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``) to get new
-    samples; without it every pass repeats the same batches.
+    samples; without it every pass repeats the same batches. :meth:`infinite` yields batches
+    forever, advancing the epoch itself.
+
+    Sample indices: batch ``b`` of epoch ``e`` on rank ``r`` holds the global indices
+    ``((e * iterations_per_epoch + b) * world_size + r) * batch_size + p`` for positions ``p``,
+    so ranks never share a sample and results do not depend on ``num_workers``.
     """
 
     def __init__(
@@ -39,16 +132,101 @@ class TrainLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        raise NotImplementedError
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        if iterations_per_epoch < 1:
+            raise ValueError(f"iterations_per_epoch must be >= 1, found {iterations_per_epoch}")
+        missing = [c.case_id for c in cases if c.label is None]
+        if missing:
+            raise ValueError(f"training cases without a label: {missing}")
+        self.plan = plan
+        self.cache_dir = Path(cache_dir)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.iterations_per_epoch = int(iterations_per_epoch)
+        self.batch_size = int(batch_size if batch_size is not None else plan.batch_size)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.epoch = 0
+        self.cached = ensure_cached(plan, cases, self.cache_dir, num_workers=self.num_workers)
+        self.sampler = PatchSampler(
+            plan, self.cached, seed=self.seed, batch_size=self.batch_size, augment=augment
+        )
+        self._loader: Any = None
 
     def set_epoch(self, epoch: int) -> None:
-        raise NotImplementedError
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return self.iterations_per_epoch
+
+    def indices(self, epoch: int | None = None) -> list[int]:
+        """Global sample indices of one epoch on this rank, in batch order."""
+        e = self.epoch if epoch is None else int(epoch)
+        out: list[int] = []
+        for b in range(self.iterations_per_epoch):
+            base = (e * self.iterations_per_epoch + b) * self.world_size + self.rank
+            out.extend(base * self.batch_size + p for p in range(self.batch_size))
+        return out
+
+    def _dataloader(self) -> Any:
+        if self._loader is None:
+            import torch.utils.data as tud
+
+            loader = self
+
+            class _Indices(tud.Sampler[int]):
+                def __iter__(self) -> Iterator[int]:
+                    return iter(loader.indices())
+
+                def __len__(self) -> int:
+                    return loader.iterations_per_epoch * loader.batch_size
+
+            self._loader = tud.DataLoader(
+                cast(Any, _SampleDataset(self.sampler)),
+                batch_size=self.batch_size,
+                sampler=_Indices(),
+                num_workers=self.num_workers,
+                collate_fn=_collate,
+                worker_init_fn=_worker_init if self.num_workers else None,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=False,
+                prefetch_factor=4 if self.num_workers else None,
+            )
+        return self._loader
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
+        yield from self._dataloader()
+
+    def infinite(self) -> Iterator[dict[str, Any]]:
+        """Batches forever: one epoch after another, calling :meth:`set_epoch` itself."""
+        while True:
+            yield from self
+            self.set_epoch(self.epoch + 1)
+
+
+class _SampleDataset:
+    """Map-style dataset over global sample indices (torch-compatible ``__getitem__``)."""
+
+    def __init__(self, sampler: PatchSampler) -> None:
+        self.sampler = sampler
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.sampler.sample(index)
+
+    def __len__(self) -> int:  # nominal; indices come from the sampler
+        return 2**62
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    return {
+        "image": torch.from_numpy(np.stack([it["image"] for it in items])),
+        "label": torch.from_numpy(np.stack([it["label"] for it in items])),
+        "case_id": [it["case_id"] for it in items],
+        "forced_foreground": [it["forced_foreground"] for it in items],
+    }
 
 
 def make_train_loader(
@@ -94,4 +272,4 @@ def make_train_loader(
     )
 
 
-__all__ = ["TrainLoader", "make_train_loader"]
+__all__ = ["PatchSampler", "TrainLoader", "foreground_positions", "make_train_loader"]
