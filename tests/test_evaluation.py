@@ -1,0 +1,291 @@
+"""Tests of medseg.evaluation and the ``medseg evaluate`` command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import SAMPLE, shared_path
+
+from medseg.cli import main
+from medseg.errors import InputError, OutputExistsError
+from medseg.evaluation import (
+    OUTPUT_FILES,
+    case_name,
+    evaluate_folders,
+    is_single_case,
+    match_cases,
+)
+from medseg.metrics import EmptyPolicy
+
+REQUIRED_COLUMNS = (
+    "case", "label", "name", "dice", "hd_mm", "hd95_mm", "assd_mm", "nsd",
+    "ref_voxels", "pred_voxels", "ref_empty", "pred_empty",
+)  # fmt: skip
+SPACING = (1.0, 1.5, 2.0)
+
+
+def write_nii(path: Path, arr: np.ndarray, spacing=SPACING) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(arr, np.diag([*spacing, 1.0])), str(path))
+    return path
+
+
+def labels_ab() -> tuple[np.ndarray, np.ndarray]:
+    ref = np.zeros((20, 16, 12), dtype=np.uint8)
+    ref[3:10, 3:10, 3:8] = 1
+    ref[12:17, 4:12, 2:9] = 2
+    pred = np.roll(ref, 1, axis=0)
+    return pred, ref
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def batch(tmp_path: Path) -> tuple[Path, Path]:
+    pred_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    pred, ref = labels_ab()
+    write_nii(ref_dir / "a.nii.gz", ref)
+    write_nii(pred_dir / "a.nii.gz", ref)  # perfect
+    write_nii(ref_dir / "b.nii.gz", ref)
+    write_nii(pred_dir / "b.nii.gz", pred)  # shifted
+    missed = pred.copy()
+    missed[missed == 2] = 0
+    missed[0:2, 0:2, 0:2] = 3  # hallucinated label 3, label 2 missed
+    write_nii(ref_dir / "c.nii.gz", ref)
+    write_nii(pred_dir / "c.nii.gz", missed)
+    write_nii(ref_dir / "only_ref.nii.gz", ref)
+    write_nii(pred_dir / "only_pred.nii.gz", ref)
+    write_nii(ref_dir / "grid.nii.gz", ref)
+    write_nii(pred_dir / "grid.nii.gz", ref[:, :, :10])
+    (pred_dir / "notes.txt").write_text("ignored")
+    return pred_dir, ref_dir
+
+
+def test_cli_batch_outputs_failures_and_exit_code(batch, tmp_path, capsys) -> None:
+    pred_dir, ref_dir = batch
+    out = tmp_path / "out"
+    rc = main(["evaluate", str(pred_dir), str(ref_dir), "--out", str(out), "--tolerance-mm", "2"])
+    cap = capsys.readouterr()
+    assert rc == 1  # three failed cases
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+    rows = read_csv(out / "metrics.csv")
+    assert set(REQUIRED_COLUMNS) <= set(rows[0])
+    # one row per case and label, labels 1..3 in every evaluated case
+    assert [(r["case"], r["label"]) for r in rows] == [
+        (c, str(v)) for c in ("a", "b", "c") for v in (1, 2, 3)
+    ]
+    by = {(r["case"], r["label"]): r for r in rows}
+    assert float(by[("a", "1")]["dice"]) == 1.0 and float(by[("a", "1")]["hd95_mm"]) == 0.0
+    assert float(by[("b", "1")]["hd_mm"]) == pytest.approx(1.0)  # 1 voxel along axis 0 = 1 mm
+    missed = by[("c", "2")]
+    assert missed["pred_empty"] == "True" and float(missed["dice"]) == 0.0
+    diag = math.sqrt(sum((n * s) ** 2 for n, s in zip((20, 16, 12), SPACING, strict=True)))
+    assert float(missed["hd95_mm"]) == pytest.approx(diag)
+    halluc = by[("c", "3")]
+    assert halluc["ref_empty"] == "True" and halluc["pred_empty"] == "False"
+    assert by[("a", "3")]["undefined"] == "both_empty" and by[("a", "3")]["dice"] == "nan"
+    failures = read_csv(out / "failures.csv")
+    assert {f["case"] for f in failures} == {"grid", "only_pred", "only_ref"}
+    grid = next(f for f in failures if f["case"] == "grid")
+    assert "grid.nii.gz" in grid["error"] and "does not match" in grid["error"]
+    assert "3 case(s) failed" in cap.err and "no prediction for case 'only_ref'" in cap.err
+    assert "label" in cap.out and "hd95_mm" in cap.out and "3/6 case(s) evaluated" in cap.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cases"] == 6 and summary["n_failed"] == 3
+    lab2 = next(e for e in summary["labels"] if e["label"] == "2")
+    hd95 = lab2["metrics"]["hd95_mm"]
+    assert hd95["n_cases"] == 3 and hd95["n_undefined"] == 1 and hd95["n_substituted"] == 1
+    lab3 = next(e for e in summary["labels"] if e["label"] == "3")
+    assert lab3["metrics"]["dice"]["n_nan"] == 2 and lab3["metrics"]["dice"]["mean"] == 0.0
+    srows = read_csv(out / "summary.csv")
+    assert {"mean", "std", "median", "p5", "p95", "n_cases", "n_undefined"} <= set(srows[0])
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["tolerance_mm"] == 2.0
+    assert settings["empty_policy"] == {"both_empty_dice": "nan", "one_empty_distance": "diagonal"}
+    assert settings["surface"] == "border"
+
+
+def test_outputs_are_not_overwritten_without_flag(batch, tmp_path, capsys) -> None:
+    pred_dir, ref_dir = batch
+    out = tmp_path / "out"
+    args = ["evaluate", str(pred_dir / "a.nii.gz"), str(ref_dir / "a.nii.gz"), "--out", str(out)]
+    assert main(args) == 0
+    before = (out / "metrics.csv").read_text()
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "output exists" in capsys.readouterr().err
+    assert (out / "metrics.csv").read_text() == before
+    assert main([*args, "--overwrite", "--labels", "1"]) == 0
+    assert len(read_csv(out / "metrics.csv")) == 1
+    assert not list(out.glob(".*part*"))  # no temporary files left behind
+
+
+def test_single_files_regions_labels_and_names(batch, tmp_path, capsys) -> None:
+    pred_dir, ref_dir = batch
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"total": {"1": "liver", "2": "spleen"}, "other": {}}))
+    regions = tmp_path / "regions.yaml"
+    regions.write_text("regions:\n  both: [1, 2]\n")
+    out = tmp_path / "out"
+    rc = main([
+        "evaluate", str(pred_dir / "b.nii.gz"), str(ref_dir / "b.nii.gz"), "--out", str(out),
+        "--labels", "1-2", "--regions", "one_and_two=1,2", str(regions),
+        "--label-names", str(names), "--label-names-key", "total", "--quiet",
+    ])  # fmt: skip
+    cap = capsys.readouterr()
+    assert rc == 0 and cap.out == ""
+    rows = read_csv(out / "metrics.csv")
+    assert [(r["case"], r["label"], r["name"], r["kind"]) for r in rows] == [
+        ("b", "1", "liver", "label"),
+        ("b", "2", "spleen", "label"),
+        ("b", "1+2", "one_and_two", "region"),
+        ("b", "1+2", "both", "region"),
+    ]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["labels"] == [1, 2]
+    assert settings["regions"] == {"one_and_two": [1, 2], "both": [1, 2]}
+    assert settings["label_names"] == {"1": "liver", "2": "spleen"}
+
+
+def test_bad_command_line_values(batch, tmp_path, capsys) -> None:
+    pred_dir, ref_dir = batch
+    base = ["evaluate", str(pred_dir / "a.nii.gz"), str(ref_dir / "a.nii.gz")]
+    out = ["--out", str(tmp_path / "o")]
+    assert main([*base, *out, "--labels", "1,x"]) == 1
+    assert "labels: expected integers" in capsys.readouterr().err
+    assert main([*base, *out, "--empty-distance", "far"]) == 1
+    assert "number of mm" in capsys.readouterr().err
+    nested = tmp_path / "names.json"
+    nested.write_text(json.dumps({"total": {"1": "a"}, "mr": {"1": "b"}}))
+    assert main([*base, *out, "--label-names", str(nested)]) == 1
+    assert "--label-names-key" in capsys.readouterr().err
+    assert main([*base, *out, "--regions", "=1,2"]) == 1
+    assert "NAME=L,L" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nope"), str(ref_dir), *out]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_float_labels_accepted_and_non_integral_reported(tmp_path) -> None:
+    pred, ref = labels_ab()
+    write_nii(tmp_path / "r" / "x.nii.gz", ref.astype(np.float32))  # integral floats: fine
+    write_nii(tmp_path / "p" / "x.nii.gz", pred.astype(np.float32))
+    write_nii(tmp_path / "r" / "y.nii.gz", ref)
+    write_nii(tmp_path / "p" / "y.nii.gz", pred.astype(np.float32) * 0.5)  # 0.5: refused
+    res = evaluate_folders(tmp_path / "p", tmp_path / "r", tmp_path / "out")
+    assert not res.ok
+    assert {r.case for r in res.records} == {"x"}
+    (f,) = res.failures
+    assert f.case == "y" and "y.nii.gz" in f.error and "non-integral" in f.error
+
+
+def test_api_without_output_and_policy(batch) -> None:
+    pred_dir, ref_dir = batch
+    res = evaluate_folders(
+        pred_dir / "c.nii.gz",
+        ref_dir / "c.nii.gz",
+        None,
+        policy=EmptyPolicy(one_empty_distance="nan"),
+    )
+    assert res.ok and res.outputs == {}
+    r2 = next(r for r in res.records if r.label == "2")
+    assert math.isnan(r2.hd95_mm) and r2.dice == 0.0
+    hd95 = next(s for s in res.summary if s.label == "2" and s.metric == "hd95_mm")
+    assert hd95.n_nan == 1 and hd95.n_used == 0
+
+
+def test_outputs_checked_before_work(batch, tmp_path) -> None:
+    pred_dir, ref_dir = batch
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(OutputExistsError):
+        evaluate_folders(pred_dir, ref_dir, out)
+    assert not (out / "metrics.csv").exists()
+
+
+def test_progress_bar_only_when_asked(batch, capsys) -> None:
+    pred_dir, ref_dir = batch
+    evaluate_folders(pred_dir / "a.nii.gz", ref_dir / "a.nii.gz", None, progress=True)
+    assert "case" in capsys.readouterr().err
+    evaluate_folders(pred_dir / "a.nii.gz", ref_dir / "a.nii.gz", None, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_case_matching_rules(tmp_path) -> None:
+    assert case_name(Path("x/case_01.nii.gz")) == "case_01"
+    assert case_name(Path("x/case_01.nrrd")) == "case_01"
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    pred, ref = labels_ab()
+    write_nii(ref_dir / "k.nii.gz", ref)
+    write_nii(pred_dir / "k.nii", pred)  # different suffix, same case
+    write_nii(ref_dir / "dup.nii.gz", ref)
+    write_nii(ref_dir / "dup.nii", ref)
+    write_nii(pred_dir / "dup.nii.gz", ref)
+    pairs, failures = match_cases(pred_dir, ref_dir)
+    assert [(p.case, p.pred.name, p.ref.name) for p in pairs] == [("k", "k.nii", "k.nii.gz")]
+    (f,) = failures
+    assert f.case == "dup" and "two for case 'dup'" in f.error
+    with pytest.raises(InputError, match="single case"):
+        match_cases(pred_dir / "k.nii", ref_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="found none"):
+        match_cases(empty, empty)
+
+
+def test_dicom_series_folders_are_cases(tmp_path) -> None:
+    assert is_single_case(SAMPLE / "ct_dicom")
+    for side in ("p", "r"):
+        shutil.copytree(SAMPLE / "ct_dicom", tmp_path / side / "patient_1")
+    assert not is_single_case(tmp_path / "p")
+    pairs, failures = match_cases(tmp_path / "p", tmp_path / "r")
+    assert failures == [] and [p.case for p in pairs] == ["patient_1"]
+    pairs, _ = match_cases(tmp_path / "p" / "patient_1", tmp_path / "r" / "patient_1")
+    assert [p.case for p in pairs] == ["patient_1"]
+
+
+@pytest.mark.realdata
+def test_cli_on_totalsegmentator_pair_with_label_names(tmp_path, capsys) -> None:
+    d = shared_path("totalsegmentator_example")
+    out = tmp_path / "out"
+    rc = main([
+        "evaluate", str(d / "example_seg_fast.nii.gz"), str(d / "example_seg.nii.gz"),
+        "--out", str(out), "--label-names", str(d / "label_map_total_and_total_mr.json"),
+        "--label-names-key", "total", "--regions", "lungs=10-14", "--tolerance-mm", "3",
+    ])  # fmt: skip
+    assert rc == 0
+    rows = read_csv(out / "metrics.csv")
+    by = {r["label"]: r for r in rows}
+    assert by["5"]["name"] == "liver" and float(by["5"]["dice"]) > 0.9
+    assert by["10+11+12+13+14"]["name"] == "lungs"
+    assert "liver" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_brats_folder_of_float_label_maps(tmp_path) -> None:
+    d = shared_path("brats2015_deepmedic", "test")
+    for case in ("brats_2013_pat0001_1", "brats_2013_pat0002_1"):
+        src = d / case / "OTMultiClass.nii.gz"
+        (tmp_path / "r").mkdir(exist_ok=True)
+        (tmp_path / "p").mkdir(exist_ok=True)
+        shutil.copy(src, tmp_path / "r" / f"{case}.nii.gz")
+        shutil.copy(src, tmp_path / "p" / f"{case}.nii.gz")
+    res = evaluate_folders(
+        tmp_path / "p", tmp_path / "r", tmp_path / "out", regions={"core": [1, 3, 4]}
+    )
+    assert res.ok and len(res.records) == 2 * 5
+    assert all(r.dice == 1.0 and r.hd95_mm == 0.0 for r in res.records)
+    # Voxel counts from the data's PROVENANCE (pat0001, labels 1-4).
+    counts = {r.label: r.ref_voxels for r in res.records if r.case == "brats_2013_pat0001_1"}
+    assert [counts[k] for k in ("1", "2", "3", "4")] == [26371, 53050, 818, 31485]
