@@ -113,15 +113,18 @@ class Problem:
     """One problem found by :func:`check_dataset`.
 
     ``case_id`` is ``None`` for dataset-level problems; ``path`` is the file concerned.
+    ``severity`` is ``"error"`` (the dataset cannot be used as is) or ``"warning"``.
     """
 
     case_id: str | None
     path: Path | None
     message: str
+    severity: str = "error"
 
     def __str__(self) -> str:
         where = self.case_id if self.case_id is not None else "<dataset>"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return f"warning: {text}" if self.severity == "warning" else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +384,7 @@ def check_dataset(ds: Dataset, *, require_labels: bool = True) -> list[Problem]:
                 None,
                 ds.source,
                 "no label names declared; label values are not checked against a declared set",
+                severity="warning",
             )
         )
     declared = set(ds.label_names)

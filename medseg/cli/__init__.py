@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "convert",
     "evaluate",
     "train",
+    "check",
+    "plan",
 )
 
 
