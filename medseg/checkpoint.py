@@ -117,6 +117,9 @@ def save_checkpoint(
             raise ValueError(f"{p}: training state cannot be stored in a .safetensors file")
         from safetensors.torch import save_file
 
+        # safetensors refuses aliased tensors (DynUNet's skip_layers alias its blocks): copy.
+        sd = {k: v.clone() for k, v in sd.items()}
+
         with atomic_path(p, overwrite=True) as tmp:
             save_file(sd, str(tmp), metadata={"format": FORMAT, "meta_json": meta.to_json()})
         return p
