@@ -6,7 +6,8 @@ Supported layouts (``load_dataset`` picks by what it is given):
   ``image``/``label`` paths. The image is either one 4-D file (one volume per modality, MSD) or,
   when that file is absent, per-channel files ``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``...
   beside it (nnU-Net v1). Channel names come from ``modality``, label names from ``labels``
-  (``{"0": "background", "1": "tumour"}``).
+  (``{"0": "background", "1": "tumour"}``). medseg extensions: ``image`` may be a list of
+  per-channel files, and an entry may carry its own ``case_id``.
 * **nnU-Net v2**: ``dataset.json`` with ``channel_names``, ``labels`` (``{"background": 0,
   ...}``) and ``file_ending`` and no ``training`` list: cases are discovered from
   ``imagesTr/<case>_XXXX<file_ending>`` and ``labelsTr/<case><file_ending>``.
@@ -229,8 +230,13 @@ def _load_json(path: Path) -> Dataset:
         for i, e in enumerate(entries):
             if not isinstance(e, Mapping) or "image" not in e:
                 raise ConfigError(f"{path}: training[{i}]: expected {{'image': ..., 'label': ...}}")
-            img = (root / str(e["image"])).resolve()
             lab = (root / str(e["label"])).resolve() if e.get("label") else None
+            if isinstance(e["image"], list):  # medseg extension: one file per channel
+                imgs = tuple((root / str(x)).resolve() for x in e["image"])
+                cid = str(e.get("case_id", _strip_suffix(imgs[0].name)))
+                cases.append(Case(cid, imgs, lab))
+                continue
+            img = (root / str(e["image"])).resolve()
             cid = str(e.get("case_id", _strip_suffix(img.name)))
             cases.append(_v1_case(cid, img, lab, len(channels)))
         return _finish(name, channels, labels, cases, root, path)
