@@ -1,0 +1,176 @@
+"""The shared preprocessing pipeline and its exact inverse onto the original grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLE
+
+from medseg.errors import GeometryMismatchError
+from medseg.io import read_label_map, read_volume
+from medseg.plan import ChannelNormalization, NetworkPlan, Plan
+from medseg.transforms.preprocessing import (
+    PreprocessInfo,
+    preprocess_case,
+    restore_to_original,
+)
+from medseg.volume import LabelMap, Volume, affine_from_geometry
+
+
+def make_plan(
+    target=(1.0, 1.0, 1.0),
+    channels=("MR",),
+    crop=True,
+    scheme="zscore",
+    label_interpolation="nearest",
+) -> Plan:
+    norms = []
+    for c in channels:
+        if scheme == "ct":
+            norms.append(
+                ChannelNormalization(
+                    channel=c, scheme="ct", clip_low=-100, clip_high=300, mean=50, std=80
+                )
+            )
+        else:
+            norms.append(ChannelNormalization(channel=c, scheme="zscore", use_nonzero_mask=crop))
+    return Plan(
+        dataset_root="/x",
+        dataset_name="synthetic",
+        channel_names=list(channels),
+        label_names={0: "background", 1: "ball", 2: "core"},
+        target_spacing=target,
+        normalization=norms,
+        crop_to_nonzero=crop,
+        patch_size=(16, 16, 16),
+        batch_size=2,
+        network=NetworkPlan(
+            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
+        ),
+        label_interpolation=label_interpolation,
+        gpu_memory_gb=8,
+    )
+
+
+def _oblique_lps() -> np.ndarray:
+    a = np.deg2rad(15)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    return rot @ np.diag([-1.0, -1.0, 1.0])
+
+
+def _ball_case(
+    rng: np.random.Generator, spacing=(0.9, 1.2, 2.5), direction=None, shape=(40, 34, 18), pad=4
+):
+    """Object inside a zero background (so cropping does something): ball label 1, core 2."""
+    aff = affine_from_geometry(spacing, (30.0, -12.0, 7.0), direction)
+    g = np.indices(shape).astype(float) * np.asarray(spacing)[:, None, None, None]
+    centre = (np.asarray(shape) - 1) / 2 * np.asarray(spacing)
+    d = np.sqrt(((g - centre[:, None, None, None]) ** 2).sum(0))
+    lab = np.where(d < 12, 1, 0).astype(np.uint8)
+    lab[d < 5] = 2
+    body = np.zeros(shape, bool)
+    body[pad:-pad, pad:-pad, 2:-2] = True
+    lab[~body] = 0  # labels lie inside the imaged (non-zero) region
+    img = np.where(body, rng.normal(200, 30, shape), 0).astype(np.float32)
+    img[lab == 2] += 100
+    world_centre = aff[:3, :3] @ ((np.asarray(shape) - 1) / 2) + aff[:3, 3]
+    return (
+        Volume(img, aff, "synthetic.nii.gz"),
+        LabelMap(lab, aff, "synthetic_label.nii.gz"),
+        world_centre,
+    )
+
+
+@pytest.mark.parametrize("direction", [None, np.diag([-1.0, -1.0, 1.0]), _oblique_lps()])
+def test_identity_spacing_round_trip_is_exact(direction, rng: np.random.Generator) -> None:
+    img, lab, _ = _ball_case(rng, spacing=(1.0, 1.0, 1.0), direction=direction)
+    pre = preprocess_case([img], make_plan((1.0, 1.0, 1.0)), lab)
+    assert pre.image.dtype == np.float32 and pre.image.ndim == 4
+    assert pre.info.cropped_shape == pre.info.resampled_shape != pre.info.canonical_shape
+    back = restore_to_original(pre.label, pre.info, is_label=True)
+    np.testing.assert_array_equal(back, lab.array)
+    restored = LabelMap(back, np.asarray(pre.info.original_affine))
+    assert restored.same_grid(lab, atol=0)
+
+
+@pytest.mark.parametrize("direction", [None, _oblique_lps()])
+@pytest.mark.parametrize("label_interpolation", ["nearest", "linear_onehot"])
+def test_resampled_round_trip_returns_original_grid(
+    direction, label_interpolation, rng: np.random.Generator
+) -> None:
+    img, lab, world_centre = _ball_case(rng, direction=direction)
+    plan = make_plan((1.5, 1.5, 1.5), label_interpolation=label_interpolation)
+    pre = preprocess_case([img], plan, lab)
+    info = pre.info
+    assert pre.label is not None and pre.label.shape == pre.image.shape[1:]
+    # The preprocessed grid is RAS and puts the ball where the original has it (world mm).
+    paff = info.preprocessed_affine()
+    ijk = np.argwhere(pre.label == 2).mean(0)
+    np.testing.assert_allclose(paff[:3, :3] @ ijk + paff[:3, 3], world_centre, atol=1.0)
+    back = restore_to_original(pre.label, info, is_label=True)
+    assert back.shape == lab.shape
+    for v in (1, 2):
+        a, b = back == v, lab.array == v
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.85
+    # Probabilities: (C, ...) back onto the grid, background 1 outside the crop box.
+    probs = np.stack([(pre.label == v).astype(np.float32) for v in range(3)])
+    pback = restore_to_original(probs, info, is_label=False)
+    assert pback.shape == (3, *lab.shape)
+    np.testing.assert_allclose(pback.sum(0), 1, atol=1e-5)
+    assert pback[0, 0, 0, 0] == 1 and pback[1:, 0, 0, 0].sum() == 0
+    assert (np.argmax(pback, 0) == lab.array).mean() > 0.97
+
+
+def test_zscore_output_inside_nonzero_region(rng: np.random.Generator) -> None:
+    img, lab, _ = _ball_case(rng, spacing=(1.0, 1.0, 1.0))
+    pre = preprocess_case([img], make_plan((1.0, 1.0, 1.0)), lab)
+    mask = pre.image[0] != 0
+    assert abs(pre.image[0][mask].mean()) < 1e-4 and abs(pre.image[0][mask].std() - 1) < 1e-4
+    # Without cropping / mask: statistics over the whole image.
+    pre2 = preprocess_case([img], make_plan((1.0, 1.0, 1.0), crop=False), lab)
+    assert pre2.image.shape[1:] == img.shape
+    assert abs(pre2.image.mean()) < 1e-4 and abs(pre2.image.std() - 1) < 1e-4
+
+
+def test_multichannel_and_grid_checks(rng: np.random.Generator) -> None:
+    img, lab, _ = _ball_case(rng)
+    other = img.with_array(img.array * 2)
+    pre = preprocess_case([img, other], make_plan((1.5, 1.5, 1.5), channels=("A", "B")), lab)
+    assert pre.image.shape[0] == 2
+    np.testing.assert_allclose(pre.image[0], pre.image[1], atol=1e-4)  # z-score is scale-free
+    with pytest.raises(ValueError, match="plan expects 1"):
+        preprocess_case([img, other], make_plan(), lab)
+    shifted = Volume(img.array, img.affine + _shift(1.0))
+    with pytest.raises(GeometryMismatchError):
+        preprocess_case([img], make_plan(), LabelMap(lab.array, shifted.affine))
+    with pytest.raises(ValueError, match="does not match the preprocessed shape"):
+        restore_to_original(np.zeros((3, 3, 3), np.uint8), pre.info, is_label=True)
+
+
+def _shift(mm: float) -> np.ndarray:
+    s = np.zeros((4, 4))
+    s[0, 3] = mm
+    return s
+
+
+def test_info_json_round_trip(rng: np.random.Generator) -> None:
+    img, lab, _ = _ball_case(rng, direction=_oblique_lps())
+    info = preprocess_case([img], make_plan((1.5, 1.5, 1.5)), lab).info
+    again = PreprocessInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    assert again == info
+
+
+@pytest.mark.realdata
+def test_sample_ct_round_trip_exact_grid() -> None:
+    """Shipped spleen CT (0.795 x 0.795 x 5 mm): to 1.5 mm isotropic-ish and back."""
+    img = read_volume(SAMPLE / "spleen_ct.nii.gz")
+    lab = read_label_map(SAMPLE / "spleen_ct_label.nii.gz")
+    plan = make_plan((1.6, 1.6, 2.5), channels=("CT",), crop=False, scheme="ct")
+    pre = preprocess_case([img], plan, lab)
+    assert pre.image.max() <= (300 - 50) / 80 + 1e-5 and pre.image.min() >= (-100 - 50) / 80 - 1e-5
+    back = restore_to_original(pre.label, pre.info, is_label=True)
+    assert LabelMap(back, np.asarray(pre.info.original_affine)).same_grid(lab, atol=0)
+    a, b = back == 1, lab.array == 1
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
