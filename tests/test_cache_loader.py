@@ -1,0 +1,199 @@
+"""Disk cache (keys, invalidation, atomic files) and the training loader (shapes, determinism,
+DDP ranks, foreground ratio)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import medseg.cache as cache_mod
+from medseg.cache import cache_folder, ensure_cached, load_cached
+from medseg.datasets import Case
+from medseg.loader import foreground_positions, make_train_loader
+from medseg.plan import ChannelNormalization, NetworkPlan, Plan
+
+SHAPE = (30, 26, 20)
+
+
+def _plan(patch=(16, 16, 8), batch=3, ratio=1 / 3, spacing=(1.0, 1.0, 2.0)) -> Plan:
+    return Plan(
+        dataset_root="/x",
+        dataset_name="synthetic",
+        channel_names=["A", "B"],
+        label_names={0: "background", 1: "dot"},
+        target_spacing=spacing,
+        normalization=[ChannelNormalization(channel=c, scheme="zscore") for c in "AB"],
+        crop_to_nonzero=False,
+        patch_size=patch,
+        batch_size=batch,
+        network=NetworkPlan(
+            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
+        ),
+        foreground_ratio=ratio,
+        gpu_memory_gb=8,
+    )
+
+
+def _cases(root: Path, rng: np.random.Generator, n: int = 3) -> list[Case]:
+    """Two channels, a tiny 2x2x1 foreground dot (so random patches usually miss it)."""
+    out = []
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    for i in range(n):
+        lab = np.zeros(SHAPE, np.uint8)
+        lab[4 + i : 6 + i, 20:22, 15] = 1
+        paths = []
+        for c in range(2):
+            p = root / f"c{i}_{c}.nii.gz"
+            nib.save(nib.Nifti1Image(rng.normal(c * 10, 1, SHAPE).astype(np.float32), aff), str(p))
+            paths.append(p)
+        lp = root / f"c{i}_label.nii.gz"
+        nib.save(nib.Nifti1Image(lab, aff), str(lp))
+        out.append(Case(f"c{i}", tuple(paths), lp))
+    return out
+
+
+def test_cache_layout_hit_and_invalidation(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = _cases(tmp_path, rng)
+    plan = _plan()
+    cached = ensure_cached(plan, cases, tmp_path / "cache")
+    folder = cache_folder(plan, tmp_path / "cache")
+    assert folder.name == plan.preprocessing_key()
+    assert {p.name for p in folder.iterdir()} >= {
+        "c0.image.npy",
+        "c0.label.npy",
+        "c0.fg.npy",
+        "c0.json",
+        "plan_preprocessing.json",
+    }
+    assert not [p for p in folder.iterdir() if ".part" in p.name]  # atomic writes left nothing
+    img = cached[0].load_image()
+    assert isinstance(img, np.memmap) and img.dtype == np.float32 and img.shape == (2, *SHAPE)
+    assert abs(float(np.asarray(img[1]).mean())) < 1e-4  # z-scored per channel
+    fg = cached[0].foreground()
+    lab = np.asarray(cached[0].load_label())
+    assert len(fg) == 4 and np.all(lab[tuple(fg[:, 1:].T)] == 1)
+    assert json.loads((folder / "c0.json").read_text())["info"]["original_shape"] == list(SHAPE)
+
+    calls: list[str] = []
+    real = cache_mod.cache_case
+
+    def spy(plan_, case, cache_dir, seed=0):  # type: ignore[no-untyped-def]
+        calls.append(case.case_id)
+        return real(plan_, case, cache_dir, seed)
+
+    monkeypatch.setattr(cache_mod, "cache_case", spy)
+    ensure_cached(plan, cases, tmp_path / "cache")
+    assert calls == []  # everything was a hit
+    st = cases[1].images[0].stat()
+    os.utime(cases[1].images[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert load_cached(plan, cases[1], tmp_path / "cache") is None
+    ensure_cached(plan, cases, tmp_path / "cache")
+    assert calls == ["c1"]  # only the touched case was recomputed
+    calls.clear()
+    edited = plan.model_copy(update={"target_spacing": (2.0, 2.0, 2.0)})
+    again = ensure_cached(edited, cases, tmp_path / "cache")
+    assert calls == ["c0", "c1", "c2"] and cache_folder(edited, tmp_path / "cache") != folder
+    assert again[0].load_image().shape == (2, 15, 13, 20)
+    calls.clear()
+    ensure_cached(plan.model_copy(update={"batch_size": 5}), cases, tmp_path / "cache")
+    assert calls == []  # batch size does not affect preprocessing
+
+
+def test_loader_batches_shapes_and_determinism(tmp_path: Path, rng: np.random.Generator) -> None:
+    cases = _cases(tmp_path, rng)
+    plan = _plan()
+    kw = dict(seed=11, iterations_per_epoch=4)
+    loader = make_train_loader(plan, cases, tmp_path / "cache", num_workers=0, **kw)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 4
+    b = batches[0]
+    assert b["image"].dtype == torch.float32 and b["image"].shape == (3, 2, 16, 16, 8)
+    assert b["label"].dtype == torch.int64 and b["label"].shape == (3, 1, 16, 16, 8)
+    assert len(b["case_id"]) == 3
+    again = list(make_train_loader(plan, cases, tmp_path / "cache", num_workers=0, **kw))
+    for x, y in zip(batches, again, strict=True):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
+    other_seed = list(
+        make_train_loader(
+            plan, cases, tmp_path / "cache", num_workers=0, seed=12, iterations_per_epoch=4
+        )
+    )
+    assert not torch.equal(batches[0]["image"], other_seed[0]["image"])
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader))["image"], batches[0]["image"])
+    inf = loader.infinite()
+    assert [next(inf)["image"].shape[0] for _ in range(6)] == [3] * 6
+
+
+def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> None:
+    cases = _cases(tmp_path, rng, n=2)
+    plan = _plan()
+    single = list(
+        make_train_loader(
+            plan, cases, tmp_path / "c", num_workers=0, seed=3, iterations_per_epoch=2
+        )
+    )
+    multi = list(
+        make_train_loader(
+            plan, cases, tmp_path / "c", num_workers=2, seed=3, iterations_per_epoch=2
+        )
+    )
+    for x, y in zip(single, multi, strict=True):  # the worker count does not change the data
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
+    r0 = make_train_loader(
+        plan,
+        cases,
+        tmp_path / "c",
+        num_workers=0,
+        seed=3,
+        iterations_per_epoch=2,
+        rank=0,
+        world_size=2,
+    )
+    r1 = make_train_loader(
+        plan,
+        cases,
+        tmp_path / "c",
+        num_workers=0,
+        seed=3,
+        iterations_per_epoch=2,
+        rank=1,
+        world_size=2,
+    )
+    assert not set(r0.indices()) & set(r1.indices())
+    assert not torch.equal(next(iter(r0))["image"], next(iter(r1))["image"])
+    with pytest.raises(ValueError, match="rank 2"):
+        make_train_loader(plan, cases, tmp_path / "c", num_workers=0, seed=3, rank=2, world_size=2)
+
+
+def test_foreground_ratio_makes_tiny_structures_seen(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    cases = _cases(tmp_path, rng)
+    assert foreground_positions(3, 1 / 3) == 1 and foreground_positions(2, 0.33) == 1
+    assert foreground_positions(4, 0.0) == 0
+
+    def fg_share(ratio: float) -> float:
+        loader = make_train_loader(
+            _plan(ratio=ratio),
+            cases,
+            tmp_path / "cache",
+            num_workers=0,
+            seed=0,
+            iterations_per_epoch=20,
+            augment=False,
+        )
+        hits = [bool(lbl.sum() > 0) for b in loader for lbl in b["label"]]
+        return float(np.mean(hits))
+
+    without, with_third = fg_share(0.0), fg_share(1 / 3)
+    assert without < 0.2  # a 4-voxel dot is rarely hit by chance
+    assert with_third >= 1 / 3  # every forced position contains foreground
