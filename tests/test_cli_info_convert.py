@@ -71,7 +71,7 @@ def test_convert_nifti_to_nrrd_and_label(tmp_path: Path) -> None:
     [
         (lambda d: (d / "x.nii.gz").write_bytes(b"\x1f\x8b broken"), "x.nii.gz"),
         (lambda d: (d / "x.png").write_bytes(b"png"), "unsupported format"),
-        (lambda d: (d / "empty").mkdir(), "no DICOM series"),
+        (lambda d: (d / "empty").mkdir(), "no DICOM"),
     ],
     ids=["corrupt", "unsupported", "empty-folder"],
 )

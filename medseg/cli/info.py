@@ -111,7 +111,7 @@ def describe_folder(folder: Path, headers_only: bool = False) -> dict[str, Any]:
             "modality": s.modality,
             "n_slices": s.n_slices,
             "transfer_syntax": s.transfer_syntax,
-            "series_uid": s.series_uid,
+            "series_uid": None if s.series_uid.startswith("nouid:") else s.series_uid,
             "format": "DICOM",
         }
         if s.shape is not None:
