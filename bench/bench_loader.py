@@ -1,0 +1,214 @@
+"""Training-loader throughput (patches/s): medseg's cached loader vs a plain MONAI pipeline.
+
+Both pipelines produce the same thing from the same cases: a foreground-biased patch of the
+plan's patch size, augmented with the plan's augmentation (the same medseg augmentation code).
+
+* **medseg**: ``make_train_loader`` — cases preprocessed once into the disk cache (reported
+  separately as a one-off cost), then memory-mapped patch reads + augmentation.
+* **MONAI reference**: ``monai.data.Dataset`` + ``DataLoader`` with ``LoadImaged`` →
+  ``EnsureChannelFirstd`` → ``Orientationd(RAS)`` → ``Spacingd(target spacing)`` →
+  ``NormalizeIntensityd`` → ``RandCropByPosNegLabeld`` (region large enough for the spatial
+  augmentation) → the same augmentation; i.e. every sample re-reads and re-resamples its case.
+
+Usage::
+
+    python bench/bench_loader.py [--data /work/shared/data/la2018_msd] [--workers 2]
+        [--batches 30] [--patch 128 128 80]
+
+Prints a table and the medseg / MONAI ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _reference_loader(plan: Any, cases: list[Any], workers: int, batch: int, seed: int) -> Any:
+    import monai.transforms as mt
+    import torch
+    from monai.data import DataLoader, Dataset
+
+    from medseg.transforms.augmentation import apply_augmentation, region_size, sample_params
+
+    patch = tuple(int(p) for p in plan.patch_size)
+    # Largest region the augmentation can ask for (max rotation and scale), as a fixed crop.
+    from medseg.transforms.augmentation import AugmentationParams
+
+    aug = plan.augmentation
+    worst = AugmentationParams(
+        rotation_rad=tuple(
+            math.radians(max(abs(a) for a in aug.rotation_range_deg)) for _ in range(3)
+        ),  # type: ignore[arg-type]
+        scale=max(aug.scale_range),
+    )
+    crop = region_size(patch, worst)
+
+    class Augment(mt.Randomizable, mt.MapTransform):
+        def __init__(self) -> None:
+            mt.MapTransform.__init__(self, ["image", "label"])
+            self.rng = np.random.default_rng(seed)
+
+        def randomize(self, data: Any = None) -> None:
+            pass
+
+        def set_random_state(self, seed: int | None = None, state: Any = None) -> Any:
+            self.rng = np.random.default_rng(seed)
+            return self
+
+        def __call__(self, d: dict[str, Any]) -> dict[str, Any]:
+            params = sample_params(plan.augmentation, self.rng)
+            need = region_size(patch, params)
+            img = np.asarray(d["image"])
+            lab = np.asarray(d["label"])[0].astype(np.int16)
+            # centre-crop the fixed region to the needed one (or keep all of it)
+            lo = [max(0, (c - n) // 2) for c, n in zip(img.shape[1:], need, strict=True)]
+            sl = tuple(slice(a, a + n) for a, n in zip(lo, need, strict=True))
+            im, lb = apply_augmentation(img[(slice(None), *sl)], lab[sl], params, patch)
+            assert lb is not None
+            return {
+                "image": torch.from_numpy(im),
+                "label": torch.from_numpy(lb[None].astype(np.int64)),
+            }
+
+    keys = ["image", "label"]
+    ratio = plan.foreground_ratio
+    transforms = mt.Compose(
+        [
+            mt.LoadImaged(keys, image_only=True),
+            mt.EnsureChannelFirstd(keys),
+            mt.Orientationd(keys, axcodes="RAS"),
+            mt.Spacingd(keys, pixdim=plan.target_spacing, mode=("bilinear", "nearest")),
+            mt.NormalizeIntensityd("image", channel_wise=True),
+            mt.RandCropByPosNegLabeld(
+                keys,
+                "label",
+                spatial_size=crop,
+                pos=ratio,
+                neg=1 - ratio,
+                num_samples=1,
+                allow_smaller=True,
+            ),
+            mt.SpatialPadd(keys, spatial_size=crop),
+            Augment(),
+        ]
+    )
+    transforms.set_random_state(seed)
+    items = [{"image": str(c.images[0]), "label": str(c.label)} for c in cases]
+    n_items = 10**6
+    ds = Dataset(
+        [
+            items[i % len(items)]
+            for i in np.random.default_rng(seed).integers(len(items), size=n_items)
+        ],
+        transform=transforms,
+    )
+
+    def collate(samples: list[Any]) -> dict[str, Any]:
+        flat = [s[0] if isinstance(s, list) else s for s in samples]
+        return {k: torch.stack([s[k] for s in flat]) for k in ("image", "label")}
+
+    return DataLoader(
+        ds,
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collate,
+        shuffle=False,
+        persistent_workers=workers > 0,
+        worker_init_fn=lambda _: torch.set_num_threads(1),
+    )
+
+
+def _time(it: Any, warmup: int, batches: int) -> tuple[float, int, tuple[int, ...]]:
+    it = iter(it)
+    shape: tuple[int, ...] = ()
+    for _ in range(warmup):
+        b = next(it)
+        shape = tuple(b["image"].shape)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        b = next(it)
+        n += int(b["image"].shape[0])
+    return time.perf_counter() - t0, n, shape
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/la2018_msd"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=30, help="timed batches per pipeline")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument(
+        "--patch", type=int, nargs=3, default=None, help="patch size (default: the plan's)"
+    )
+    ap.add_argument("--cases", type=int, default=12)
+    ap.add_argument("--cache", type=Path, default=None, help="cache folder (default: temp)")
+    args = ap.parse_args()
+
+    import torch
+
+    from medseg.datasets import load_dataset
+    from medseg.loader import make_train_loader
+    from medseg.plan import plan_dataset
+
+    torch.set_num_threads(1)
+    ds = load_dataset(args.data)
+    cases = ds.cases[: args.cases]
+    plan = plan_dataset(ds.subset([c.case_id for c in cases]), voxels_per_case=5000)
+    if args.patch:
+        from medseg.plan import network_topology
+
+        plan = plan.model_copy(
+            update={
+                "patch_size": tuple(args.patch),
+                "network": network_topology(args.patch, plan.target_spacing),
+            }
+        )
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="medseg_bench_cache_"))
+    t0 = time.perf_counter()
+    ours = make_train_loader(
+        plan,
+        cases,
+        cache,
+        num_workers=args.workers,
+        seed=0,
+        iterations_per_epoch=10**6,
+        batch_size=args.batch_size,
+    )
+    cache_s = time.perf_counter() - t0
+    ref = _reference_loader(plan, cases, args.workers, args.batch_size, seed=0)
+
+    rows = []
+    for name, loader in (("medseg cached loader", ours), ("MONAI Dataset pipeline", ref)):
+        dt, n, shape = _time(loader, args.warmup, args.batches)
+        rows.append((name, n, dt, n / dt, shape))
+    ratio = rows[0][3] / rows[1][3]
+    print(
+        f"data: {args.data} ({len(cases)} cases), patch {tuple(plan.patch_size)}, batch "
+        f"{args.batch_size}, workers {args.workers}, timed batches {args.batches} "
+        f"(after {args.warmup} warm-up), target spacing {plan.target_spacing}"
+    )
+    print(
+        f"machine: {platform.machine()}, torch {torch.__version__}, one-off cache build "
+        f"{cache_s:.1f} s (num_workers={args.workers})"
+    )
+    print()
+    print("| pipeline | patches | seconds | patches/s | batch shape |")
+    print("|---|---:|---:|---:|---|")
+    for name, n, dt, rate, shape in rows:
+        print(f"| {name} | {n} | {dt:.2f} | {rate:.2f} | {shape} |")
+    print()
+    print(f"ratio medseg / MONAI = {ratio:.2f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()
