@@ -300,52 +300,43 @@ def evaluate_pair(
 
     max_p = int(p_arr.max()) if p_arr.size else 0
     max_r = int(r_arr.max()) if r_arr.size else 0
-    nmax = max(max_p, max_r) + 1
-    cnt_p = np.bincount(p_arr.ravel(), minlength=nmax)
-    cnt_r = np.bincount(r_arr.ravel(), minlength=nmax)
-    agree = p_arr == r_arr
-    cnt_tp = np.bincount(r_arr[agree], minlength=nmax)
-    del agree
+    # One pass per map: the bounding box of every label value. Everything else (counts,
+    # overlap, surfaces) is computed inside each label's union box, never on the full grid.
+    box_p = _bboxes(p_arr, max_p)
+    box_r = _bboxes(r_arr, max_r)
+
+    def box_of(boxes: list[tuple[slice, ...] | None], v: int) -> tuple[slice, ...] | None:
+        return boxes[v - 1] if 0 < v <= len(boxes) else None
 
     if labels is None:
-        wanted = [int(v) for v in np.nonzero((cnt_p + cnt_r)[1:])[0] + 1]
+        wanted = [
+            v
+            for v in range(1, max(max_p, max_r) + 1)
+            if box_of(box_p, v) is not None or box_of(box_r, v) is not None
+        ]
     else:
         wanted = sorted({int(v) for v in labels})
         if any(v <= 0 for v in wanted):
             raise ValueError(f"labels must be positive (0 is background), found {wanted}")
 
-    box_p = _bboxes(p_arr, max_p)
-    box_r = _bboxes(r_arr, max_r)
-
-    def count(c: npt.NDArray[np.int64], v: int) -> int:
-        return int(c[v]) if v < c.size else 0
-
-    def box_of(boxes: list[tuple[slice, ...] | None], v: int) -> tuple[slice, ...] | None:
-        return boxes[v - 1] if 0 < v <= len(boxes) else None
-
     worst = policy.worst_distance(shape, spacing)
     records: list[LabelRecord] = []
 
     def one(key: str, name: str, values: tuple[int, ...], kind: str) -> None:
-        n_p = sum(count(cnt_p, v) for v in values)
-        n_r = sum(count(cnt_r, v) for v in values)
-        if kind == "label":
-            tp = count(cnt_tp, values[0])
-            box = _union_box([box_of(box_p, values[0]), box_of(box_r, values[0])])
-            sl = _crop(box, shape, 1) if box is not None else None
-            pm = rm = None
-            if sl is not None and n_p and n_r:
+        box = _union_box([box_of(b, v) for v in values for b in (box_p, box_r)])
+        pm = rm = None
+        n_p = n_r = tp = 0
+        if box is not None:
+            sl = _crop(box, shape, 1)
+            if len(values) == 1:
                 pm = p_arr[sl] == values[0]
                 rm = r_arr[sl] == values[0]
-        else:
-            box = _union_box([box_of(b, v) for v in values for b in (box_p, box_r)])
-            sl = _crop(box, shape, 1) if box is not None else None
-            tp = 0
-            pm = rm = None
-            if sl is not None:
+            else:
                 pm = np.isin(p_arr[sl], values)
                 rm = np.isin(r_arr[sl], values)
-                tp = int(np.count_nonzero(pm & rm))
+            n_p = int(np.count_nonzero(pm))
+            n_r = int(np.count_nonzero(rm))
+            tp = int(np.count_nonzero(pm & rm)) if n_p and n_r else 0
         records.append(
             _record(
                 case,

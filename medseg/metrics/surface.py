@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,8 @@ SurfaceKind = Literal["border", "surfels"]
 DistanceMethod = Literal["auto", "edt", "kdtree"]
 
 SURFACES: tuple[str, ...] = ("border", "surfels")
+_F64 = npt.NDArray[np.float64]
+_IDX = npt.NDArray[np.intp]
 METHODS: tuple[str, ...] = ("auto", "edt", "kdtree")
 
 
@@ -81,31 +83,53 @@ def border_voxels(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return m & ~inner
 
 
-def _nearest_distances(
-    src: npt.NDArray[np.bool_],
-    dst: npt.NDArray[np.bool_],
+def _auto_method(bp: npt.NDArray[np.bool_], br: npt.NDArray[np.bool_]) -> DistanceMethod:
+    # The EDT costs ~ the crop size, the KD-tree ~ the number of surface points (x log).
+    n = int(np.count_nonzero(bp)) + int(np.count_nonzero(br))
+    return "kdtree" if 8 * n < bp.size else "edt"
+
+
+def _directed_distances(
+    bp: npt.NDArray[np.bool_],
+    br: npt.NDArray[np.bool_],
     spacing: tuple[float, float, float],
     method: DistanceMethod,
-) -> npt.NDArray[np.float64]:
-    """Distance (mm) from every true point of ``src`` to the nearest true point of ``dst``
-    (both non-empty, same 3-D shape), in ``np.argwhere(src)`` order."""
-    n_src = int(np.count_nonzero(src))
-    n_dst = int(np.count_nonzero(dst))
-    if method == "auto":
-        # The EDT costs ~ the crop size, the KD-tree ~ the number of surface points (log).
-        method = "kdtree" if 8 * (n_src + n_dst) < src.size else "edt"
-    if method == "edt":
-        dt = ndimage.distance_transform_edt(~dst, sampling=spacing)
-        return np.asarray(dt[src], dtype=np.float64)
-    if method == "kdtree":
-        from scipy.spatial import cKDTree
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.intp]
+]:
+    """Distances (mm) from each point of surface ``bp`` to the nearest point of ``br`` and back.
 
-        sp = np.asarray(spacing, dtype=np.float64)
-        dst_pts = np.argwhere(dst).astype(np.float64) * sp
-        src_pts = np.argwhere(src).astype(np.float64) * sp
-        d, _ = cKDTree(dst_pts, leafsize=32, balanced_tree=False).query(src_pts, k=1)
-        return np.asarray(d, dtype=np.float64)
-    raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
+    Both are non-empty boolean grids of one shape, with spacing in mm per axis. Returns
+    ``(d_pr, idx_p, d_rp, idx_r)``: ``d_pr[i]`` belongs to the point at flat index ``idx_p[i]``.
+    Points on both surfaces have distance 0 and are not queried.
+    """
+    if method == "auto":
+        method = _auto_method(bp, br)
+    if method == "edt":
+        idx_p, idx_r = np.flatnonzero(bp), np.flatnonzero(br)
+        d_pr = ndimage.distance_transform_edt(~br, sampling=spacing).ravel()[idx_p]
+        d_rp = ndimage.distance_transform_edt(~bp, sampling=spacing).ravel()[idx_r]
+        return d_pr.astype(np.float64), idx_p, d_rp.astype(np.float64), idx_r
+    if method != "kdtree":
+        raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
+    from scipy.spatial import cKDTree
+
+    # One scan of the crop for both surfaces, then two trees over surface points only.
+    flat = np.flatnonzero(bp | br)
+    in_p = bp.ravel()[flat]
+    in_r = br.ravel()[flat]
+    pts = np.stack(np.unravel_index(flat, bp.shape), axis=1).astype(np.float64)
+    pts *= np.asarray(spacing, dtype=np.float64)
+    pts_p, pts_r = pts[in_p], pts[in_r]
+    shared_p, shared_r = in_r[in_p], in_p[in_r]
+    kw: dict[str, Any] = {"leafsize": 32, "balanced_tree": False, "compact_nodes": False}
+    d_pr = np.zeros(len(pts_p))
+    d_rp = np.zeros(len(pts_r))
+    if not shared_p.all():
+        d_pr[~shared_p] = cKDTree(pts_r, **kw).query(pts_p[~shared_p], k=1)[0]
+    if not shared_r.all():
+        d_rp[~shared_r] = cKDTree(pts_p, **kw).query(pts_r[~shared_r], k=1)[0]
+    return d_pr, flat[in_p], d_rp, flat[in_r]
 
 
 def border_surface_distances(
@@ -123,10 +147,7 @@ def border_surface_distances(
             neighbour among surface points) or ``"auto"``; both are exact and agree to float
             rounding.
     """
-    bp = border_voxels(pred)
-    br = border_voxels(ref)
-    d_pr = _nearest_distances(bp, br, spacing, method)
-    d_rp = _nearest_distances(br, bp, spacing, method)
+    d_pr, _, d_rp, _ = _directed_distances(border_voxels(pred), border_voxels(ref), spacing, method)
     return SurfaceDistances(d_pr, d_rp, np.ones(d_pr.shape), np.ones(d_rp.shape))
 
 
@@ -143,35 +164,22 @@ def _surfel_area_table(spacing: tuple[float, float, float]) -> npt.NDArray[np.fl
     return np.asarray(table.cpu().numpy(), dtype=np.float64)
 
 
-_CODE_KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.int32)
+def _neighbour_codes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
+    """DeepMind's 2×2×2 neighbour code of every voxel corner, shape ``mask.shape + 1``.
 
-
-def _surfels(
-    mask: npt.NDArray[np.bool_], spacing: tuple[float, float, float]
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
-    """Surfel corner points of ``mask`` (array one larger per axis than ``mask``) and their areas.
-
-    Corner ``(a, b, c)`` of the returned grid lies between voxels ``a-1`` and ``a`` (etc.).
-    The input must already carry one background voxel on every side (callers pad).
+    Corner ``(a, b, c)`` lies between voxels ``a-1`` and ``a`` (etc.); bit 7 is voxel
+    ``(a-1, b-1, c-1)``, bit 0 voxel ``(a, b, c)`` (the kernel of ``surface_distance``).
     """
-    m = mask.astype(np.int32)
-    # Neighbour code of each 2x2x2 block (DeepMind's correlate with origin -1 on a padded mask).
-    padded = np.pad(m, 1)
-    code = np.zeros(tuple(s - 1 for s in padded.shape), dtype=np.int32)
+    padded = np.pad(mask.astype(np.uint8), 1)
+    shape = tuple(s - 1 for s in padded.shape)
+    code = np.zeros(shape, dtype=np.uint8)
+    bit = 7
     for a in range(2):
         for b in range(2):
             for c in range(2):
-                code += (
-                    padded[
-                        a : a + code.shape[0],
-                        b : b + code.shape[1],
-                        c : c + code.shape[2],
-                    ]
-                    * _CODE_KERNEL[a, b, c]
-                )
-    points = (code != 0) & (code != 255)
-    areas = _surfel_area_table(spacing)[code[points]]
-    return points, areas
+                code |= padded[a : a + shape[0], b : b + shape[1], c : c + shape[2]] << bit
+                bit -= 1
+    return code
 
 
 def surfel_surface_distances(
@@ -182,11 +190,12 @@ def surfel_surface_distances(
 ) -> SurfaceDistances:
     """Area-weighted surfel distances (DeepMind ``surface-distance`` definition) between two
     **non-empty** 3-D boolean masks of the same shape; ``spacing`` in mm per array axis."""
-    sp, ap = _surfels(pred, spacing)
-    sr, ar = _surfels(ref, spacing)
-    d_pr = _nearest_distances(sp, sr, spacing, method)
-    d_rp = _nearest_distances(sr, sp, spacing, method)
-    return SurfaceDistances(d_pr, d_rp, ap, ar)
+    cp, cr = _neighbour_codes(pred), _neighbour_codes(ref)
+    sp = (cp != 0) & (cp != 255)
+    sr = (cr != 0) & (cr != 255)
+    d_pr, idx_p, d_rp, idx_r = _directed_distances(sp, sr, spacing, method)
+    table = _surfel_area_table(spacing)
+    return SurfaceDistances(d_pr, d_rp, table[cp.ravel()[idx_p]], table[cr.ravel()[idx_r]])
 
 
 def surface_distances(
