@@ -20,7 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +117,9 @@ def _fast_ok(h: FrameHeader, dt: np.dtype[Any]) -> bool:
 
 def _decoded_frames(
     frames: Sequence[FrameHeader], todo: list[int], parallel: bool
-) -> dict[int, np.ndarray]:
-    """Decode frames ``todo`` (indices into ``frames``) through pydicom, per file."""
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode frames ``todo`` (indices into ``frames``) through pydicom, one job per file;
+    yields ``(index, frame)`` as results arrive so the caller can copy and drop them."""
     by_file: dict[Path, list[int]] = defaultdict(list)
     for k in todo:
         by_file[frames[k].path].append(k)
@@ -131,14 +132,17 @@ def _decoded_frames(
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            results = list(ex.map(_decode_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+            results: Iterator[np.ndarray] = ex.map(_decode_job, jobs, chunksize=2)
+            for ks, arr in zip(by_file.values(), results, strict=True):
+                for pos, k in enumerate(ks):
+                    yield k, arr[pos]
+                del arr
     else:
-        results = [_decode_job(j) for j in jobs]
-    out: dict[int, np.ndarray] = {}
-    for (_, ks), arr in zip(by_file.items(), results, strict=True):
-        for pos, k in enumerate(ks):
-            out[k] = arr[pos]
-    return out
+        for ks, job in zip(by_file.values(), jobs, strict=True):
+            arr = _decode_job(job)
+            for pos, k in enumerate(ks):
+                yield k, arr[pos]
+            del arr
 
 
 def assemble(
@@ -177,10 +181,8 @@ def assemble(
             np.multiply(scratch, h.slope, out=buf[k], casting="unsafe")
             buf[k] += np.float32(h.intercept)
     if slow:
-        decoded = _decoded_frames(frames, slow, parallel)
-        for k in slow:
+        for k, raw in _decoded_frames(frames, slow, parallel):
             h = frames[k]
-            raw = decoded.pop(k)
             if raw.shape != (rows, cols):
                 raise InputError(
                     h.path, f"decoded frame has shape {raw.shape}; expected ({rows}, {cols})"
