@@ -59,6 +59,9 @@ class NetworkConfig(_Strict):
     architecture: Literal["dynunet", "unet", "segresnet"] = "dynunet"
     deep_supervision: bool = True
     filters: list[int] | None = None
+    base_filters: int | None = Field(
+        default=None, ge=1, description="filters = base * 2**stage (capped by max_filters)"
+    )
     max_filters: int | None = Field(default=None, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 

@@ -67,6 +67,10 @@ def network_spec(cfg: TrainConfig, plan: Plan) -> NetworkSpec:
         deep_supervision=cfg.network.deep_supervision,
     )
     filters = list(cfg.network.filters) if cfg.network.filters is not None else spec.filters
+    if cfg.network.base_filters is not None:
+        if cfg.network.filters is not None:
+            raise ConfigError("network: give either filters or base_filters, not both")
+        filters = [cfg.network.base_filters * 2**i for i in range(len(spec.strides))]
     if len(filters) != len(spec.strides):
         raise ConfigError(
             f"network.filters: expected {len(spec.strides)} entries (one per plan stage), "
