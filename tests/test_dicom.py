@@ -450,3 +450,121 @@ def test_shipped_jpeg2000_ct_matches_simpleitk() -> None:
     lps[:3, 3] = img.GetOrigin()
     np.testing.assert_allclose(vol.affine_lps(), lps, atol=1e-4)
     assert vol.meta.units == "HU" and vol.meta.rescale_intercept == -1024.0
+
+
+# --- enhanced multi-frame and tagged time points -----------------------------------------------
+def write_enhanced(
+    path: Path, n_slices: int = 4, rows: int = 5, cols: int = 6, seed: int = 3
+) -> dict[str, list[np.ndarray]]:
+    """One Enhanced MR file holding a magnitude and a field-map volume (frames interleaved
+    and shuffled); per-frame position, type and rescale; shared orientation and spacing."""
+    from pydicom.sequence import Sequence as Seq
+    from pydicom.uid import EnhancedMRImageStorage
+
+    rng = np.random.default_rng(seed)
+    kinds = {"M": (1.0, 0.0), "FIELD_MAP": (0.5, -100.0)}
+    stored = {
+        t: [rng.integers(0, 4000, (rows, cols)).astype(np.uint16) for _ in range(n_slices)]
+        for t in kinds
+    }
+    order = [(t, k) for k in range(n_slices) for t in kinds]
+    order = [order[i] for i in rng.permutation(len(order))]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = EnhancedMRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "T1", "MIXED"]
+    ds.Rows, ds.Columns = rows, cols
+    ds.NumberOfFrames = len(order)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    po, pm = Dataset(), Dataset()
+    po.ImageOrientationPatient = ["0", "1", "0", "0", "0", "-1"]  # sagittal
+    pm.PixelSpacing = ["1.5", "2.0"]
+    pm.SliceThickness = "3"
+    shared.PlaneOrientationSequence = Seq([po])
+    shared.PixelMeasuresSequence = Seq([pm])
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    per = []
+    for t, k in order:
+        fg = Dataset()
+        pp, ft, pv, fc = Dataset(), Dataset(), Dataset(), Dataset()
+        pp.ImagePositionPatient = [f"{-30.0 + 3.0 * k}", "10", "20"]
+        ft.FrameType = ["ORIGINAL", "PRIMARY", "T1", t]
+        pv.RescaleSlope, pv.RescaleIntercept = str(kinds[t][0]), str(kinds[t][1])
+        pv.RescaleType = "US"
+        fc.StackID, fc.InStackPositionNumber, fc.TemporalPositionIndex = "1", k + 1, 1
+        fg.PlanePositionSequence = Seq([pp])
+        fg.MRImageFrameTypeSequence = Seq([ft])
+        fg.PixelValueTransformationSequence = Seq([pv])
+        fg.FrameContentSequence = Seq([fc])
+        per.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = Seq(per)
+    ds.PixelData = b"".join(stored[t][k].tobytes() for t, k in order)
+    ds.save_as(path, enforce_file_format=True)
+    return {t: [stored[t][k] * kinds[t][0] + kinds[t][1] for k in range(n_slices)] for t in kinds}
+
+
+def test_enhanced_multiframe_split_by_frame_type_sorted_and_rescaled(tmp_path: Path) -> None:
+    f = tmp_path / "enh.dcm"
+    expected = write_enhanced(f)
+    scan = scan_dicom_folder(f)
+    by = {s.key.split("#", 1)[1]: s for s in scan.series}
+    assert set(by) == {"type-m", "type-fieldmap"}
+    with pytest.raises(DicomSeriesError, match="2 series"):
+        read_dicom(f)
+    for key, t in (("type-m", "M"), ("type-fieldmap", "FIELD_MAP")):
+        vol = read_dicom(f, series=by[key].key, scan=scan)
+        assert vol.shape == (6, 5, 4)
+        # normal = row x column = (-1, 0, 0) (LPS): slices sorted by decreasing x
+        for k in range(4):
+            np.testing.assert_allclose(vol.array[:, :, k], expected[t][3 - k].T)
+        iop = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+        exp = expected_affine(iop, (-21.0, 10.0, 20.0), (1.5, 2.0), 3.0)
+        np.testing.assert_allclose(vol.affine, exp, atol=1e-6)
+        assert vol.orientation == "PIR"
+    assert read_dicom(f, series=by["type-m"].key).dtype == np.uint16  # slope 1, intercept 0
+    assert read_dicom(f, series=by["type-fieldmap"].key).dtype == np.float32
+
+
+def test_time_points_split_by_temporal_tag_not_instance_order(tmp_path: Path) -> None:
+    """Repeated positions with TemporalPositionIdentifier: the tag decides, even when
+    InstanceNumbers are scrambled across time points."""
+    uid = generate_uid()
+    pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(3)]
+    per_t = []
+    for t in range(3):
+        per = [
+            {"TemporalPositionIdentifier": t + 1, "InstanceNumber": 100 - 10 * k - t}
+            for k in range(3)
+        ]
+        fr, _ = write_series(
+            tmp_path,
+            positions=pos,
+            series_uid=uid,
+            per_slice=per,
+            prefix=f"t{t}_",
+            seed=20 + t,
+            shuffle=False,
+        )
+        per_t.append(fr)
+    scan = scan_dicom_folder(tmp_path)
+    assert [s.key for s in scan.series] == [f"{uid}#t{t + 1}" for t in range(3)]
+    for t in range(3):
+        _check_voxels(read_dicom(tmp_path, series=t, scan=scan).array, per_t[t], 1.0, -1024.0)
+
+
+def test_same_position_only_is_not_split_into_one_slice_volumes(tmp_path: Path) -> None:
+    pos = [np.array([0.0, 0.0, 5.0])] * 3
+    per = [{"AcquisitionNumber": a} for a in (1, 2, 3)]
+    write_series(tmp_path / "s", positions=pos, per_slice=per)
+    scan = scan_dicom_folder(tmp_path / "s")
+    assert len(scan.series) == 1 and "duplicate slice positions" in (scan.series[0].problem or "")
