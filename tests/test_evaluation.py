@@ -289,3 +289,31 @@ def test_brats_folder_of_float_label_maps(tmp_path) -> None:
     # Voxel counts from the data's PROVENANCE (pat0001, labels 1-4).
     counts = {r.label: r.ref_voxels for r in res.records if r.case == "brats_2013_pat0001_1"}
     assert [counts[k] for k in ("1", "2", "3", "4")] == [26371, 53050, 818, 31485]
+
+
+def test_evaluation_does_not_import_torch(batch) -> None:
+    import subprocess
+    import sys
+
+    pred_dir, ref_dir = batch
+    p, r = str(pred_dir / "b.nii.gz"), str(ref_dir / "b.nii.gz")
+    code = (
+        "import sys\n"
+        "from medseg.evaluation import evaluate_folders\n"
+        f"r = evaluate_folders({p!r}, {r!r}, None)\n"
+        "assert r.ok and len(r.records) == 2\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_surfels_mode_recorded(batch, tmp_path) -> None:
+    pred_dir, ref_dir = batch
+    out = tmp_path / "out"
+    args = [str(pred_dir / "b.nii.gz"), str(ref_dir / "b.nii.gz"), "--out", str(out)]
+    assert main(["evaluate", *args, "--surface", "surfels", "--quiet"]) == 0
+    rows = read_csv(out / "metrics.csv")
+    assert {r["surface"] for r in rows} == {"surfels"}
+    assert json.loads((out / "settings.json").read_text())["surface"] == "surfels"
+    # One-voxel shift along axis 0 (1 mm): both definitions give HD = 1 mm for a box.
+    assert float(rows[0]["hd_mm"]) == pytest.approx(1.0)
