@@ -1,0 +1,180 @@
+"""Training throughput (patches/s): medseg's loop (:func:`medseg.training.loop.fit`) vs a plain
+MONAI training loop (DynUNet, DiceCELoss, SGD) on identical pre-made batches, in the same run.
+
+Variants measured (same network topology, patch and batch size; batches pre-generated so data
+loading is excluded from every variant):
+
+* ``monai_plain``   — the reference: a textbook MONAI loop, no deep supervision;
+* ``medseg``        — medseg's default (deep supervision, grad clipping, AMP context);
+* ``medseg_noDS``   — medseg without deep supervision (same network as the reference);
+* ``medseg_channels_last`` — channels_last_3d memory format;
+* ``medseg_compile`` — ``torch.compile`` (``--compile``; compile time reported separately).
+
+Usage::
+
+    python bench/bench_train_throughput.py                     # CPU, 48x48x32 patch
+    python bench/bench_train_throughput.py --device cuda --patch 128 128 128 --batch 2 \\
+        --base-filters 32 --amp bf16 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medseg.checkpoint import CheckpointMeta
+from medseg.models import NetworkSpec, build_network
+from medseg.training.config import TrainConfig
+from medseg.training.loop import fit
+
+
+class FixedBatches:
+    """The same pre-made batches every epoch (a BatchSource)."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(self.batches)
+
+
+def make_batches(
+    n: int, batch: int, patch: list[int], n_classes: int, seed: int = 0
+) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        lab = torch.randint(0, n_classes, (batch, 1, *patch), generator=g)
+        img = lab.float() + 0.5 * torch.randn(batch, 1, *patch, generator=g)
+        out.append({"image": img, "label": lab})
+    return out
+
+
+def spec_for(patch: list[int], base: int, ds: bool) -> NetworkSpec:
+    from medseg.plan import network_topology
+
+    net = network_topology(patch, (1.0, 1.0, 1.0))
+    n = len(net.strides)
+    return NetworkSpec(
+        in_channels=1,
+        out_channels=2,
+        kernel_sizes=net.kernel_sizes,
+        strides=net.strides,
+        filters=[min(base * 2**i, 320) for i in range(n)],
+        deep_supervision=ds,
+    )
+
+
+def run_medseg(
+    spec: NetworkSpec,
+    batches: list[dict[str, torch.Tensor]],
+    epochs: int,
+    device: str,
+    amp: str,
+    **cfg_kw: Any,
+) -> tuple[float, float]:
+    """Patches/s over epochs 2.. (epoch 1 = warm-up / compile) and the first epoch's time."""
+    cfg = TrainConfig(
+        epochs=epochs,
+        iterations_per_epoch=len(batches),
+        val_every=10**6,
+        device=device,  # type: ignore[arg-type]
+        amp=amp,
+        progress_bar=False,
+        final_hd95=False,
+        **cfg_kw,  # type: ignore[arg-type]
+    )
+    patch = list(batches[0]["image"].shape[2:])
+    meta = CheckpointMeta(
+        network=spec.model_dump(),
+        label_names={0: "background", 1: "fg"},
+        channel_names=["img"],
+        spacing=[1.0, 1.0, 1.0],
+        patch_size=patch,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        res = fit(cfg, spec, FixedBatches(batches), [], meta, Path(tmp) / "run")
+    rows = res.history[1:]
+    n = sum(len(batches) * batches[0]["image"].shape[0] for _ in rows)
+    t = sum(r["epoch_time_s"] for r in rows)
+    return n / t, float(res.history[0]["epoch_time_s"])
+
+
+def run_monai_plain(
+    spec: NetworkSpec, batches: list[dict[str, torch.Tensor]], epochs: int, device: str
+) -> tuple[float, float]:
+    """A textbook MONAI loop: DynUNet, DiceCELoss(to_onehot_y, softmax), SGD(momentum 0.99)."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = build_network(spec.model_copy(update={"deep_supervision": False})).to(dev)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
+    times = []
+    for _ in range(epochs):
+        model.train()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for b in batches:
+            x, y = b["image"].to(dev), b["label"].to(dev)
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+        float(loss)
+        times.append(time.perf_counter() - t0)
+    n = (epochs - 1) * len(batches) * batches[0]["image"].shape[0]
+    return n / sum(times[1:]), times[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--patch", type=int, nargs=3, default=[48, 48, 32])
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--iterations", type=int, default=5, help="iterations per epoch")
+    ap.add_argument("--epochs", type=int, default=3, help="epoch 1 is warm-up")
+    ap.add_argument("--base-filters", type=int, default=8)
+    ap.add_argument("--amp", default="none", choices=("none", "bf16", "fp16", "auto"))
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = make_batches(args.iterations, args.batch, args.patch, 2)
+    spec = spec_for(args.patch, args.base_filters, ds=True)
+    spec_nods = spec.model_copy(update={"deep_supervision": False})
+    results: list[tuple[str, float, float]] = []
+    ref, ref_first = run_monai_plain(spec, batches, args.epochs, args.device)
+    results.append(("monai_plain (reference)", ref, ref_first))
+    for name, sp, kw in [
+        ("medseg (deep supervision)", spec, {}),
+        ("medseg_noDS", spec_nods, {}),
+        ("medseg_channels_last", spec, {"channels_last": True}),
+    ] + ([("medseg_compile", spec, {"compile": True})] if args.compile else []):
+        try:
+            pps, first = run_medseg(sp, batches, args.epochs, args.device, args.amp, **kw)
+        except Exception as exc:  # report, keep measuring the others
+            print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            continue
+        results.append((name, pps, first))
+    print(
+        f"\ntraining throughput, device {args.device}, patch {args.patch}, batch {args.batch}, "
+        f"filters {spec.filters}, amp {args.amp}, {args.iterations} it/epoch x "
+        f"{args.epochs - 1} timed epochs, torch threads {torch.get_num_threads()}"
+    )
+    print(f"{'variant':<28} {'patches/s':>10} {'ratio vs ref':>13} {'1st epoch s':>12}")
+    for name, pps, first in results:
+        print(f"{name:<28} {pps:>10.2f} {pps / ref:>13.2f} {first:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
