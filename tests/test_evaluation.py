@@ -317,3 +317,21 @@ def test_cli_surfels_mode_recorded(batch, tmp_path) -> None:
     assert json.loads((out / "settings.json").read_text())["surface"] == "surfels"
     # One-voxel shift along axis 0 (1 mm): both definitions give HD = 1 mm for a box.
     assert float(rows[0]["hd_mm"]) == pytest.approx(1.0)
+
+
+@pytest.mark.realdata
+def test_nrrd_reference_matched_with_nifti_prediction(tmp_path) -> None:
+    from medseg.io import read_label_map, write_volume
+
+    src = shared_path("pyradiomics_testcases", "brain1_label.nrrd")
+    (tmp_path / "r").mkdir()
+    shutil.copy(src, tmp_path / "r" / "brain1.nrrd")
+    ref = read_label_map(src)
+    shifted = ref.with_array(np.roll(ref.array, 2, axis=1))
+    write_volume(shifted, tmp_path / "p" / "brain1.nii.gz")
+    res = evaluate_folders(tmp_path / "p", tmp_path / "r", None)
+    assert res.ok, res.failures
+    (r,) = res.records
+    assert r.case == "brain1" and r.ref_voxels == int((ref.array == 1).sum())
+    # Shift of 2 voxels along array axis 1 (0.78 mm spacing), not the 6.5 mm slice axis.
+    assert r.hd_mm == pytest.approx(2 * ref.spacing[1], rel=1e-6)
