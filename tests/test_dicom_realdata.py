@@ -235,19 +235,48 @@ def test_mosaic_frame_decodes_identically_in_all_9_transfer_syntaxes() -> None:
         np.testing.assert_array_equal(
             read_dicom_frames(folder / f"{i}.dcm"), base, err_msg=f"{i}.dcm"
         )
-    scan = scan_dicom_folder(folder)
-    assert len(scan.series) == 1 and "mosaic" in (scan.series[0].problem or "")
 
 
-@pytest.mark.parametrize("orient", ["ax/axasc35", "cor/corasc35", "sag/sagasc35"])
-def test_siemens_mosaic_refused_clearly(orient: str) -> None:
+@pytest.mark.parametrize(
+    ("orient", "ref", "axcodes"),
+    [
+        ("ax/axasc35", "ax_asc_35sl_6.nii", "LPS"),
+        ("cor/corasc35", "cor_asc_35sl_16.nii", "LIP"),
+        ("sag/sagasc35", "sag_asc_35sl_22.nii", "PIL"),
+    ],
+)
+def test_siemens_mosaic_demosaicked_matches_dcm2niix(orient: str, ref: str, axcodes: str) -> None:
+    """Axial / coronal / sagittal mosaics: 2 files = 2 volumes of 35 slices, same voxels and
+    world geometry as dcm2niix (which stores them LAS / LSP / PSL)."""
     folder = shared_path("dicom", "siemens_mosaic_orientation", "In", *orient.split("/"))
+    arr, aff = _load(shared_path("dicom", "siemens_mosaic_orientation", "Ref", ref))
     scan = scan_dicom_folder(folder)
-    assert len(scan.series) == 1
-    with pytest.raises(DicomSeriesError, match=r"Siemens mosaic.*not supported"):
-        read_dicom(folder)
+    assert [s.n_slices for s in scan.series] == [35, 35]
+    for t, s in enumerate(scan.series):
+        assert s.key.endswith(f"#t{t + 1}") and s.problem is None
+        vol = read_dicom(folder, series=s.index, scan=scan)
+        assert vol.orientation == axcodes
+        assert_same_world(vol, arr[..., t], aff, atol_mm=1e-3)
+    with pytest.raises(DicomSeriesError, match="2 series"):
+        read_dicom(folder, scan=scan)
     if orient.startswith("ax"):  # the stray NIfTI next to the DICOM files is skipped, named
         assert any(p.suffix == ".nii" and "stray" in r for p, r in scan.skipped)
+
+
+@pytest.mark.parametrize("i", range(1, 10))
+def test_mosaic_in_each_transfer_syntax_matches_dcm2niix(i: int) -> None:
+    folder = shared_path("dicom", "transfer_syntaxes_siemens")
+    vol = read_dicom(folder / "In" / f"{i}.dcm")
+    arr, aff = _load(folder / "Ref" / f"{i}.nii")
+    assert vol.shape == (64, 64, 35)
+    assert_same_world(vol, arr, aff, atol_mm=1e-3)
+
+
+def test_mosaic_copies_in_one_folder_refused() -> None:
+    """The 9 files are one image re-encoded 9 times (same acquisition/instance numbers)."""
+    scan = scan_dicom_folder(shared_path("dicom", "transfer_syntaxes_siemens", "In"))
+    assert len(scan.series) == 1 and scan.series[0].problem is not None
+    assert "copies of one image" in scan.series[0].problem
 
 
 CODEC_FILES = [

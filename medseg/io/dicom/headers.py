@@ -120,6 +120,10 @@ class FrameHeader:
     #: (uncompressed little-endian native data); ``None`` otherwise.
     pixel_offset: int | None
     pixel_length: int | None
+    #: Siemens mosaic: number of slices tiled in the frame and the slice normal (LPS), from
+    #: the CSA image header (NumberOfImagesInMosaic, SliceNormalVector); ``None`` otherwise.
+    mosaic_n: int | None = None
+    mosaic_normal: tuple[float, float, float] | None = None
 
     @property
     def transfer_syntax(self) -> str:
@@ -290,6 +294,7 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
     modality = _str(ds.get("Modality"))
     image_type_top = tuple(str(x) for x in (ds.get("ImageType") or ()))
     mosaic = "MOSAIC" in (x.upper() for x in image_type_top)
+    mosaic_n, mosaic_normal = _mosaic_csa(ds) if mosaic else (None, None)
     bits_allocated = _int(ds.get("BitsAllocated")) or 16
     common: dict[str, Any] = {
         "path": path,
@@ -311,6 +316,8 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
         "pixel_representation": _int(ds.get("PixelRepresentation")) or 0,
         "samples_per_pixel": _int(ds.get("SamplesPerPixel")) or 1,
         "mosaic": bool(mosaic),
+        "mosaic_n": mosaic_n,
+        "mosaic_normal": mosaic_normal,
     }
     frame_bytes = common["rows"] * common["cols"] * common["samples_per_pixel"] * bits_allocated
     frame_bytes //= 8
@@ -404,6 +411,25 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
             )
         )
     return out
+
+
+def _mosaic_csa(ds: Any) -> tuple[int | None, tuple[float, float, float] | None]:
+    """NumberOfImagesInMosaic and SliceNormalVector from the Siemens CSA image header
+    (parsed with nibabel's ``csareader``); ``(None, None)`` when absent or unreadable."""
+    import warnings
+
+    with warnings.catch_warnings():  # nibabel.nicom warns on import that it is experimental
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader
+
+    try:
+        csa = csareader.get_csa_header(ds, "image")
+        n = csareader.get_n_mosaic(csa) if csa else None
+        normal = csareader.get_slice_normal(csa) if csa else None
+    except (csareader.CSAReadError, ValueError, KeyError, TypeError, IndexError):
+        return None, None
+    nv = _floats(normal, 3) if normal is not None else None
+    return (int(n) if n else None), nv  # type: ignore[return-value]
 
 
 def _replace(h: FrameHeader, **changes: Any) -> FrameHeader:

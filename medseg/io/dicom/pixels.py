@@ -148,8 +148,14 @@ def _decoded_frames(
 def assemble(
     frames: Sequence[FrameHeader], source: Path, parallel: bool = True
 ) -> tuple[np.ndarray, Rescale]:
-    """Read, rescale and stack ``frames`` (already in slice order) into an ``(I, J, K)`` array."""
+    """Read, rescale and stack ``frames`` (already in slice order) into an ``(I, J, K)`` array.
+
+    A Siemens mosaic (one frame holding all slices as tiles) is de-tiled: slice ``s`` is the
+    tile at row ``s // t``, column ``s % t`` of the ``t × t`` grid.
+    """
     first = frames[0]
+    if first.mosaic:
+        return _assemble_mosaic(first)
     rows, cols, n = first.rows, first.cols, len(frames)
     for h in frames:
         if (h.rows, h.cols) != (rows, cols):
@@ -204,6 +210,34 @@ def assemble(
             units,
         )
     return buf.transpose(2, 1, 0), rescale
+
+
+def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
+    from medseg.io.dicom.series import mosaic_tiles
+
+    assert h.mosaic_n is not None
+    tiles, tr, tc = mosaic_tiles(h)
+    sdt = stored_dtype(h)
+    if _fast_ok(h, sdt):
+        raw = np.empty((h.rows, h.cols), dtype=sdt)
+        _read_native(h, raw)
+    else:
+        raw = decode_file(h.path, None if h.frame is None else [h.frame])[0]
+    if raw.shape != (h.rows, h.cols):
+        raise InputError(h.path, f"decoded mosaic is {raw.shape}; expected ({h.rows}, {h.cols})")
+    integer = h.slope == 1.0 and float(h.intercept).is_integer()
+    buf = np.empty((h.mosaic_n, tr, tc), dtype=sdt if integer else np.float32)
+    for s in range(h.mosaic_n):
+        r0, c0 = (s // tiles) * tr, (s % tiles) * tc
+        tile = raw[r0 : r0 + tr, c0 : c0 + tc]
+        if integer:
+            buf[s] = tile
+        else:
+            np.multiply(tile, h.slope, out=buf[s], casting="unsafe")
+            buf[s] += np.float32(h.intercept)
+    if integer:
+        buf = _apply_integer_intercept(buf, int(h.intercept))
+    return buf.transpose(2, 1, 0), Rescale(h.slope, h.intercept, h.units)
 
 
 def _apply_integer_intercept(buf: np.ndarray, intercept: int) -> np.ndarray:

@@ -12,7 +12,8 @@ Steps for the frames of one SeriesInstanceUID:
    (``ImagePositionPatient · n``), never by InstanceNumber or file name.
 3. **Check**: consistent matrix size and pixel spacing, no duplicate positions, slices along
    the normal (otherwise gantry tilt, refused with the angle in degrees), even spacing
-   (otherwise missing slices, refused with the positions of the gaps), no Siemens mosaic.
+   (otherwise missing slices, refused with the positions of the gaps). A Siemens mosaic
+   file is one volume of ``NumberOfImagesInMosaic`` tiles (CSA header), de-mosaicked.
    A failed check becomes :attr:`SeriesInfo.problem`; :func:`read_dicom` raises it.
 
 The affine is built in LPS+ (DICOM) and converted to RAS+ here, at the I/O edge.
@@ -187,6 +188,10 @@ def _time_split(frames: list[FrameHeader]) -> list[list[FrameHeader]] | None:
     m = counts.pop()
     if m < 2:
         return None
+    for hs in by_pos.values():  # repeats must be ordered by distinct InstanceNumbers
+        numbers = [h.instance_number for h in hs]
+        if None in numbers or len(set(numbers)) != len(numbers):
+            return None
     parts2: list[list[FrameHeader]] = [[] for _ in range(m)]
     for hs in by_pos.values():
         hs_sorted = sorted(
@@ -218,6 +223,19 @@ def split_series(frames: Sequence[FrameHeader]) -> list[tuple[str, list[FrameHea
     groups = _split_by(groups, lambda h: h.stack_id, lambda k, r, ks: f"stack{k}")
     out: list[tuple[str, list[FrameHeader]]] = []
     for suffix, fr in groups:
+        acq_keys = {(h.acquisition_number, h.instance_number, h.acquisition_time) for h in fr}
+        if fr[0].mosaic and len(fr) > 1 and len(acq_keys) == len(fr):
+            # each mosaic frame is a whole volume: one time point per file
+            fr_sorted = sorted(
+                fr,
+                key=lambda h: (
+                    h.acquisition_number if h.acquisition_number is not None else 1 << 62,
+                    h.instance_number if h.instance_number is not None else 1 << 62,
+                    str(h.path),
+                ),
+            )
+            out.extend((f"{suffix}#t{t + 1}", [h]) for t, h in enumerate(fr_sorted))
+            continue
         if fr[0].ipp is None or len({_pos_key(h) for h in fr}) == len(fr):
             out.append((suffix, fr))
             continue
@@ -251,10 +269,7 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
     """
     first = frames[0]
     if any(h.mosaic for h in frames):
-        return (
-            f"Siemens mosaic ({first.rows}x{first.cols} frame tiling many slices): "
-            "de-mosaicking is not supported; convert with dcm2niix"
-        )
+        return _mosaic_geometry(frames)
     if first.samples_per_pixel != 1:
         return f"colour image ({first.samples_per_pixel} samples per pixel); expected grayscale"
     missing = [
@@ -362,6 +377,66 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
     )
 
 
+def mosaic_tiles(h: FrameHeader) -> tuple[int, int, int]:
+    """``(tiles per side, tile rows, tile columns)`` of a Siemens mosaic frame."""
+    assert h.mosaic_n is not None
+    tiles = int(np.ceil(np.sqrt(h.mosaic_n)))
+    return tiles, h.rows // tiles, h.cols // tiles
+
+
+def _mosaic_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
+    """Geometry of one de-mosaicked Siemens volume (the frame holds ``mosaic_n`` tiles).
+
+    The slices' positions are not in the DICOM header, only the mosaic's (top-left corner of
+    the whole tiled frame): the first slice's centre is shifted by half the unused tiles; the
+    slice direction is the CSA SliceNormalVector and the slice spacing SpacingBetweenSlices
+    (else SliceThickness), as dcm2niix does.
+    """
+    first = frames[0]
+    if len(frames) != 1:
+        return (
+            f"{len(frames)} Siemens mosaic files with the same position, acquisition and "
+            "instance number (copies of one image?); read a single file instead"
+        )
+    if first.mosaic_n is None or first.mosaic_normal is None:
+        return (
+            "Siemens mosaic without a readable CSA header (NumberOfImagesInMosaic / "
+            "SliceNormalVector): cannot de-mosaic"
+        )
+    if first.ipp is None or first.iop is None or first.pixel_spacing is None:
+        return "Siemens mosaic without ImagePositionPatient/ImageOrientationPatient/PixelSpacing"
+    tiles, tr, tc = mosaic_tiles(first)
+    if tiles * tr != first.rows or tiles * tc != first.cols:
+        return f"mosaic {first.rows}x{first.cols} does not split into {tiles}x{tiles} tiles"
+    row = np.array(first.iop[:3])
+    col = np.array(first.iop[3:])
+    normal = np.array(first.mosaic_normal)
+    dr, dc = first.pixel_spacing
+    if first.spacing_between_slices:
+        ds, source = first.spacing_between_slices, "SpacingBetweenSlices (mosaic)"
+    elif first.slice_thickness:
+        ds, source = first.slice_thickness, "SliceThickness (mosaic)"
+    else:
+        return "Siemens mosaic without SpacingBetweenSlices or SliceThickness"
+    origin = (
+        np.array(first.ipp)
+        + row * dc * (first.cols - tc) / 2.0
+        + col * dr * (first.rows - tr) / 2.0
+    )
+    lps = np.eye(4)
+    lps[:3, 0] = row * dc
+    lps[:3, 1] = col * dr
+    lps[:3, 2] = normal * ds
+    lps[:3, 3] = origin
+    return _Geometry(
+        frames=tuple(frames),
+        affine=_LPS_TO_RAS @ lps,
+        shape=(tc, tr, first.mosaic_n),
+        spacing=(float(dc), float(dr), float(ds)),
+        slice_spacing_source=source,
+    )
+
+
 def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
     """Group frames by SeriesInstanceUID, split, sort and check; indices in listing order."""
     by_uid: dict[str, list[FrameHeader]] = defaultdict(list)
@@ -382,7 +457,7 @@ def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
                 "description": first.description,
                 "modality": first.modality,
                 "files": files,
-                "n_slices": len(part),
+                "n_slices": (first.mosaic_n or 1) if first.mosaic else len(part),
                 "transfer_syntax": first.transfer_syntax,
             }
             if isinstance(geo, str):
