@@ -127,3 +127,38 @@ def test_ensemble_refuses_mismatched_checkpoints(tmp_path: Path) -> None:
 def test_model_folder_without_checkpoints_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"checkpoint_best\.pt"):
         Predictor.from_paths([tmp_path])
+
+
+@pytest.mark.realdata
+def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None:
+    from conftest import shared_path
+
+    from medseg.datasets import load_dataset, read_case
+    from medseg.models import network_spec_from_plan
+    from medseg.plan import network_topology, plan_dataset, plan_from_dict
+
+    root = shared_path("la2018_msd")
+    ds = load_dataset(root)
+    plan = plan_dataset(ds, 8.0)
+    d = plan.model_dump(mode="json")
+    d.update(target_spacing=[2.5, 2.5, 2.5], patch_size=[32, 32, 16])
+    d["network"] = network_topology([32, 32, 16], [2.5, 2.5, 2.5]).model_dump()
+    plan = plan_from_dict(d)
+    spec = network_spec_from_plan(plan).model_copy(
+        update={"filters": [4, 4, 4, 4][: len(d["network"]["filters"])]}
+    )
+    torch.manual_seed(0)
+    meta = CheckpointMeta(
+        network=spec.model_dump(),
+        label_names=dict(plan.label_names),
+        channel_names=list(plan.channel_names),
+        spacing=list(plan.target_spacing),
+        patch_size=list(plan.patch_size),
+        plan=plan.model_dump(mode="json"),
+    )
+    ck = save_checkpoint(tmp_path / "la.pt", build_network(spec).state_dict(), meta)
+    vols, _ = read_case(ds.cases[0], plan.label_names)
+    lm = Predictor.from_paths([ck]).predict(vols)
+    assert lm.same_grid(vols[0])
+    assert lm.label_names == {0: "background", 1: "left_atrium"}
+    assert set(np.unique(lm.array)) <= {0, 1}

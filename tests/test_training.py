@@ -259,3 +259,30 @@ def test_train_api_rejects_bad_fold(tmp_path: Path) -> None:
     cfg = load_train_config(_write_run(tmp_path))
     with pytest.raises(ConfigError, match=r"--fold: expected 0\.\.4"):
         train(cfg, tmp_path / "m", fold=7)
+
+
+def test_device_and_precision_errors_are_config_errors() -> None:
+    from medseg.training.distributed import DistInfo
+    from medseg.training.loop import resolve_amp, resolve_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device: cuda requested"):
+            resolve_device(_cfg(device="cuda"), DistInfo())
+    with pytest.raises(ConfigError, match="amp: fp16 needs a CUDA device"):
+        resolve_amp(_cfg(amp="fp16"), torch.device("cpu"))
+    assert resolve_amp(_cfg(amp="auto"), torch.device("cpu")) is None
+    assert resolve_amp(_cfg(amp="bf16"), torch.device("cpu")) == torch.bfloat16
+
+
+def test_fold_all_trains_every_fold_into_one_model_folder(tmp_path: Path) -> None:
+    from medseg.training import train
+
+    cfg = load_train_config(_write_run(tmp_path))
+    cfg.epochs, cfg.iterations_per_epoch, cfg.data.n_folds = 1, 1, 2
+    res = train(cfg, tmp_path / "m", fold="all")
+    assert [f.fold for f in res.folds] == [0, 1]
+    for k in (0, 1):
+        assert (tmp_path / "m" / f"fold_{k}" / "checkpoint_best.pt").exists()
+    doc = json.loads((tmp_path / "m" / "result.json").read_text())
+    assert len(doc["folds"]) == 2 and "ball" in doc["mean_metrics"]
+    assert len(Predictor.from_paths([tmp_path / "m"]).models) == 2

@@ -34,12 +34,18 @@ import numpy as np
 import torch
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from medseg.errors import InputError, OutputExistsError
+from medseg.errors import ConfigError, InputError, OutputExistsError
 from medseg.inference import sliding_window_probabilities
 from medseg.io.atomic import atomic_write_text
 from medseg.models import NetworkSpec, build_network
 from medseg.training.config import TrainConfig
-from medseg.training.distributed import DistInfo, all_reduce_sum, barrier, env_dist_info
+from medseg.training.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    env_dist_info,
+)
 from medseg.training.optim import DeepSupervisionLoss, build_optimizer, build_scheduler
 from medseg.training.sampling import ArrayCase, BatchSource
 
@@ -81,7 +87,7 @@ def resolve_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
         log.info("device auto -> %s", kind)
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(None, "device: cuda requested but no CUDA device is available")
+            raise ConfigError("device: cuda requested but no CUDA device is available")
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")
 
@@ -94,7 +100,7 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if cfg.amp == "fp16":
         if device.type != "cuda":
-            raise InputError(None, "amp: fp16 needs a CUDA device; use bf16 or none on CPU")
+            raise ConfigError("amp: fp16 needs a CUDA device; use bf16 or none on CPU")
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -269,9 +275,10 @@ def fit(
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     last_path, best_path = out / LAST, out / BEST
+    # decided on rank 0 and broadcast, so every rank raises together instead of hanging
+    if broadcast_flag(info.is_main and not resume and last_path.exists(), info):
+        raise OutputExistsError(last_path)
     if info.is_main:
-        if not resume and last_path.exists():
-            raise OutputExistsError(last_path)
         out.mkdir(parents=True, exist_ok=True)
     ckpt = None
     if resume:
