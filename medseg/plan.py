@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medseg.datasets import Dataset
+from medseg.datasets import Case, Dataset
 from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_write_text
 
@@ -357,7 +357,7 @@ MAX_BATCH_DATASET_FRACTION = 0.05
 
 
 def _case_fingerprint(
-    case: Any, n_channels: int, voxels: int, rng: np.random.Generator
+    case: Case, n_channels: int, voxels: int, rng: np.random.Generator
 ) -> dict[str, Any]:
     from medseg.datasets import read_case
     from medseg.transforms.spatial import Reorientation, nonzero_box
