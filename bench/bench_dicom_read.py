@@ -155,9 +155,10 @@ def write_series(folder: Path, n: int, j2k: bool) -> None:
 
 
 def read_medseg(folder: str) -> np.ndarray:
-    from medseg.io.dicom import read_dicom
+    """Full work each time: header scan (no cached scan reused) + pixels."""
+    from medseg.io.dicom import read_dicom, scan_dicom_folder
 
-    return read_dicom(folder).array
+    return read_dicom(folder, scan=scan_dicom_folder(folder)).array
 
 
 def read_sitk(folder: str) -> object:

@@ -568,3 +568,13 @@ def test_same_position_only_is_not_split_into_one_slice_volumes(tmp_path: Path) 
     write_series(tmp_path / "s", positions=pos, per_slice=per)
     scan = scan_dicom_folder(tmp_path / "s")
     assert len(scan.series) == 1 and "duplicate slice positions" in (scan.series[0].problem or "")
+
+
+def test_repeated_reads_reuse_scan_until_a_file_changes(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", n=4, rows=16, cols=16, shuffle=False)
+    _check_voxels(read_dicom(tmp_path / "s").array, frames, 1.0, -1024.0)
+    _check_voxels(read_dicom(tmp_path / "s").array, frames, 1.0, -1024.0)
+    victim = sorted((tmp_path / "s").iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:-50])  # changed size: the scan must be redone
+    with pytest.raises(InputError, match=victim.name):
+        read_dicom(tmp_path / "s")

@@ -95,6 +95,31 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
     )
 
 
+_SCAN_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], DicomScan]] = {}
+_SCAN_CACHE_SIZE = 4
+
+
+def _cached_scan(root: Path) -> DicomScan:
+    """:func:`scan_dicom_folder`, reused while no file under ``root`` changed (names, sizes
+    and modification times compared), so reading several series of one folder scans once."""
+    if not root.exists():
+        raise InputError(root, "no such file or folder")
+    key = root.resolve()
+    sig = tuple(
+        (str(p), st.st_size, st.st_mtime_ns)
+        for p in ([root] if root.is_file() else _walk(root))
+        for st in [p.stat()]
+    )
+    hit = _SCAN_CACHE.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    sc = scan_dicom_folder(root)
+    if len(_SCAN_CACHE) >= _SCAN_CACHE_SIZE:
+        _SCAN_CACHE.pop(next(iter(_SCAN_CACHE)))
+    _SCAN_CACHE[key] = (sig, sc)
+    return sc
+
+
 def _describe(s: SeriesInfo) -> str:
     desc = f" '{s.description}'" if s.description else ""
     num = f"#{s.series_number}" if s.series_number is not None else "#-"
@@ -163,7 +188,7 @@ def read_dicom(
         InputError: a truncated or corrupt file (named), or no DICOM images.
     """
     root = Path(path)
-    sc = scan if scan is not None else scan_dicom_folder(root)
+    sc = scan if scan is not None else _cached_scan(root)
     if root.is_file() and sc.unreadable:
         raise InputError(root, sc.unreadable[0][1])
     if root.is_file() and not sc.series and sc.skipped:
