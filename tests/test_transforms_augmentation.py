@@ -111,3 +111,13 @@ def test_intensity_transforms_do_what_they_promise(rng: np.random.Generator) -> 
     assert out.std() < 0.6 * img.std()
     out, _ = apply_augmentation(img, None, AugmentationParams(low_resolution_zoom=0.5), PATCH)
     assert out.shape == img.shape and out.std() < img.std()
+
+
+def test_low_resolution_matches_the_resampling_convention(rng: np.random.Generator) -> None:
+    from medseg.transforms.spatial import resample_to_shape
+
+    img = rng.normal(size=(1, *PATCH)).astype(np.float32)
+    out, _ = apply_augmentation(img, None, AugmentationParams(low_resolution_zoom=0.6), PATCH)
+    low = [max(1, round(s * 0.6)) for s in PATCH]
+    ref = resample_to_shape(resample_to_shape(img[0], low, order=0), PATCH, order=1)
+    np.testing.assert_allclose(out[0], ref, atol=1e-4)
