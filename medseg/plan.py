@@ -316,6 +316,26 @@ def _int_keys(obj: Any) -> Any:
     return obj
 
 
+def load_augmentation(path: str | Path) -> AugmentationPlan:
+    """Read an augmentation YAML (the keys of :class:`AugmentationPlan`; see
+    ``configs/augmentation_default.yaml``); :class:`ConfigError` names the bad key."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(p, f"cannot read augmentation config: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of augmentation settings")
+    try:
+        return AugmentationPlan.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_validation_error(p, exc).replace("invalid plan", "invalid augmentation config")
+        ) from exc
+
+
 def plan_to_yaml(plan: Plan) -> str:
     """The plan as readable YAML (keys in model order)."""
     data = _int_keys(plan.model_dump(mode="json", exclude_none=True))
@@ -585,6 +605,7 @@ def plan_from_fingerprint(
     label_names: dict[int, str],
     gpu_memory_gb: float = 8.0,
     foreground_ratio: float = 0.33,
+    augmentation: AugmentationPlan | None = None,
 ) -> Plan:
     """Apply the planning rules to a fingerprint (pure; see :func:`plan_dataset`)."""
     notes: list[str] = []
@@ -641,9 +662,13 @@ def plan_from_fingerprint(
         "and its spacing is < 2x the finest)"
     )
     aniso = max(target) > ANISOTROPY_RATIO * min(target)
-    aug = AugmentationPlan(rotation_3d=not aniso)
-    if aniso:
-        notes.append("augmentation: in-plane rotation only (anisotropic target spacing)")
+    if augmentation is not None:
+        aug = augmentation
+        notes.append("augmentation: as given by the user")
+    else:
+        aug = AugmentationPlan(rotation_3d=not aniso)
+        if aniso:
+            notes.append("augmentation: in-plane rotation only (anisotropic target spacing)")
     notes.append(
         f"foreground_ratio {foreground_ratio:g}: share of patches centred on a foreground voxel"
     )
@@ -673,9 +698,11 @@ def plan_dataset(
     foreground_ratio: float = 0.33,
     voxels_per_case: int = 20000,
     seed: int = 0,
+    augmentation: AugmentationPlan | None = None,
 ) -> Plan:
     """Fingerprint ``ds`` (:func:`collect_fingerprint`) and derive a :class:`Plan`
-    (:func:`plan_from_fingerprint`); the reasons for each choice are in ``Plan.notes``."""
+    (:func:`plan_from_fingerprint`); the reasons for each choice are in ``Plan.notes``.
+    ``augmentation`` replaces the derived augmentation settings."""
     fp = collect_fingerprint(ds, voxels_per_case=voxels_per_case, seed=seed)
     labels = dict(ds.label_names)
     if not labels:
@@ -688,6 +715,7 @@ def plan_dataset(
         label_names=labels,
         gpu_memory_gb=gpu_memory_gb,
         foreground_ratio=foreground_ratio,
+        augmentation=augmentation,
     )
 
 
@@ -740,6 +768,7 @@ __all__ = [
     "collect_fingerprint",
     "estimate_vram_gb",
     "explain_plan",
+    "load_augmentation",
     "load_plan",
     "network_topology",
     "plan_dataset",

@@ -266,3 +266,39 @@ def test_cli_plan_brats_multichannel(tmp_path: Path) -> None:
     # PROVENANCE: pat0001 has 53050 oedema voxels of 1 mm^3, etc.: median over the six cases.
     oedema = [53050, 53736, 148264, 45203, 35416, 109935]
     assert fp.label_volume_ml_median[2] == pytest.approx(np.median(oedema) / 1000)
+
+
+def test_default_augmentation_config_matches_the_model(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from conftest import REPO
+
+    from medseg.plan import AugmentationPlan, load_augmentation
+
+    cfg = REPO / "configs" / "augmentation_default.yaml"
+    assert load_augmentation(cfg) == AugmentationPlan()  # the documented file cannot drift
+    custom = tmp_path / "aug.yaml"
+    custom.write_text("elastic_prob: 0.3\nflip_axes: [0, 1]\n")
+    _synthetic_ct_dataset(tmp_path / "ds", rng)
+    assert (
+        main(
+            [
+                "plan",
+                str(tmp_path / "ds"),
+                "--out",
+                str(tmp_path / "p"),
+                "--augmentation",
+                str(custom),
+            ]
+        )
+        == 0
+    )
+    aug = load_plan(tmp_path / "p").augmentation
+    assert aug.elastic_prob == 0.3 and aug.flip_axes == [0, 1] and aug.gamma_prob == 0.3
+    custom.write_text("elastic_probability: 0.3\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"aug\.yaml: invalid augmentation config: "
+        r"elastic_probability",
+    ):
+        load_augmentation(custom)

@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=20000,
         help="foreground voxels sampled per case for intensity statistics (default 20000)",
     )
+    p.add_argument(
+        "--augmentation",
+        type=Path,
+        default=None,
+        help="augmentation YAML (keys as in configs/augmentation_default.yaml) to use instead "
+        "of the derived defaults",
+    )
     p.add_argument("--skip-check", action="store_true", help="plan without validating first")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan/splits")
     p.set_defaults(func=run)
@@ -45,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     from medseg.datasets import check_dataset, load_dataset, make_splits, write_splits
     from medseg.io.atomic import check_writable
-    from medseg.plan import explain_plan, plan_dataset, save_plan
+    from medseg.plan import explain_plan, load_augmentation, plan_dataset, save_plan
 
     ds = load_dataset(args.dataset)
+    aug = load_augmentation(args.augmentation) if args.augmentation is not None else None
     out = Path(args.out)
     plan_path, splits_path = out / "plan.yaml", out / "splits.json"
     for path in (plan_path, splits_path):
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         foreground_ratio=args.foreground_ratio,
         voxels_per_case=args.voxels_per_case,
         seed=args.seed,
+        augmentation=aug,
     )
     n_folds = min(args.folds, len(ds.cases))
     save_plan(plan, plan_path, overwrite=args.overwrite)
