@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import ConfigError, GeometryMismatchError, InputError, MedsegError
+from medseg.errors import (
+    ConfigError,
+    GeometryMismatchError,
+    InputError,
+    InvalidVolumeError,
+    MedsegError,
+)
 from medseg.io import read_label_map, read_volume
 from medseg.io.atomic import atomic_write_text, full_suffix
 from medseg.volume import LabelMap, Volume
@@ -362,7 +368,9 @@ def read_case(
     vols: list[Volume] = []
     if case.channel_indices is not None:
         for ch in case.channel_indices:
-            vols.append(read_volume(case.images[0], channel=ch, check_finite=check_finite))
+            v = read_volume(case.images[0], channel=ch, check_finite=check_finite)
+            _check_multichannel(v, case)
+            vols.append(v)
     else:
         for p in case.images:
             vols.append(read_volume(p, check_finite=check_finite))
@@ -373,6 +381,16 @@ def read_case(
         label = read_label_map(case.label, label_names)
         vols[0].check_same_grid(label)
     return vols, label
+
+
+def _check_multichannel(v: Volume, case: Case) -> None:
+    """A case declared as one multi-channel file must really be 4-D (readers record the
+    channel they took in ``meta.extra["channel"]`` only for 4-D / vector files)."""
+    if "channel" not in v.meta.extra:
+        raise InvalidVolumeError(
+            case.images[0],
+            f"expected a 4-D image with {case.n_channels} channels, found a 3-D image",
+        )
 
 
 def check_dataset(ds: Dataset, *, require_labels: bool = True) -> list[Problem]:
@@ -420,8 +438,12 @@ def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Pr
             v = read_volume(
                 path, channel=ch if case.channel_indices is not None else None, check_finite=False
             )
+            if case.channel_indices is not None:
+                _check_multichannel(v, case)
         except MedsegError as exc:
             out.append(Problem(cid, path, str(getattr(exc, "problem", exc))))
+            if case.channel_indices is not None and "out of range" not in str(exc):
+                break  # one multi-channel file: the same problem for every channel
             continue
         if np.issubdtype(v.array.dtype, np.floating):
             nbad = int(np.count_nonzero(~np.isfinite(v.array)))

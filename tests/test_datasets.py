@@ -267,3 +267,12 @@ def test_brats_multichannel_checks_clean(
     assert lab is not None and lab.labels_present() == [1, 2, 3, 4]  # float32 labels accepted
     assert main(["check", str(root)]) == 0
     assert "OK: 6 case(s)" in capsys.readouterr().out
+
+
+def test_declared_channels_must_match_the_4d_file(tmp_path: Path, rng: np.random.Generator) -> None:
+    root = _msd(tmp_path, rng, n=2)
+    _save(root / "imagesTr" / "case_001.nii.gz", _image(rng))  # 3-D, 2 channels declared
+    problems = check_dataset(load_dataset(root))
+    assert [(p.case_id, "found a 3-D image" in p.message) for p in problems] == [("case_001", True)]
+    with pytest.raises(InputError, match="expected a 4-D image with 2 channels"):
+        read_case(load_dataset(root).case("case_001"))
