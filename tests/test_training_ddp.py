@@ -45,7 +45,7 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     from medseg.training.config import load_train_config
     from medseg.training.distributed import DistInfo
     from medseg.training.loop import validate
-    from medseg.training.setup import _array_case, prepare_run
+    from medseg.training.setup import array_case, prepare_run
     from medseg.training.synthetic import write_ball_dataset
 
     root = write_ball_dataset(tmp_path / "data", n=4, shape=(20, 20, 16), seed=2)
@@ -98,7 +98,7 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     run = prepare_run(tc, out, write=False)
     val_ids = run.splits[0]["val"]
     assert len(val_ids) == 2
-    cases = [_array_case(run, c) for c in val_ids]
+    cases = [array_case(run, c) for c in val_ids]
     ck = load_checkpoint(fold_dir / "checkpoint_last.pt")
     means, _ = validate(
         ck.build_model(),

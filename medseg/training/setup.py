@@ -108,7 +108,8 @@ def prepare_run(cfg: TrainConfig, out_dir: Path, *, write: bool) -> Run:
     return Run(cfg, plan, ds, splits, out_dir)
 
 
-def _array_case(run: Run, case_id: str) -> ArrayCase:
+def array_case(run: Run, case_id: str) -> ArrayCase:
+    """Read and preprocess one case with the run's plan (memoised in ``run.cache``)."""
     if case_id not in run.cache:
         from medseg.transforms.preprocessing import preprocess_case
 
@@ -163,7 +164,7 @@ def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
                 "data.loader auto: medseg.loader is not implemented yet; using the built-in "
                 "patch sampler (no augmentation)"
             )
-    cases = [_array_case(run, c) for c in train_ids]
+    cases = [array_case(run, c) for c in train_ids]
     return PatchSampler(
         cases,
         plan.patch_size,
@@ -186,7 +187,7 @@ def prepare_fold(
     val_ids = list(split["val"])
     if cfg.val_max_cases is not None:
         val_ids = val_ids[: cfg.val_max_cases]
-    val_cases = [_array_case(run, c) for c in val_ids]
+    val_cases = [array_case(run, c) for c in val_ids]
     meta = CheckpointMeta(
         network=spec.model_dump(),
         label_names=dict(plan.label_names),
@@ -203,6 +204,7 @@ def prepare_fold(
 __all__ = [
     "LoaderSource",
     "Run",
+    "array_case",
     "make_source",
     "network_spec",
     "prepare_fold",
