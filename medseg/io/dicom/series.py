@@ -104,10 +104,30 @@ class DicomScan:
 
 
 # --- splitting ---------------------------------------------------------------------------------
-def _plane_key(h: FrameHeader) -> Hashable:
-    if h.iop is None or h.ipp is None:
-        return ("nogeom", h.rows, h.cols)
-    return (tuple(round(v / IOP_TOL) for v in h.iop), h.rows, h.cols)
+def _plane_keys(frames: Sequence[FrameHeader]) -> dict[int, Hashable]:
+    """Image-plane cluster of each frame (by ``id``): same matrix size and orientation
+    cosines within ``IOP_TOL`` (greedy clustering, so jitter never splits a plane in two)."""
+    centres: list[tuple[int, int, np.ndarray]] = []
+    out: dict[int, Hashable] = {}
+    for h in frames:
+        if h.iop is None or h.ipp is None:
+            out[id(h)] = (1, h.rows, h.cols, -1)
+            continue
+        v = np.asarray(h.iop)
+        for ci, (r, c, centre) in enumerate(centres):
+            if (r, c) == (h.rows, h.cols) and float(np.max(np.abs(centre - v))) <= IOP_TOL:
+                out[id(h)] = (0, 0, 0, ci)
+                break
+        else:
+            centres.append((h.rows, h.cols, v))
+            out[id(h)] = (0, 0, 0, len(centres) - 1)
+    return out
+
+
+def _positions_repeat(frames: Sequence[FrameHeader]) -> bool:
+    if any(h.ipp is None for h in frames):
+        return False
+    return len({_pos_key(h) for h in frames}) < len(frames)
 
 
 def _pos_key(h: FrameHeader) -> Hashable:
@@ -123,9 +143,13 @@ def _split_by(
     groups: list[tuple[str, list[FrameHeader]]],
     key: Callable[[FrameHeader], Hashable],
     label: Callable[[Hashable, int, list[Hashable]], str],
+    only_if_positions_repeat: bool = False,
 ) -> list[tuple[str, list[FrameHeader]]]:
     out: list[tuple[str, list[FrameHeader]]] = []
     for suffix, frames in groups:
+        if only_if_positions_repeat and not _positions_repeat(frames):
+            out.append((suffix, frames))
+            continue
         buckets: dict[Hashable, list[FrameHeader]] = defaultdict(list)
         for h in frames:
             buckets[key(h)].append(h)
@@ -176,7 +200,8 @@ def _time_split(frames: list[FrameHeader]) -> list[list[FrameHeader]] | None:
         for h, v in zip(frames, vals, strict=True):
             buckets[v].append(h)
         parts = [buckets[k] for k in _natural(list(buckets))]
-        if all(len({_pos_key(h) for h in p}) == len(p) for p in parts):
+        # accepted only if every part is one complete, duplicate-free copy of the positions
+        if all(len(p) == len(positions) and {_pos_key(h) for h in p} == positions for p in parts):
             return parts
     # Regular pattern: every position repeated m times; order repeats by InstanceNumber.
     by_pos: dict[Hashable, list[FrameHeader]] = defaultdict(list)
@@ -211,15 +236,23 @@ def _time_split(frames: list[FrameHeader]) -> list[list[FrameHeader]] | None:
 def split_series(frames: Sequence[FrameHeader]) -> list[tuple[str, list[FrameHeader]]]:
     """Split the frames of one SeriesInstanceUID into candidate volumes ``(suffix, frames)``."""
     groups: list[tuple[str, list[FrameHeader]]] = [("", list(frames))]
-    groups = _split_by(groups, _plane_key, lambda k, r, ks: f"orient{r + 1}")
+    planes = _plane_keys(frames)
+    groups = _split_by(groups, lambda h: planes[id(h)], lambda k, r, ks: f"orient{r + 1}")
     groups = _split_by(groups, lambda h: h.image_type, _type_label)
+    # echoes only separate volumes whose slice positions repeat
     if any(h.echo_number is not None for h in frames):
         groups = _split_by(
             groups,
             lambda h: h.echo_number,
             lambda k, r, ks: f"echo{k}" if k is not None else "echo-none",
+            only_if_positions_repeat=True,
         )
-    groups = _split_by(groups, lambda h: h.echo_time, lambda k, r, ks: f"echo{r + 1}")
+    groups = _split_by(
+        groups,
+        lambda h: h.echo_time,
+        lambda k, r, ks: f"echo{r + 1}",
+        only_if_positions_repeat=True,
+    )
     groups = _split_by(groups, lambda h: h.stack_id, lambda k, r, ks: f"stack{k}")
     out: list[tuple[str, list[FrameHeader]]] = []
     for suffix, fr in groups:
