@@ -578,3 +578,22 @@ def test_repeated_reads_reuse_scan_until_a_file_changes(tmp_path: Path) -> None:
     victim.write_bytes(victim.read_bytes()[:-50])  # changed size: the scan must be redone
     with pytest.raises(InputError, match=victim.name):
         read_dicom(tmp_path / "s")
+
+
+def test_orientation_jitter_does_not_split_a_series(tmp_path: Path) -> None:
+    """IOP values 1e-6 apart (across a 1e-4 rounding boundary) are one image plane."""
+    per = [
+        {"ImageOrientationPatient": ["1", "0", f"{0.00005 + (-1) ** k * 1e-6:.8f}", "0", "1", "0"]}
+        for k in range(5)
+    ]
+    frames, _ = write_series(tmp_path / "s", per_slice=per, shuffle=False)
+    scan = scan_dicom_folder(tmp_path / "s")
+    assert len(scan.series) == 1 and scan.series[0].problem is None
+    _check_voxels(read_dicom(tmp_path / "s").array, frames, 1.0, -1024.0)
+
+
+def test_per_slice_trigger_times_do_not_split_distinct_positions(tmp_path: Path) -> None:
+    per = [{"TriggerTime": str(10.0 * k), "EchoTime": str(5.0 + k)} for k in range(5)]
+    write_series(tmp_path / "s", per_slice=per)
+    scan = scan_dicom_folder(tmp_path / "s")
+    assert [s.n_slices for s in scan.series] == [5]
