@@ -106,6 +106,11 @@ def _read_native(h: FrameHeader, out: np.ndarray) -> None:
         )
 
 
+def _rescaled(raw: np.ndarray, h: FrameHeader) -> np.ndarray:
+    """``raw * slope + intercept`` of one frame in float64 (rounded once when stored)."""
+    return raw.astype(np.float64) * h.slope + h.intercept
+
+
 def _fast_ok(h: FrameHeader, dt: np.dtype[Any]) -> bool:
     return (
         h.pixel_offset is not None
@@ -184,8 +189,7 @@ def assemble(
         else:
             assert scratch is not None
             _read_native(h, scratch)
-            np.multiply(scratch, h.slope, out=buf[k], casting="unsafe")
-            buf[k] += np.float32(h.intercept)
+            buf[k] = _rescaled(scratch, h)
     if slow:
         for k, raw in _decoded_frames(frames, slow, parallel):
             h = frames[k]
@@ -196,8 +200,7 @@ def assemble(
             if integer:
                 buf[k] = raw
             else:
-                np.multiply(raw, h.slope, out=buf[k], casting="unsafe")
-                buf[k] += np.float32(h.intercept)
+                buf[k] = _rescaled(raw, h)
 
     if integer:
         intercept = next(iter(intercepts))
@@ -233,8 +236,7 @@ def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
         if integer:
             buf[s] = tile
         else:
-            np.multiply(tile, h.slope, out=buf[s], casting="unsafe")
-            buf[s] += np.float32(h.intercept)
+            buf[s] = _rescaled(tile, h)
     if integer:
         buf = _apply_integer_intercept(buf, int(h.intercept))
     return buf.transpose(2, 1, 0), Rescale(h.slope, h.intercept, h.units)

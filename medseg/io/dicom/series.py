@@ -278,7 +278,12 @@ def split_series(frames: Sequence[FrameHeader]) -> list[tuple[str, list[FrameHea
             out.append((suffix, fr))  # duplicate positions: reported by check_geometry
         else:
             out.extend((f"{suffix}#t{t + 1}", p) for t, p in enumerate(parts))
-    return out
+    seen: dict[str, int] = defaultdict(int)
+    unique: list[tuple[str, list[FrameHeader]]] = []
+    for suffix, fr in out:  # two image types can map to the same words: keep keys unique
+        seen[suffix] += 1
+        unique.append((suffix if seen[suffix] == 1 else f"{suffix}-{seen[suffix]}", fr))
+    return unique
 
 
 # --- geometry ------------------------------------------------------------------------------------
