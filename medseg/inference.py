@@ -186,6 +186,10 @@ class Predictor:
     to segment volumes on their original grid.
 
     All checkpoints must share label names, channel names, spacing, patch size and plan.
+    ``resample_probabilities`` (default) maps the class probabilities back to the original grid
+    (linear) before the argmax, as nnU-Net does; ``False`` maps the argmax labels (nearest),
+    cheaper in memory (``K`` float32 volumes of the original size) but blockier when the
+    training spacing is much coarser than the image's.
     """
 
     def __init__(
@@ -197,6 +201,7 @@ class Predictor:
         batch_size: int = 1,
         amp_dtype: torch.dtype | None = None,
         mirror_axes: Sequence[int] = (),
+        resample_probabilities: bool = True,
     ) -> None:
         if not checkpoints:
             raise ValueError("Predictor needs at least one checkpoint")
@@ -217,6 +222,7 @@ class Predictor:
         self.batch_size = batch_size
         self.amp_dtype = amp_dtype
         self.mirror_axes = tuple(mirror_axes)
+        self.resample_probabilities = resample_probabilities
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path], **kwargs: Any) -> Predictor:
@@ -276,8 +282,13 @@ class Predictor:
         plan = plan_from_dict(self.meta.plan, self.paths[0])
         pre = preprocess_case(list(images), plan)
         probs = self.probabilities(torch.from_numpy(np.ascontiguousarray(pre.image)))
-        lab = probs.argmax(dim=0).numpy().astype(np.uint8)
-        restored = restore_to_original(lab, pre.info, is_label=True)
+        if self.resample_probabilities:
+            # nnU-Net's order: probabilities back to the original grid (linear), then argmax
+            back = restore_to_original(probs.numpy(), pre.info, is_label=False)
+            restored = np.argmax(back, axis=0).astype(np.uint8)
+        else:
+            lab = probs.argmax(dim=0).numpy().astype(np.uint8)
+            restored = restore_to_original(lab, pre.info, is_label=True)
         ref = images[0]
         return LabelMap(
             np.asarray(restored), ref.affine, None, ref.meta, dict(self.meta.label_names)
