@@ -18,6 +18,7 @@ from conftest import SAMPLE
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
@@ -140,8 +141,8 @@ def write_series(
         for key, v in ((per_slice[k] if per_slice else None) or {}).items():
             setattr(ds, key, v)
         ds.PixelData = frames[k].tobytes()
-        if transfer_syntax == ImplicitVRLittleEndian:
-            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        if transfer_syntax in (ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+            meta.TransferSyntaxUID = transfer_syntax
         elif transfer_syntax != ExplicitVRLittleEndian:
             ds.compress(transfer_syntax)
         ds.save_as(folder / f"{prefix}{file_idx:04d}.dcm", enforce_file_format=True)
@@ -597,3 +598,12 @@ def test_per_slice_trigger_times_do_not_split_distinct_positions(tmp_path: Path)
     write_series(tmp_path / "s", per_slice=per)
     scan = scan_dicom_folder(tmp_path / "s")
     assert [s.n_slices for s in scan.series] == [5]
+
+
+def test_deflated_series_decodes(tmp_path: Path) -> None:
+    frames, _ = write_series(tmp_path / "s", n=3, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    f = next((tmp_path / "s").iterdir())
+    assert pydicom.dcmread(f).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    vol = read_dicom(tmp_path / "s")
+    assert vol.meta.extra["transfer_syntax"] == "Deflated Explicit VR Little Endian"
+    _check_voxels(vol.array, frames, 1.0, -1024.0)

@@ -33,6 +33,15 @@ from medseg.io.dicom.headers import FrameHeader
 
 #: Decode in worker processes when a series has at least this many compressed files.
 PARALLEL_MIN_FILES = 8
+#: At most this many decoding processes.
+MAX_WORKERS = 16
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ def _decoded_frames(
     for path, ks in by_file.items():
         sel = tuple(frames[k].frame for k in ks)
         jobs.append((path, None if None in sel else tuple(int(f or 0) for f in sel)))
-    workers = min(os.cpu_count() or 1, len(jobs))
+    workers = min(_usable_cpus(), MAX_WORKERS, len(jobs))
     if parallel and workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
