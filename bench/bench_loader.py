@@ -13,15 +13,18 @@ plan's patch size, augmented with the plan's augmentation (the same medseg augme
 Usage::
 
     python bench/bench_loader.py [--data /work/shared/data/la2018_msd] [--workers 2]
-        [--batches 30] [--patch 128 128 80]
+        [--batches 15] [--rounds 3] [--patch 128 128 80]
 
-Prints a table and the medseg / MONAI ratio measured in the same run.
+The two pipelines are timed in alternating rounds (workers of one are shut down before the other
+runs), and the median of the per-round ratios is reported, so that load from other jobs on a
+shared machine affects both sides alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import tempfile
 import time
@@ -121,30 +124,32 @@ def _reference_loader(plan: Any, cases: list[Any], workers: int, batch: int, see
         num_workers=workers,
         collate_fn=collate,
         shuffle=False,
-        persistent_workers=workers > 0,
+        persistent_workers=False,
         worker_init_fn=lambda _: torch.set_num_threads(1),
     )
 
 
-def _time(it: Any, warmup: int, batches: int) -> tuple[float, int, tuple[int, ...]]:
-    it = iter(it)
+def _time(make_iter: Any, warmup: int, batches: int) -> tuple[float, int, tuple[int, ...]]:
+    """Start a fresh iterator (workers start), skip ``warmup`` batches, time ``batches``."""
+    it = make_iter()
     shape: tuple[int, ...] = ()
     for _ in range(warmup):
-        b = next(it)
-        shape = tuple(b["image"].shape)
+        shape = tuple(next(it)["image"].shape)
     t0 = time.perf_counter()
     n = 0
     for _ in range(batches):
-        b = next(it)
-        n += int(b["image"].shape[0])
-    return time.perf_counter() - t0, n, shape
+        n += int(next(it)["image"].shape[0])
+    dt = time.perf_counter() - t0
+    del it
+    return dt, n, shape
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/la2018_msd"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=30, help="timed batches per pipeline")
+    ap.add_argument("--batches", type=int, default=15, help="timed batches per pipeline/round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median ratio)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument(
@@ -187,27 +192,45 @@ def main() -> None:
     cache_s = time.perf_counter() - t0
     ref = _reference_loader(plan, cases, args.workers, args.batch_size, seed=0)
 
+    def ours_iter() -> Any:
+        ours.close()  # fresh workers each round, none left running during the other's round
+        return iter(ours)
+
+    def ref_iter() -> Any:
+        return iter(ref)
+
     rows = []
-    for name, loader in (("medseg cached loader", ours), ("MONAI Dataset pipeline", ref)):
-        dt, n, shape = _time(loader, args.warmup, args.batches)
-        rows.append((name, n, dt, n / dt, shape))
-    ratio = rows[0][3] / rows[1][3]
+    ratios = []
+    for r in range(args.rounds):
+        order = [("medseg cached loader", ours_iter), ("MONAI Dataset pipeline", ref_iter)]
+        if r % 2:
+            order.reverse()
+        rates = {}
+        for name, make in order:
+            dt, n, shape = _time(make, args.warmup, args.batches)
+            if name.startswith("medseg"):
+                ours.close()
+            rates[name] = n / dt
+            rows.append((r + 1, name, n, dt, n / dt, shape))
+        ratios.append(rates["medseg cached loader"] / rates["MONAI Dataset pipeline"])
     print(
         f"data: {args.data} ({len(cases)} cases), patch {tuple(plan.patch_size)}, batch "
-        f"{args.batch_size}, workers {args.workers}, timed batches {args.batches} "
-        f"(after {args.warmup} warm-up), target spacing {plan.target_spacing}"
+        f"{args.batch_size}, workers {args.workers}, {args.rounds} alternating rounds of "
+        f"{args.batches} timed batches (after {args.warmup} warm-up) per pipeline, target "
+        f"spacing {plan.target_spacing}"
     )
     print(
-        f"machine: {platform.machine()}, torch {torch.__version__}, one-off cache build "
-        f"{cache_s:.1f} s (num_workers={args.workers})"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"one-off cache build {cache_s:.1f} s (num_workers={args.workers})"
     )
     print()
-    print("| pipeline | patches | seconds | patches/s | batch shape |")
-    print("|---|---:|---:|---:|---|")
-    for name, n, dt, rate, shape in rows:
-        print(f"| {name} | {n} | {dt:.2f} | {rate:.2f} | {shape} |")
+    print("| round | pipeline | patches | seconds | patches/s | batch shape |")
+    print("|---:|---|---:|---:|---:|---|")
+    for r, name, n, dt, rate, shape in rows:
+        print(f"| {r} | {name} | {n} | {dt:.2f} | {rate:.2f} | {shape} |")
     print()
-    print(f"ratio medseg / MONAI = {ratio:.2f}x (target >= 3x)")
+    print("per-round ratio medseg / MONAI: " + ", ".join(f"{x:.2f}x" for x in ratios))
+    print(f"median ratio = {float(np.median(ratios)):.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":

@@ -198,6 +198,11 @@ class TrainLoader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self._dataloader()
 
+    def close(self) -> None:
+        """Stop the worker processes (they persist between epochs otherwise); the loader can
+        be iterated again afterwards (workers restart)."""
+        self._loader = None
+
     def infinite(self) -> Iterator[dict[str, Any]]:
         """Batches forever: one epoch after another, calling :meth:`set_epoch` itself."""
         while True:

@@ -141,11 +141,13 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
             plan, cases, tmp_path / "c", num_workers=0, seed=3, iterations_per_epoch=2
         )
     )
-    multi = list(
-        make_train_loader(
-            plan, cases, tmp_path / "c", num_workers=2, seed=3, iterations_per_epoch=2
-        )
+    multi_loader = make_train_loader(
+        plan, cases, tmp_path / "c", num_workers=2, seed=3, iterations_per_epoch=2
     )
+    multi = list(multi_loader)
+    multi_loader.close()  # workers stop; iterating again restarts them, same data
+    assert torch.equal(list(multi_loader)[1]["image"], multi[1]["image"])
+    multi_loader.close()
     for x, y in zip(single, multi, strict=True):  # the worker count does not change the data
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
     r0 = make_train_loader(
