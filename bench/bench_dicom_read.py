@@ -170,8 +170,19 @@ def read_sitk(folder: str) -> object:
     return reader.Execute()
 
 
+def read_pydicom_loop(folder: str) -> np.ndarray:
+    """Baseline: a plain pydicom loop (read every file fully, sort by z, stack, rescale)."""
+    import pydicom
+
+    dss = [pydicom.dcmread(p) for p in sorted(Path(folder).iterdir())]
+    dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    vol = np.stack([d.pixel_array for d in dss], axis=-1).astype(np.int16)
+    vol += np.int16(int(dss[0].RescaleIntercept))
+    return vol
+
+
 def time_reader(name: str, folder: Path, repeats: int) -> list[float]:
-    fn = read_medseg if name == "medseg" else read_sitk
+    fn = {"medseg": read_medseg, "sitk": read_sitk, "pydicom": read_pydicom_loop}[name]
     fn(str(folder))  # warm-up: page cache, imports
     times = []
     for _ in range(repeats):
@@ -243,6 +254,7 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="medseg_bench_dicom_")
     root = args.workdir or Path(tmp.name)
     rows = []
+    loops = []
     for label, j2k in (("uncompressed", False), ("JPEG 2000 lossless", True)):
         folder = root / ("j2k" if j2k else "raw")
         if not folder.exists():
@@ -256,12 +268,14 @@ def main() -> None:
         assert np.array_equal(ours.array, ref), "medseg and SimpleITK disagree"
         t_m = time_reader("medseg", folder, args.repeats)
         t_s = time_reader("sitk", folder, args.repeats)
+        t_p = time_reader("pydicom", folder, args.repeats)
         mem_m = peak_memory("medseg", folder)
         mem_s = peak_memory("sitk", folder)
         vol_mb = ours.array.nbytes / 2**20
         rows.append(
             (label, statistics.median(t_m), statistics.median(t_s), mem_m, mem_s, vol_mb, t_m, t_s)
         )
+        loops.append((label, statistics.median(t_p), statistics.median(t_s), t_p))
 
     print(
         f"\n512x512x{args.slices} CT, int16 HU ({rows[0][5]:.0f} MiB); median of "
@@ -280,6 +294,11 @@ def main() -> None:
             f"(workers' peak RSS {mm['child_peak_rss'] / 2**20:.0f} MiB) | "
             f"{mm['traced'] / nb:.2f} | {ms['rss_growth'] / nb:.2f} |"
         )
+    print("\nbaseline: plain pydicom loop (dcmread + pixel_array per file, sort, stack)")
+    print("| series | pydicom loop s | SimpleITK s | ratio pydicom loop/SimpleITK |")
+    print("|---|---|---|---|")
+    for label, tp, ts, _ in loops:
+        print(f"| {label} | {tp:.3f} | {ts:.3f} | {tp / ts:.2f} |")
     print("\nall runs (s):")
     for label, _, _, _, _, _, t_m, t_s in rows:
         runs_m = [round(t, 3) for t in t_m]
