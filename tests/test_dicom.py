@@ -607,3 +607,71 @@ def test_deflated_series_decodes(tmp_path: Path) -> None:
     vol = read_dicom(tmp_path / "s")
     assert vol.meta.extra["transfer_syntax"] == "Deflated Explicit VR Little Endian"
     _check_voxels(vol.array, frames, 1.0, -1024.0)
+
+
+# --- Siemens mosaic ----------------------------------------------------------------------------
+def _csa2(tags: dict[str, tuple[str, list[str]]]) -> bytes:
+    """A minimal Siemens CSA2 ("SV10") header holding ``{name: (vr, items)}``."""
+    import struct
+
+    out = b"SV10\x04\x03\x02\x01" + struct.pack("<2I", len(tags), 77)
+    for name, (vr, items) in tags.items():
+        out += struct.pack("<64si4s3i", name.encode(), len(items), vr.encode(), 0, len(items), 77)
+        for it in items:
+            b = it.encode() + b"\x00"
+            out += struct.pack("<4i", len(b), len(b), 77, len(b)) + b + b"\x00" * (-len(b) % 4)
+    return out
+
+
+@pytest.mark.parametrize("normal_sign", [1.0, -1.0])
+def test_synthetic_mosaic_demosaicked_with_csa_geometry(tmp_path: Path, normal_sign: float) -> None:
+    """5 slices of 4x3 tiled 3x3 in a 12x9 frame; slice direction from the CSA normal."""
+    n, tr, tc, tiles = 5, 4, 3, 3
+    rng = np.random.default_rng(5)
+    slices = [rng.integers(0, 3000, (tr, tc)).astype(np.uint16) for _ in range(n)]
+    mosaic = np.zeros((tr * tiles, tc * tiles), dtype=np.uint16)
+    for s, sl in enumerate(slices):
+        mosaic[
+            (s // tiles) * tr : (s // tiles + 1) * tr, (s % tiles) * tc : (s % tiles + 1) * tc
+        ] = sl
+    write_series(
+        tmp_path / "m",
+        n=1,
+        rows=12,
+        cols=9,
+        intercept=0.0,
+        extra={
+            "ImageType": ["ORIGINAL", "PRIMARY", "M", "MOSAIC"],
+            "SpacingBetweenSlices": "3.5",
+        },
+    )
+    f = next((tmp_path / "m").iterdir())
+    ds = pydicom.dcmread(f)
+    ds.add_new((0x0029, 0x0010), "LO", "SIEMENS CSA HEADER")
+    csa = _csa2(
+        {
+            "NumberOfImagesInMosaic": ("US", [str(n)]),
+            "SliceNormalVector": ("FD", ["0.0", "0.0", str(normal_sign)]),
+        }
+    )
+    ds.add_new((0x0029, 0x1010), "OB", csa)
+    ds.PixelData = mosaic.tobytes()
+    ds.save_as(f, enforce_file_format=True)
+
+    info = scan_dicom_folder(tmp_path / "m").series[0]
+    assert info.problem is None and info.n_slices == n and info.shape == (tc, tr, n)
+    vol = read_dicom(f)
+    for s in range(n):
+        np.testing.assert_array_equal(vol.array[:, :, s], slices[s].T)
+    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+    # first slice centre: mosaic corner shifted by half the unused tiles
+    origin = (
+        ipp
+        + np.array([1.0, 0, 0]) * 0.7 * (9 - tc) / 2
+        + np.array([0, 1.0, 0]) * 0.5 * (12 - tr) / 2
+    )
+    lps = np.eye(4)
+    lps[:3, :3] = np.diag([0.7, 0.5, 3.5 * normal_sign])
+    lps[:3, 3] = origin
+    np.testing.assert_allclose(vol.affine, LPS_TO_RAS @ lps, atol=1e-6)
+    assert vol.meta.extra["slice_spacing_source"] == "SpacingBetweenSlices (mosaic)"
