@@ -192,6 +192,31 @@ def time_reader(name: str, folder: Path, repeats: int) -> list[float]:
     return times
 
 
+def decode_strategies(folder: Path, n_files: int, workers: int) -> dict[str, float]:
+    """Seconds to decode ``n_files`` compressed files serially, with a thread pool and with a
+    process pool (``workers`` each): do the decoders release the GIL?"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medseg.io.dicom.pixels import decode_file
+
+    files = sorted(folder.iterdir())[:n_files]
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for f in files:
+        decode_file(f)
+    out["serial"] = time.perf_counter() - t0
+    with ThreadPoolExecutor(workers) as ex:
+        t0 = time.perf_counter()
+        list(ex.map(decode_file, files))
+        out[f"{workers} threads"] = time.perf_counter() - t0
+    with ProcessPoolExecutor(workers) as ex:
+        list(ex.map(abs, range(workers)))  # start the workers outside the timing
+        t0 = time.perf_counter()
+        list(ex.map(decode_file, files, chunksize=2))
+        out[f"{workers} processes"] = time.perf_counter() - t0
+    return out
+
+
 _MEM_CHILD = r"""
 import json, sys, threading, time, tracemalloc, psutil
 sys.path.insert(0, {bench_dir!r})
@@ -299,6 +324,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for label, tp, ts, _ in loops:
         print(f"| {label} | {tp:.3f} | {ts:.3f} | {tp / ts:.2f} |")
+    n_dec = min(args.slices, 60)
+    workers = min(os.cpu_count() or 1, 16)
+    strat = decode_strategies(root / "j2k", n_dec, workers)
+    print(f"\nJPEG 2000 decode of {n_dec} files (medseg.io.dicom.pixels.decode_file):")
+    print("| strategy | s | speed-up vs serial |")
+    print("|---|---|---|")
+    for name, t in strat.items():
+        print(f"| {name} | {t:.3f} | {strat['serial'] / t:.2f} |")
     print("\nall runs (s):")
     for label, _, _, _, _, _, t_m, t_s in rows:
         runs_m = [round(t, 3) for t in t_m]

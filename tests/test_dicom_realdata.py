@@ -371,8 +371,9 @@ def test_dicomdir_tree_walked_and_directories_skipped() -> None:
 
 # --- no traceback anywhere --------------------------------------------------------------------
 def _all_folders() -> list[Path]:
+    """Every folder under shared/data/dicom, at any depth (each is scanned as a root)."""
     root = shared_path("dicom")
-    return sorted(p for p in root.iterdir() if p.is_dir())
+    return sorted(p for p in root.rglob("*") if p.is_dir())
 
 
 def test_every_folder_scans_and_every_readable_series_reads() -> None:
