@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import warnings
 
+import monai.metrics as monai_metrics
 import numpy as np
 import pytest
+import surface_distance as sd
+import torch
 from conftest import shared_path
 from scipy import ndimage
 
 from medseg.io import read_label_map
 from medseg.metrics import LabelRecord, evaluate_pair
 from medseg.volume import LabelMap
-
-torch = pytest.importorskip("torch")
-monai_metrics = pytest.importorskip("monai.metrics")
-sd = pytest.importorskip("surface_distance")
 
 ATOL_MM = 1e-4
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
