@@ -675,3 +675,12 @@ def test_synthetic_mosaic_demosaicked_with_csa_geometry(tmp_path: Path, normal_s
     lps[:3, 3] = origin
     np.testing.assert_allclose(vol.affine, LPS_TO_RAS @ lps, atol=1e-6)
     assert vol.meta.extra["slice_spacing_source"] == "SpacingBetweenSlices (mosaic)"
+
+
+def test_slice_shifted_in_plane_refused(tmp_path: Path) -> None:
+    """Evenly spaced along the normal, but one slice moved 2 mm sideways: not one grid."""
+    pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(5)]
+    pos[2] = pos[2] + np.array([2.0, 0.0, 0.0])
+    write_series(tmp_path / "s", positions=pos)
+    with pytest.raises(DicomSeriesError, match=r"not on one line.*shifted 2 mm in-plane"):
+        read_dicom(tmp_path / "s")

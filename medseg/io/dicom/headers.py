@@ -262,6 +262,23 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
             path, f"unreadable DICOM header (truncated or corrupt): {exc}"
         ) from exc
 
+    try:
+        return _frames_from_dataset(path, ds, meta, ts, has_pixels, loc, end)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise UnreadableDicomError(
+            path, f"invalid DICOM header value: {exc}", _str(ds.get("SeriesInstanceUID"))
+        ) from exc
+
+
+def _frames_from_dataset(
+    path: Path,
+    ds: Any,
+    meta: Any,
+    ts: str,
+    has_pixels: bool,
+    loc: tuple[int, int] | None,
+    end: int,
+) -> list[FrameHeader] | str:
     sop_class = _str(ds.get("SOPClassUID"))
     if sop_class is None and meta is not None:
         sop_class = _str(meta.get("MediaStorageSOPClassUID"))

@@ -374,6 +374,17 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
                 "orthogonal grid is not supported, refusing"
             )
         if n > 2:
+            # every slice centre must lie on the line through the first along the normal
+            rel = ipp - ipp[0]
+            off = np.linalg.norm(rel - np.outer(rel @ normal, normal), axis=1)
+            worst = int(np.argmax(off))
+            tol_in_plane = max(SPACING_ATOL_MM, SPACING_RTOL * float(np.median(np.abs(d))))
+            if off[worst] > tol_in_plane:
+                return (
+                    f"slice positions are not on one line along the normal: slice at "
+                    f"{proj[worst]:.4g} mm ({sorted_frames[worst].path.name}) is shifted "
+                    f"{off[worst]:.3g} mm in-plane (tolerance {tol_in_plane:.3g} mm)"
+                )
             expected = float(np.median(d))
             tol = max(SPACING_ATOL_MM, SPACING_RTOL * expected)
             bad = np.flatnonzero(np.abs(d - expected) > tol)
