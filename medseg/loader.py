@@ -173,6 +173,11 @@ class TrainLoader:
         if self._loader is None:
             import torch.utils.data as tud
 
+            if self.num_workers and self.sampler.augment:
+                # Import MONAI's transforms once here, so forked workers do not each spend
+                # seconds importing it on their first spatial augmentation.
+                import monai.transforms  # noqa: F401
+
             loader = self
 
             class _Indices(tud.Sampler[int]):
