@@ -48,7 +48,7 @@ from medseg.metrics import (
     parse_regions,
     summarize,
 )
-from medseg.metrics.surface import DistanceMethod, SurfaceKind
+from medseg.metrics.surface import METHODS, SURFACES, DistanceMethod, SurfaceKind
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +340,10 @@ def evaluate_folders(
     label_list = None if labels is None else sorted({int(v) for v in labels})
     if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise ValueError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
+    if surface not in SURFACES:
+        raise ValueError(f"unknown surface definition {surface!r}; expected one of {SURFACES}")
+    if method not in METHODS:
+        raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
     out = None if out_dir is None else Path(out_dir)
     if out is not None and not overwrite:
         for name in OUTPUT_FILES:
@@ -385,7 +389,7 @@ def evaluate_folders(
             n_total = int(ref_map.array.size)
         except (MedsegError, OSError, EOFError) as exc:
             failures.append(CaseFailure(pair.case, pair.pred, pair.ref, str(exc)))
-            log.warning("case %s failed: %s", pair.case, exc)
+            log.info("case %s failed: %s", pair.case, exc)
             continue
         per_case.append((pair.case, n_total, recs))
     bar.close()

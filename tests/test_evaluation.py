@@ -204,6 +204,16 @@ def test_api_without_output_and_policy(batch) -> None:
     assert hd95.n_nan == 1 and hd95.n_used == 0
 
 
+def test_api_rejects_unknown_modes_before_work(batch) -> None:
+    pred_dir, ref_dir = batch
+    with pytest.raises(ValueError, match="surface definition"):
+        evaluate_folders(pred_dir, ref_dir, None, surface="mesh")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="distance method"):
+        evaluate_folders(pred_dir, ref_dir, None, method="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tolerance"):
+        evaluate_folders(pred_dir, ref_dir, None, tolerance_mm=float("nan"))
+
+
 def test_outputs_checked_before_work(batch, tmp_path) -> None:
     pred_dir, ref_dir = batch
     out = tmp_path / "out"
