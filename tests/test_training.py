@@ -281,6 +281,7 @@ def test_fold_all_trains_every_fold_into_one_model_folder(tmp_path: Path) -> Non
 
     cfg = load_train_config(_write_run(tmp_path))
     cfg.epochs, cfg.iterations_per_epoch, cfg.data.n_folds = 1, 1, 2
+    cfg.data.loader = "medseg"  # the augmenting, disk-cached loader of medseg.loader
     res = train(cfg, tmp_path / "m", fold="all")
     assert [f.fold for f in res.folds] == [0, 1]
     for k in (0, 1):
@@ -288,3 +289,4 @@ def test_fold_all_trains_every_fold_into_one_model_folder(tmp_path: Path) -> Non
     doc = json.loads((tmp_path / "m" / "result.json").read_text())
     assert len(doc["folds"]) == 2 and "ball" in doc["mean_metrics"]
     assert len(Predictor.from_paths([tmp_path / "m"]).models) == 2
+    assert list((tmp_path / "m" / "cache").iterdir())  # the loader's disk cache was used

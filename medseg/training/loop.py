@@ -448,6 +448,9 @@ def fit(
     finally:
         if writer is not None:
             writer.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     return FoldResult(
         fold=fold,
         out_dir=out,

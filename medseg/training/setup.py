@@ -133,6 +133,12 @@ class LoaderSource:
         self.loader.set_epoch(epoch)
         return iter(self.loader)
 
+    def close(self) -> None:
+        """Stop the loader's worker processes."""
+        close = getattr(self.loader, "close", None)
+        if close is not None:
+            close()
+
 
 def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
     """The configured batch source (``data.loader``; see :class:`DataConfig`)."""
