@@ -15,6 +15,7 @@ from medseg.metrics import (
     LabelRecord,
     border_voxels,
     both_empty_record,
+    evaluate_arrays,
     evaluate_pair,
     summarize,
 )
@@ -436,3 +437,14 @@ def test_weighted_percentile_rules() -> None:
     # Area-weighted: first distance whose cumulative area fraction reaches q.
     assert weighted_percentile(v, np.array([1, 1, 1, 7.0]), 50, border=False) == 3.0
     assert math.isnan(weighted_percentile(np.array([]), np.array([]), 95, border=True))
+
+
+def test_evaluate_arrays_matches_label_maps() -> None:
+    ref = box((16, 16, 16), (3, 3, 3), (10, 10, 10))
+    pred = box((16, 16, 16), (4, 3, 3), (11, 10, 10)).astype(bool)  # bool mask = label 1
+    sp = (0.5, 1.0, 2.0)
+    (a,) = evaluate_arrays(pred, ref, sp, tolerance_mm=0.5)
+    (b,) = evaluate_pair(lm(pred.astype(np.uint8), sp), lm(ref, sp), tolerance_mm=0.5)
+    assert a.hd_mm == pytest.approx(0.5) and a.as_dict() == b.as_dict()
+    with pytest.raises(ValueError, match="3 values"):
+        evaluate_arrays(pred, ref, (1.0, 1.0))

@@ -3,6 +3,7 @@
 * :func:`evaluate_pair` — per-label (and composite-region) Dice, IoU, TP/FP/FN/TN, voxel counts
   and volumes (mL), Hausdorff distance (max), HD95, average symmetric surface distance and
   normalised surface Dice at a tolerance, as frozen :class:`LabelRecord` s.
+* :func:`evaluate_arrays` — the same for bare NumPy label arrays plus a spacing.
 * :func:`summarize` — per-label statistics over cases that count undefined (empty-mask) cases.
 * :mod:`medseg.metrics.surface` — surface extraction (border voxels, or DeepMind surfels) and
   distances.
@@ -20,6 +21,7 @@ from medseg.metrics.pair import (
     LabelRecord,
     Region,
     both_empty_record,
+    evaluate_arrays,
     evaluate_pair,
     parse_regions,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "border_surface_distances",
     "border_voxels",
     "both_empty_record",
+    "evaluate_arrays",
     "evaluate_pair",
     "parse_regions",
     "summarize",

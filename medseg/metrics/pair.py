@@ -367,6 +367,32 @@ def evaluate_pair(
     return records
 
 
+def evaluate_arrays(
+    pred: npt.ArrayLike,
+    ref: npt.ArrayLike,
+    spacing: Sequence[float],
+    labels: Iterable[int] | None = None,
+    regions: Mapping[str, Iterable[int]] | Iterable[Region] | None = None,
+    **kwargs: Any,
+) -> list[LabelRecord]:
+    """:func:`evaluate_pair` for two bare 3-D label arrays (voxel index order) on one grid
+    with ``spacing`` in mm per array axis (e.g. validation inside a training loop).
+
+    Boolean masks are label 1. Keyword arguments are those of :func:`evaluate_pair`.
+    """
+    sp = [float(v) for v in spacing]
+    if len(sp) != 3:
+        raise ValueError(f"spacing must have 3 values (mm per array axis), found {spacing!r}")
+    aff = np.diag([*sp, 1.0])
+    return evaluate_pair(
+        LabelMap(np.asarray(pred), aff, source="<pred array>"),
+        LabelMap(np.asarray(ref), aff, source="<ref array>"),
+        labels,
+        regions,
+        **kwargs,
+    )
+
+
 def _record(
     case: str,
     key: str,
@@ -494,6 +520,7 @@ __all__ = [
     "LabelRecord",
     "Region",
     "both_empty_record",
+    "evaluate_arrays",
     "evaluate_pair",
     "parse_regions",
 ]
