@@ -287,8 +287,10 @@ def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) 
                 str(h.n_undefined if h else 0),
             )
         )
+    if not rows:
+        return "no labels evaluated"
     shown = rows if max_rows is None else rows[:max_rows]
-    widths = [max(len(head[i]), *(len(r[i]) for r in shown)) for i in range(len(head))]
+    widths = [max([len(head[i]), *(len(r[i]) for r in shown)]) for i in range(len(head))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in shown]
     if len(shown) < len(rows):

@@ -345,3 +345,16 @@ def test_nrrd_reference_matched_with_nifti_prediction(tmp_path) -> None:
     assert r.case == "brain1" and r.ref_voxels == int((ref.array == 1).sum())
     # Shift of 2 voxels along array axis 1 (0.78 mm spacing), not the 6.5 mm slice axis.
     assert r.hd_mm == pytest.approx(2 * ref.spacing[1], rel=1e-6)
+
+
+def test_all_cases_failing_still_writes_outputs_and_exits_1(tmp_path, capsys) -> None:
+    pred, ref = labels_ab()
+    write_nii(tmp_path / "r" / "x.nii.gz", ref)
+    write_nii(tmp_path / "p" / "x.nii.gz", pred[:, :, :5])
+    out = tmp_path / "out"
+    assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "r"), "--out", str(out)]) == 1
+    cap = capsys.readouterr()
+    assert "no labels evaluated" in cap.out and "0/1 case(s) evaluated" in cap.out
+    assert "1 case(s) failed" in cap.err and "x.nii.gz" in cap.err
+    assert read_csv(out / "metrics.csv") == []
+    assert json.loads((out / "summary.json").read_text())["n_failed"] == 1
