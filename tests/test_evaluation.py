@@ -358,3 +358,49 @@ def test_all_cases_failing_still_writes_outputs_and_exits_1(tmp_path, capsys) ->
     assert "1 case(s) failed" in cap.err and "x.nii.gz" in cap.err
     assert read_csv(out / "metrics.csv") == []
     assert json.loads((out / "summary.json").read_text())["n_failed"] == 1
+
+
+def write_dicom_series(folder: Path, vol: np.ndarray, spacing=(0.8, 0.8, 2.0)) -> None:
+    """Uncompressed axial DICOM series of a (columns i, rows j, slices k) uint16 label array."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    for k in range(vol.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", 1, k + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[2])]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [spacing[1], spacing[0]]
+        ds.SliceThickness = spacing[2]
+        ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = np.ascontiguousarray(vol[:, :, k].T.astype(np.uint16)).tobytes()
+        ds.save_as(folder / f"s{k:03d}.dcm", enforce_file_format=True)
+
+
+def test_dicom_series_case_folders_end_to_end(tmp_path, capsys) -> None:
+    ref = np.zeros((20, 16, 6), np.uint16)
+    ref[4:12, 3:10, 1:5] = 1
+    ref[13:18, 5:12, 2:4] = 2
+    pred = np.roll(ref, 1, axis=0)  # one column = 0.8 mm
+    write_dicom_series(tmp_path / "r" / "case1", ref)
+    write_dicom_series(tmp_path / "p" / "case1", pred)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "r"), "--out", str(out)]) == 0
+    rows = {r["label"]: r for r in read_csv(out / "metrics.csv")}
+    assert rows["1"]["case"] == "case1"
+    assert float(rows["1"]["dice"]) == pytest.approx(2 * 7 / 16)  # 8 columns, 7 overlap
+    assert float(rows["2"]["dice"]) == pytest.approx(2 * 4 / 10)
+    assert float(rows["1"]["hd_mm"]) == pytest.approx(0.8)
+    assert "1/1 case(s) evaluated" in capsys.readouterr().out
