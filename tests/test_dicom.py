@@ -684,3 +684,31 @@ def test_slice_shifted_in_plane_refused(tmp_path: Path) -> None:
     write_series(tmp_path / "s", positions=pos)
     with pytest.raises(DicomSeriesError, match=r"not on one line.*shifted 2 mm in-plane"):
         read_dicom(tmp_path / "s")
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_frame_header_values_match_what_was_written(tmp_path: Path, ts: str) -> None:
+    from medseg.io.dicom.headers import read_frame_headers
+
+    iop = oblique_iop(11.0)
+    _, pos = write_series(
+        tmp_path / "s",
+        n=1,
+        iop=iop,
+        slope=0.5,
+        intercept=-7.0,
+        dtype=np.int16,
+        extra={"ImageType": ["DERIVED", "SECONDARY"], "EchoNumbers": 2, "EchoTime": "4.5"},
+        transfer_syntax=ts,
+        shuffle=False,
+    )
+    f = next((tmp_path / "s").iterdir())
+    (h,) = read_frame_headers(f)  # type: ignore[misc]
+    assert (h.rows, h.cols, h.bits_allocated, h.pixel_representation) == (6, 7, 16, 1)
+    assert h.image_type == ("DERIVED", "SECONDARY")
+    assert (h.echo_number, h.echo_time, h.instance_number) == (2, 4.5, 1)
+    assert (h.slope, h.intercept, h.modality, h.series_number) == (0.5, -7.0, "CT", 3)
+    np.testing.assert_allclose(h.ipp, pos[0], atol=1e-6)
+    np.testing.assert_allclose(h.iop, iop, atol=1e-8)
+    assert h.pixel_spacing == (0.5, 0.7) and h.slice_thickness == 9.9
+    assert h.description == "synthetic CT" and h.transfer_syntax_uid == ts
