@@ -187,3 +187,27 @@ def test_ms_lesions_anisotropic_grid_equals_monai_and_deepmind() -> None:
     assert_match(r, monai_values(arr == 1, ref.array == 1, ref.spacing, 1.0), "monai")
     (s,) = evaluate_pair(pred, ref, labels=[1], tolerance_mm=1.0, surface="surfels")
     assert_match(s, deepmind_values(arr == 1, ref.array == 1, ref.spacing, 1.0), "deepmind")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_upsampled_totalsegmentator_pair_equals_monai_for_every_method() -> None:
+    d = shared_path("totalsegmentator_example")
+    ref = read_label_map(d / "example_seg.nii.gz")
+    pred = read_label_map(d / "example_seg_fast.nii.gz")
+    zoom = [b / s for b, s in zip((256, 256, 100), ref.shape, strict=True)]
+    sp = [s * n / b for s, n, b in zip(ref.spacing, ref.shape, (256, 256, 100), strict=True)]
+    aff = np.diag([*sp, 1.0])
+    big_ref = LabelMap(ndimage.zoom(ref.array, zoom, order=0), aff)
+    big_pred = LabelMap(ndimage.zoom(pred.array, zoom, order=0), aff)
+    by_method = {m: evaluate_pair(big_pred, big_ref, method=m) for m in ("edt", "kdtree")}
+    for r_edt, r_kd in zip(by_method["edt"], by_method["kdtree"], strict=True):
+        for k in ("hd_mm", "hd95_mm", "assd_mm", "nsd"):
+            a, b = getattr(r_edt, k), getattr(r_kd, k)
+            assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-9), k
+    for r in by_method["kdtree"]:
+        if r.undefined:
+            continue
+        v = int(r.label)
+        exp = monai_values(big_pred.array == v, big_ref.array == v, sp, 1.0)
+        assert_match(r, exp, "monai")
