@@ -199,3 +199,37 @@ def test_foreground_ratio_makes_tiny_structures_seen(
     without, with_third = fg_share(0.0), fg_share(1 / 3)
     assert without < 0.2  # a 4-voxel dot is rarely hit by chance
     assert with_third >= 1 / 3  # every forced position contains foreground
+
+
+@pytest.mark.realdata
+def test_loader_on_la2018(tmp_path: Path) -> None:
+    """Two real cases through cache + loader: shapes, and forced patches contain the atrium."""
+    from conftest import shared_path
+
+    from medseg.datasets import load_dataset
+
+    ds = load_dataset(shared_path("la2018_msd"))
+    plan = Plan(
+        dataset_root=str(ds.root),
+        dataset_name=ds.name,
+        channel_names=ds.channel_names,
+        label_names=ds.label_names,
+        target_spacing=(1.25, 1.25, 1.25),
+        normalization=[ChannelNormalization(channel="MRI", scheme="zscore")],
+        crop_to_nonzero=False,
+        patch_size=(32, 32, 32),
+        batch_size=2,
+        network=NetworkPlan(
+            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
+        ),
+        foreground_ratio=0.5,
+        gpu_memory_gb=8,
+    )
+    loader = make_train_loader(
+        plan, ds.cases[:2], tmp_path, num_workers=0, seed=0, iterations_per_epoch=4
+    )
+    shapes = {c.case_id: c.load_image().shape for c in loader.cached}
+    assert all(s[0] == 1 and abs(s[3] - 44) <= 1 for s in shapes.values())  # 88 z at 0.625 mm
+    for b in loader:
+        assert b["image"].shape == (2, 1, 32, 32, 32)
+        assert b["forced_foreground"][1] and b["label"][1].sum() > 0

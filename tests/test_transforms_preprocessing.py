@@ -174,3 +174,23 @@ def test_sample_ct_round_trip_exact_grid() -> None:
     assert LabelMap(back, np.asarray(pre.info.original_affine)).same_grid(lab, atol=0)
     a, b = back == 1, lab.array == 1
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
+
+
+@pytest.mark.realdata
+def test_brats_lps_two_channels_round_trip() -> None:
+    """BraTS (LPS, FLAIR + T1c, float32 labels): preprocess to 1.5 mm and back."""
+    from conftest import shared_path
+
+    d = shared_path("brats2015_deepmedic", "train", "brats_2013_pat0005_1")
+    flair = read_volume(d / "Flair_subtrMeanDivStd.nii.gz")
+    t1c = read_volume(d / "T1c_subtrMeanDivStd.nii.gz")
+    lab = read_label_map(d / "OTMultiClass.nii.gz")
+    assert flair.orientation == "LPS"
+    plan = make_plan((1.5, 1.5, 1.5), channels=("FLAIR", "T1c"), crop=False)
+    pre = preprocess_case([flair, t1c], plan, lab)
+    assert pre.info.reorientation.flip == (True, True, False)
+    assert pre.image.shape == (2, 160, 160, 103)
+    back = restore_to_original(pre.label, pre.info, is_label=True)
+    assert LabelMap(back, np.asarray(pre.info.original_affine)).same_grid(lab, atol=0)
+    whole_a, whole_b = back > 0, lab.array > 0
+    assert 2 * (whole_a & whole_b).sum() / (whole_a.sum() + whole_b.sum()) > 0.95
