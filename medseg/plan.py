@@ -407,6 +407,11 @@ def _case_fingerprint(
     }
 
 
+def _sig(x: Any) -> float:
+    """Round to 7 significant digits (plan.yaml stays readable; float32 data hold no more)."""
+    return float(f"{float(x):.7g}")
+
+
 def collect_fingerprint(ds: Dataset, *, voxels_per_case: int = 20000, seed: int = 0) -> Fingerprint:
     """Read every case once and summarise it.
 
@@ -431,13 +436,13 @@ def collect_fingerprint(ds: Dataset, *, voxels_per_case: int = 20000, seed: int 
         stats.append(
             ChannelStats(
                 channel=name,
-                mean=float(v.mean()),
-                std=float(v.std()),
-                median=float(p50),
-                percentile_00_5=float(p005),
-                percentile_99_5=float(p995),
-                min=float(v.min()),
-                max=float(v.max()),
+                mean=_sig(v.mean()),
+                std=_sig(v.std()),
+                median=_sig(p50),
+                percentile_00_5=_sig(p005),
+                percentile_99_5=_sig(p995),
+                min=_sig(v.min()),
+                max=_sig(v.max()),
             )
         )
     spacings = np.array([p["spacing"] for p in per_case], dtype=np.float64)
@@ -456,7 +461,7 @@ def collect_fingerprint(ds: Dataset, *, voxels_per_case: int = 20000, seed: int 
         median_spacing=(float(med_sp[0]), float(med_sp[1]), float(med_sp[2])),
         median_shape=(int(med_sh[0]), int(med_sh[1]), int(med_sh[2])),
         intensity=stats,
-        label_volume_ml_median={k: float(np.median(v)) for k, v in sorted(vols.items())},
+        label_volume_ml_median={k: _sig(np.median(v)) for k, v in sorted(vols.items())},
         label_case_count={k: len(v) for k, v in sorted(vols.items())},
         modalities=list(ds.channel_names),
     )
