@@ -194,3 +194,13 @@ def test_brats_lps_two_channels_round_trip() -> None:
     assert LabelMap(back, np.asarray(pre.info.original_affine)).same_grid(lab, atol=0)
     whole_a, whole_b = back > 0, lab.array > 0
     assert 2 * (whole_a & whole_b).sum() / (whole_a.sum() + whole_b.sum()) > 0.95
+
+
+def test_nonzero_mask_fills_holes(rng: np.random.Generator) -> None:
+    """A zero voxel inside the body is tissue: it is normalised, not treated as background."""
+    img, lab, _ = _ball_case(rng, spacing=(1.0, 1.0, 1.0))
+    arr = img.array.copy()
+    arr[20, 17, 9] = 0.0  # inside the body box
+    pre = preprocess_case([img.with_array(arr)], make_plan((1.0, 1.0, 1.0)), lab)
+    lo = [a for a, _ in pre.info.crop_box]
+    assert pre.image[0, 20 - lo[0], 17 - lo[1], 9 - lo[2]] < -3  # (0 - ~200) / ~30

@@ -6,8 +6,8 @@
 2. reorient to closest-canonical RAS (axis permutation/flips only; see
    :mod:`medseg.transforms.spatial`);
 3. crop to the bounding box of voxels non-zero in any channel (``plan.crop_to_nonzero``);
-4. normalise each channel (:mod:`medseg.transforms.intensity`; the non-zero mask is computed on
-   the cropped, reoriented array);
+4. normalise each channel (:mod:`medseg.transforms.intensity`; the non-zero mask, voxels
+   non-zero in any channel with holes filled, is computed on the cropped, reoriented array);
 5. resample to ``plan.target_spacing`` (images linear or cubic, labels nearest or one-hot
    linear), half-voxel aligned.
 
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from medseg.plan import Plan
 from medseg.transforms.intensity import normalize_channel
@@ -161,7 +162,11 @@ def preprocess_case(
     )
     stack = crop(stack, box)
     cropped_shape = (int(stack.shape[1]), int(stack.shape[2]), int(stack.shape[3]))
-    nonzero = np.any(stack != 0, axis=0)
+    nonzero = None
+    if any(n.use_nonzero_mask for n in plan.normalization):
+        # nnU-Net's mask: non-zero in any channel, holes filled (zero voxels inside the body
+        # are tissue, not background).
+        nonzero = ndimage.binary_fill_holes(np.any(stack != 0, axis=0))
     norm = np.stack(
         [normalize_channel(stack[c], n, nonzero) for c, n in enumerate(plan.normalization)]
     )
