@@ -107,7 +107,8 @@ def _worker_init(_: int) -> None:
 
 class TrainLoader:
     """Iterable over batches ``{"image": FloatTensor (B, C, *patch), "label": LongTensor
-    (B, 1, *patch), "case_id": list[str]}``; one pass = ``iterations_per_epoch`` batches.
+    (B, 1, *patch), "case_id": list[str], "forced_foreground": list[bool]}``; one pass =
+    ``iterations_per_epoch`` batches.
 
     Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``) to get new
     samples; without it every pass repeats the same batches. :meth:`infinite` yields batches
@@ -131,6 +132,7 @@ class TrainLoader:
         augment: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
@@ -148,6 +150,7 @@ class TrainLoader:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.epoch = 0
+        self.pin_memory = bool(pin_memory)
         self.cached = ensure_cached(plan, cases, self.cache_dir, num_workers=self.num_workers)
         self.sampler = PatchSampler(
             plan, self.cached, seed=self.seed, batch_size=self.batch_size, augment=augment
@@ -195,7 +198,7 @@ class TrainLoader:
                 collate_fn=_collate,
                 worker_init_fn=_worker_init if self.num_workers else None,
                 persistent_workers=self.num_workers > 0,
-                pin_memory=False,
+                pin_memory=self.pin_memory,
                 prefetch_factor=4 if self.num_workers else None,
             )
         return self._loader
@@ -251,6 +254,7 @@ def make_train_loader(
     augment: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
 ) -> TrainLoader:
     """Preprocess ``cases`` into ``cache_dir`` (if not cached yet) and return the loader.
 
@@ -264,6 +268,7 @@ def make_train_loader(
         batch_size: per-rank batch size (default ``plan.batch_size``).
         augment: apply the plan's augmentation (False: patches only, e.g. for validation).
         rank, world_size: DDP rank and number of ranks; ranks draw different samples.
+        pin_memory: page-locked batches for faster host-to-GPU copies (``DataLoader`` option).
 
     Yields (per iteration) a dict with ``image`` ``torch.float32 (B, C, *plan.patch_size)``,
     ``label`` ``torch.int64 (B, 1, *plan.patch_size)`` and ``case_id`` (list of B str).
@@ -279,6 +284,7 @@ def make_train_loader(
         augment=augment,
         rank=rank,
         world_size=world_size,
+        pin_memory=pin_memory,
     )
 
 
