@@ -107,6 +107,18 @@ def test_cache_layout_hit_and_invalidation(
     assert calls == []  # batch size does not affect preprocessing
 
 
+def test_parallel_caching_matches_serial(tmp_path: Path, rng: np.random.Generator) -> None:
+    cases = _cases(tmp_path, rng)
+    plan = _plan(spacing=(1.5, 1.5, 2.0))
+    serial = ensure_cached(plan, cases, tmp_path / "serial")
+    parallel = ensure_cached(plan, cases, tmp_path / "parallel", num_workers=2)
+    assert [c.case_id for c in parallel] == ["c0", "c1", "c2"]
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.load_image()), np.asarray(b.load_image()))
+        np.testing.assert_array_equal(a.foreground(), b.foreground())
+        assert a.info == b.info
+
+
 def test_loader_batches_shapes_and_determinism(tmp_path: Path, rng: np.random.Generator) -> None:
     cases = _cases(tmp_path, rng)
     plan = _plan()

@@ -276,3 +276,25 @@ def test_declared_channels_must_match_the_4d_file(tmp_path: Path, rng: np.random
     assert [(p.case_id, "found a 3-D image" in p.message) for p in problems] == [("case_001", True)]
     with pytest.raises(InputError, match="expected a 4-D image with 2 channels"):
         read_case(load_dataset(root).case("case_001"))
+
+
+def test_unlabelled_cases_subset_and_unknown_split_ids(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _msd(tmp_path, rng)
+    data = json.loads((root / "dataset.json").read_text())
+    del data["training"][2]["label"]
+    (root / "dataset.json").write_text(json.dumps(data))
+    ds = load_dataset(root)
+    assert ds.cases[2].label is None
+    assert [p.message for p in check_dataset(ds)] == ["no label listed"]
+    assert main(["check", str(root), "--allow-unlabelled"]) == 0
+    capsys.readouterr()
+    sub = ds.subset(["case_001", "case_000"])
+    assert [c.case_id for c in sub.cases] == ["case_001", "case_000"]
+    assert sub.channel_names == ds.channel_names
+    path = write_splits(
+        [{"train": ["case_000", "ghost"], "val": ["case_001"]}], tmp_path / "s.json"
+    )
+    with pytest.raises(ConfigError, match=r"\[0\]\.train: unknown case ids \['ghost'\]"):
+        read_splits(path, ds)
