@@ -398,8 +398,9 @@ def check_dataset(ds: Dataset, *, require_labels: bool = True) -> list[Problem]:
 
     Checks, per case: every file exists and is readable; no NaN/inf voxels; channels share a
     grid; a label exists (when ``require_labels``), is integral, lies on the image grid, and
-    holds only values declared in ``ds.label_names`` (when any are declared). Nothing is raised
-    for data problems; reading continues with the next case.
+    holds only values declared in ``ds.label_names`` (when any are declared). Warnings (which
+    do not make a dataset invalid): a label with no foreground, a declared label that no case
+    contains. Nothing is raised for data problems; reading continues with the next case.
     """
     problems: list[Problem] = []
     if not ds.label_names:
@@ -412,12 +413,38 @@ def check_dataset(ds: Dataset, *, require_labels: bool = True) -> list[Problem]:
             )
         )
     declared = set(ds.label_names)
+    seen: set[int] = set()
+    n_read = 0
     for case in ds.cases:
-        problems.extend(_check_case(case, declared, require_labels))
+        found, present = _check_case(case, declared, require_labels)
+        problems.extend(found)
+        if present is not None:
+            n_read += 1
+            seen |= present
+            if not present - {0}:
+                problems.append(
+                    Problem(
+                        case.case_id,
+                        case.label,
+                        "label has no foreground (only 0)",
+                        severity="warning",
+                    )
+                )
+    absent = sorted(declared - seen - {0})
+    if absent and n_read == len(ds.cases):
+        names = ", ".join(f"{v} ({ds.label_names[v]})" for v in absent)
+        problems.append(
+            Problem(
+                None, ds.source, f"declared label(s) {names} occur in no case", severity="warning"
+            )
+        )
     return problems
 
 
-def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Problem]:
+def _check_case(
+    case: Case, declared: set[int], require_labels: bool
+) -> tuple[list[Problem], set[int] | None]:
+    """Problems of one case, and the label values present (``None`` if unread)."""
     out: list[Problem] = []
     cid = case.case_id
     for f in case.images:
@@ -429,7 +456,7 @@ def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Pr
     elif not case.label.exists():
         out.append(Problem(cid, case.label, "label file missing"))
     if out:
-        return out
+        return out, None
     vols: list[Volume] = []
     idx = case.channel_indices or tuple(range(len(case.images)))
     for n, ch in enumerate(idx):
@@ -468,17 +495,17 @@ def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Pr
                 )
             )
     if case.label is None:
-        return out
+        return out, None
     try:
         lab = read_volume(case.label, check_finite=False)
     except MedsegError as exc:
         out.append(Problem(cid, case.label, str(getattr(exc, "problem", exc))))
-        return out
+        return out, None
     try:
         lm = LabelMap.from_volume(lab)
     except MedsegError as exc:
         out.append(Problem(cid, case.label, str(getattr(exc, "problem", exc))))
-        return out
+        return out, None
     if vols:
         try:
             vols[0].check_same_grid(lm)
@@ -488,8 +515,8 @@ def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Pr
                     cid, case.label, f"label is not on the image grid: {str(exc).splitlines()[0]}"
                 )
             )
+    present = {int(v) for v in np.unique(lm.array)}
     if declared:
-        present = {int(v) for v in np.unique(lm.array)}
         extra = sorted(present - declared)
         if extra:
             out.append(
@@ -499,7 +526,7 @@ def _check_case(case: Case, declared: set[int], require_labels: bool) -> list[Pr
                     f"label values {extra} not in the declared set {sorted(declared)}",
                 )
             )
-    return out
+    return out, present
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,7 +109,9 @@ def test_nnunet_v2_layout(tmp_path: Path, rng: np.random.Generator) -> None:
         2: "tumour",
     }
     assert [c.case_id for c in ds.cases] == ["a", "b"]
-    assert check_dataset(ds) == []
+    problems = check_dataset(ds)  # valid, but label 1 is declared and never used: a warning
+    assert [(p.case_id, p.severity) for p in problems] == [(None, "warning")]
+    assert "1 (liver) occur in no case" in problems[0].message
 
 
 def test_csv_and_folder_pairs(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -298,3 +300,14 @@ def test_unlabelled_cases_subset_and_unknown_split_ids(
     )
     with pytest.raises(ConfigError, match=r"\[0\]\.train: unknown case ids \['ghost'\]"):
         read_splits(path, ds)
+
+
+def test_empty_label_is_a_warning(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _msd(tmp_path, rng)
+    _save(root / "labelsTr" / "case_002.nii.gz", np.zeros(SHAPE, np.uint8))
+    problems = check_dataset(load_dataset(root))
+    assert [(p.case_id, p.severity) for p in problems] == [("case_002", "warning")]
+    assert main(["check", str(root)]) == 0  # warnings do not fail
+    assert "warning: " in capsys.readouterr().out
