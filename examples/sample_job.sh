@@ -11,3 +11,7 @@ medseg info "$SAMPLE/ct_dicom"
 echo "== medseg convert: DICOM series -> NIfTI (geometry kept, written atomically)"
 medseg convert "$SAMPLE/ct_dicom" "$OUT/ct.nii.gz" --overwrite
 medseg info "$OUT/ct.nii.gz"
+
+echo "== medseg check + medseg plan on the shipped spleen CT case (CSV listing)"
+medseg check "$SAMPLE/spleen.csv"
+medseg plan "$SAMPLE/spleen.csv" --out "$OUT/spleen_plan" --overwrite
