@@ -206,6 +206,10 @@ def assemble(
                 raise InputError(
                     h.path, f"decoded frame has shape {raw.shape}; expected ({rows}, {cols})"
                 )
+            if raw.dtype.kind not in "iu":
+                raise InputError(
+                    h.path, f"decoded pixel values are {raw.dtype}; expected integer stored values"
+                )
             if integer:
                 buf[k] = raw
             else:
