@@ -712,3 +712,37 @@ def test_frame_header_values_match_what_was_written(tmp_path: Path, ts: str) -> 
     np.testing.assert_allclose(h.iop, iop, atol=1e-8)
     assert h.pixel_spacing == (0.5, 0.7) and h.slice_thickness == 9.9
     assert h.description == "synthetic CT" and h.transfer_syntax_uid == ts
+
+
+def test_series_selection_by_uid_and_errors(tmp_path: Path) -> None:
+    uid = generate_uid()
+    write_series(tmp_path / "a", series_uid=uid, n=3)
+    assert read_dicom(tmp_path / "a", series=uid).shape == (7, 6, 3)
+    assert read_dicom(tmp_path / "a", series="0").shape == (7, 6, 3)  # digits = index
+    with pytest.raises(DicomSeriesError, match="not found"):
+        read_dicom(tmp_path / "a", series="1.2.3.nope")
+    # one UID split in two: the bare UID is ambiguous, the keys are not
+    write_series(tmp_path / "b", series_uid=uid, extra={"EchoNumbers": 1}, prefix="e1")
+    write_series(tmp_path / "b", series_uid=uid, extra={"EchoNumbers": 2}, prefix="e2")
+    with pytest.raises(DicomSeriesError, match="matches several volumes"):
+        read_dicom(tmp_path / "b", series=uid)
+
+
+def test_folder_without_images_and_non_image_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images")
+    with pytest.raises(DicomSeriesError, match="no DICOM image series found"):
+        read_dicom(tmp_path / "empty")
+    with pytest.raises(InputError, match="no such file"):
+        read_dicom(tmp_path / "missing")
+    # a DICOM file that is not an image (a basic directory object) is named as such
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.FileSetID = "TEST"
+    ds.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
+    with pytest.raises(DicomSeriesError, match="DICOMDIR"):
+        read_dicom(tmp_path / "DICOMDIR")
