@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medseg.checkpoint import CheckpointMeta
@@ -129,7 +130,7 @@ def run_monai_plain(
             loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
-        float(loss)
+        float(loss.detach())
         times.append(time.perf_counter() - t0)
     n = (epochs - 1) * len(batches) * batches[0]["image"].shape[0]
     return n / sum(times[1:]), times[0]
@@ -141,39 +142,67 @@ def main() -> None:
     ap.add_argument("--patch", type=int, nargs=3, default=[48, 48, 32])
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=5, help="iterations per epoch")
-    ap.add_argument("--epochs", type=int, default=3, help="epoch 1 is warm-up")
+    ap.add_argument("--epochs", type=int, default=2, help="epoch 1 is warm-up")
     ap.add_argument("--base-filters", type=int, default=8)
     ap.add_argument("--amp", default="none", choices=("none", "bf16", "fp16", "auto"))
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = make_batches(args.iterations, args.batch, args.patch, 2)
     spec = spec_for(args.patch, args.base_filters, ds=True)
     spec_nods = spec.model_copy(update={"deep_supervision": False})
-    results: list[tuple[str, float, float]] = []
-    ref, ref_first = run_monai_plain(spec, batches, args.epochs, args.device)
-    results.append(("monai_plain (reference)", ref, ref_first))
-    for name, sp, kw in [
-        ("medseg (deep supervision)", spec, {}),
-        ("medseg_noDS", spec_nods, {}),
-        ("medseg_channels_last", spec, {"channels_last": True}),
-    ] + ([("medseg_compile", spec, {"compile": True})] if args.compile else []):
-        try:
-            pps, first = run_medseg(sp, batches, args.epochs, args.device, args.amp, **kw)
-        except Exception as exc:  # report, keep measuring the others
-            print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            continue
-        results.append((name, pps, first))
+    variants: list[tuple[str, Any]] = [
+        (
+            "monai_plain (reference)",
+            lambda: run_monai_plain(spec, batches, args.epochs, args.device),
+        ),
+        (
+            "medseg (deep supervision)",
+            lambda: run_medseg(spec, batches, args.epochs, args.device, args.amp),
+        ),
+        ("medseg_noDS", lambda: run_medseg(spec_nods, batches, args.epochs, args.device, args.amp)),
+        (
+            "medseg_channels_last",
+            lambda: run_medseg(
+                spec, batches, args.epochs, args.device, args.amp, channels_last=True
+            ),
+        ),
+    ]
+    if args.compile:
+        variants.append(
+            (
+                "medseg_compile",
+                lambda: run_medseg(spec, batches, args.epochs, args.device, args.amp, compile=True),
+            )
+        )
+    # alternate the variants in rounds so that background load hits all of them alike
+    pps: dict[str, list[float]] = {n: [] for n, _ in variants}
+    first: dict[str, list[float]] = {n: [] for n, _ in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants:
+            try:
+                p, f = fn()
+            except Exception as exc:  # report, keep measuring the others
+                print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                continue
+            pps[name].append(p)
+            first[name].append(f)
+    ref = float(np.median(pps["monai_plain (reference)"]))
     print(
         f"\ntraining throughput, device {args.device}, patch {args.patch}, batch {args.batch}, "
         f"filters {spec.filters}, amp {args.amp}, {args.iterations} it/epoch x "
-        f"{args.epochs - 1} timed epochs, torch threads {torch.get_num_threads()}"
+        f"{args.epochs - 1} timed epochs, {args.rounds} alternating rounds (medians), "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(f"{'variant':<28} {'patches/s':>10} {'ratio vs ref':>13} {'1st epoch s':>12}")
-    for name, pps, first in results:
-        print(f"{name:<28} {pps:>10.2f} {pps / ref:>13.2f} {first:>12.1f}")
+    for name, _ in variants:
+        if not pps[name]:
+            continue
+        m = float(np.median(pps[name]))
+        print(f"{name:<28} {m:>10.2f} {m / ref:>13.2f} {float(np.median(first[name])):>12.1f}")
 
 
 if __name__ == "__main__":
