@@ -91,6 +91,9 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     fold_dir = out / "fold_0"
     assert (fold_dir / "log.txt").read_text().count("epoch ") == 2
     assert len((fold_dir / "metrics.csv").read_text().strip().splitlines()) == 3
+    # per-case rows of both ranks are gathered into rank 0's report
+    final_doc = json.loads((fold_dir / "validation_final.json").read_text())
+    assert len(final_doc["cases"]) == 2
     # the reduced validation Dice equals a single-process validation over both cases
     from medseg.checkpoint import load_checkpoint
 
@@ -98,6 +101,7 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     run = prepare_run(tc, out, write=False)
     val_ids = run.splits[0]["val"]
     assert len(val_ids) == 2
+    assert sorted(c["case_id"] for c in final_doc["cases"]) == sorted(val_ids)
     cases = [array_case(run, c) for c in val_ids]
     ck = load_checkpoint(fold_dir / "checkpoint_last.pt")
     means, _ = validate(

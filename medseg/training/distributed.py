@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -71,6 +72,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def gather_lists(items: list[Any], info: DistInfo) -> list[Any]:
+    """Concatenate every rank's list of JSON-like items, on every rank (rank order)."""
+    if not info.enabled:
+        return list(items)
+    parts: list[Any] = [None] * info.world_size
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
@@ -94,5 +104,6 @@ __all__ = [
     "broadcast_flag",
     "cleanup_distributed",
     "env_dist_info",
+    "gather_lists",
     "init_distributed",
 ]

@@ -45,6 +45,7 @@ from medseg.training.distributed import (
     barrier,
     broadcast_flag,
     env_dist_info,
+    gather_lists,
 )
 from medseg.training.optim import DeepSupervisionLoss, build_optimizer, build_scheduler
 from medseg.training.sampling import ArrayCase, BatchSource
@@ -191,7 +192,8 @@ def validate(
     hd95: bool = False,
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Sliding-window prediction of every validation case (dealt round-robin to the ranks),
-    per-label metrics reduced across ranks: returns ``(means, per_case_rows_of_this_rank)``."""
+    per-label metrics reduced across ranks: returns ``(means, per_case_rows)`` (all ranks'
+    cases, on every rank)."""
     names = [label_names[k] for k in sorted(label_names) if k != 0]
     keys = ["dice", "hd95_mm"] if hd95 else ["dice"]
     sums = torch.zeros((len(names), len(keys), 2), dtype=torch.float64)  # sum, count
@@ -216,6 +218,7 @@ def validate(
                     sums[i, j, 0] += v
                     sums[i, j, 1] += 1
     sums = all_reduce_sum(sums, info)
+    rows = gather_lists(rows, info)
     means = {
         n: {
             k: float(sums[i, j, 0] / sums[i, j, 1]) if sums[i, j, 1] > 0 else float("nan")
@@ -441,7 +444,7 @@ def fit(
                 hd95=cfg.final_hd95,
             )
             if info.is_main:
-                doc = {"fold": fold, "epoch": cfg.epochs, "mean": final, "cases_rank0": rows}
+                doc = {"fold": fold, "epoch": cfg.epochs, "mean": final, "cases": rows}
                 atomic_write_text(
                     out / "validation_final.json", json.dumps(doc, indent=2) + "\n", overwrite=True
                 )
