@@ -40,6 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_every": 10,
         "batch_size": None,
         "lr": 0.01,
+        "num_workers": 8,
     },
     # 2-core CPU, ~15 min: 1.5 mm spacing (vs 0.625 mm native), 48x48x32 patch, narrow net.
     "cpu": {
@@ -52,6 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_every": 5,
         "batch_size": 2,
         "lr": 0.02,
+        "num_workers": 0,
     },
 }
 
@@ -157,6 +159,7 @@ def main() -> None:
                 "n_folds": args.n_folds,
                 "batch_size": preset["batch_size"],
                 "loader": "auto",
+                "num_workers": preset["num_workers"],
             },
         }
     )
