@@ -181,6 +181,26 @@ def predict_array(
     return lab.astype(np.uint8 if probs.shape[0] <= 256 else np.int32)
 
 
+def keep_largest_component(
+    labels: npt.NDArray[np.integer[Any]], values: Sequence[int] | None = None
+) -> npt.NDArray[np.integer[Any]]:
+    """For each label value (default: every non-zero value present), keep only its largest
+    26-connected component; removed voxels become background (0). Returns a new array."""
+    from scipy import ndimage
+
+    out = np.array(labels, copy=True)
+    vals = [int(v) for v in np.unique(out) if v != 0] if values is None else list(values)
+    for v in vals:
+        mask = out == v
+        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+        if n <= 1:
+            continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        out[mask & (comp != int(np.argmax(sizes)))] = 0
+    return out
+
+
 class Predictor:
     """One or more trained networks (an ensemble, e.g. the folds of a cross-validation) ready
     to segment volumes on their original grid.
@@ -308,6 +328,7 @@ __all__ = [
     "Predictor",
     "compute_gaussian",
     "compute_steps",
+    "keep_largest_component",
     "predict",
     "predict_array",
     "sliding_window_probabilities",
