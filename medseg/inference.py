@@ -209,7 +209,9 @@ class Predictor:
     ``resample_probabilities`` (default) maps the class probabilities back to the original grid
     (linear) before the argmax, as nnU-Net does; ``False`` maps the argmax labels (nearest),
     cheaper in memory (``K`` float32 volumes of the original size) but blockier when the
-    training spacing is much coarser than the image's.
+    training spacing is much coarser than the image's. ``largest_component`` keeps only the
+    largest connected component of each label (:func:`keep_largest_component`; off by default,
+    as it is wrong for structures with several parts).
     """
 
     def __init__(
@@ -222,6 +224,7 @@ class Predictor:
         amp_dtype: torch.dtype | None = None,
         mirror_axes: Sequence[int] = (),
         resample_probabilities: bool = True,
+        largest_component: bool = False,
     ) -> None:
         if not checkpoints:
             raise ValueError("Predictor needs at least one checkpoint")
@@ -243,6 +246,7 @@ class Predictor:
         self.amp_dtype = amp_dtype
         self.mirror_axes = tuple(mirror_axes)
         self.resample_probabilities = resample_probabilities
+        self.largest_component = largest_component
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path], **kwargs: Any) -> Predictor:
@@ -309,6 +313,8 @@ class Predictor:
         else:
             lab = probs.argmax(dim=0).numpy().astype(np.uint8)
             restored = restore_to_original(lab, pre.info, is_label=True)
+        if self.largest_component:
+            restored = keep_largest_component(restored)
         ref = images[0]
         return LabelMap(
             np.asarray(restored), ref.affine, None, ref.meta, dict(self.meta.label_names)

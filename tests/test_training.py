@@ -248,6 +248,8 @@ def test_cli_train_then_predict_on_original_grid(
     assert 2 * np.sum(p & r) / (p.sum() + r.sum()) > 0.5
     nearest = predict(out, [img], resample_probabilities=False)  # same 1 mm grid: same labels
     assert nearest.same_grid(img) and np.array_equal(nearest.array, lm.array)
+    lcc = predict(out, [img], largest_component=True)
+    assert lcc.same_grid(img) and int((lcc.array == 1).sum()) <= int(p.sum())
     # a second run into the same folder without --resume is refused, with a one-line error
     assert main(["train", str(cfg), "--out", str(out), "--fold", "0"]) == 1
     assert "checkpoint_last.pt" in capsys.readouterr().err
