@@ -337,7 +337,9 @@ def fit(
             seed_everything(cfg.seed, epoch + 1, info.rank)
             net.train()
             t0 = time.perf_counter()
-            loss_sum, n_batches, n_patches = 0.0, 0, 0
+            # summed on the device: no host sync per iteration
+            loss_acc = torch.zeros((), dtype=torch.float64, device=device)
+            n_batches, n_patches = 0, 0
             batches = source.epoch_batches(epoch)
             if cfg.progress_bar and info.is_main:
                 from tqdm import tqdm
@@ -365,13 +367,13 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                loss_sum += float(loss.detach())
+                loss_acc += loss.detach().double()
                 n_batches += 1
                 n_patches += int(x.shape[0])
             lr = float(optimizer.param_groups[0]["lr"])
             scheduler.step()
             tot = all_reduce_sum(
-                torch.tensor([loss_sum, n_batches, n_patches], dtype=torch.float64), info
+                torch.tensor([float(loss_acc), n_batches, n_patches], dtype=torch.float64), info
             )
             dt = time.perf_counter() - t0
             row: dict[str, Any] = {
