@@ -13,7 +13,7 @@ from medseg.io.atomic import full_suffix
 from medseg.volume import LabelMap
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a DICOM series or volume file to NIfTI/NRRD/MHA",

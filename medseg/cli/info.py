@@ -17,7 +17,7 @@ from medseg.volume import Volume
 _FORMAT_NAMES = {"nifti": "NIfTI", "itk": "ITK (SimpleITK)", "dicom": "DICOM"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
         help="describe the volumes / DICOM series in a file or folder",
@@ -87,7 +87,7 @@ def _print_record(title: str, rec: dict[str, Any]) -> None:
 def _file_record(path: Path, headers_only: bool) -> dict[str, Any]:
     fmt = detect_format(path)
     vol = read_volume(path, check_finite=False)
-    rec = {"path": str(path), "format": _FORMAT_NAMES[fmt]}
+    rec: dict[str, Any] = {"path": str(path), "format": _FORMAT_NAMES[fmt]}
     rec.update(volume_summary(vol, with_range=not headers_only))
     n_bad = int(np.count_nonzero(~np.isfinite(vol.array))) if vol.array.dtype.kind == "f" else 0
     if n_bad:
