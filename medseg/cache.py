@@ -158,20 +158,7 @@ def ensure_cached(
     folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "plan_preprocessing.json"
     if not key_file.exists():
-        fields = plan.model_dump(
-            mode="json",
-            include={
-                "version",
-                "channel_names",
-                "label_names",
-                "orientation",
-                "target_spacing",
-                "image_interpolation",
-                "label_interpolation",
-                "normalization",
-                "crop_to_nonzero",
-            },
-        )
+        fields = plan.preprocessing_fields()
         atomic_write_text(key_file, json.dumps(fields, indent=1), overwrite=True)
     found: dict[str, CachedCase] = {}
     todo = []

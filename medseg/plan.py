@@ -237,9 +237,9 @@ class Plan(_Strict):
         """Output channels of the network: ``max(label value) + 1``."""
         return max(self.label_names) + 1
 
-    def preprocessing_key(self) -> str:
-        """Hash (hex, 16 chars) of the fields that change preprocessed arrays (cache key)."""
-        fields = self.model_dump(
+    def preprocessing_fields(self) -> dict[str, Any]:
+        """The plan fields that change preprocessed arrays, as JSON-compatible values."""
+        return self.model_dump(
             mode="json",
             include={
                 "version",
@@ -253,7 +253,10 @@ class Plan(_Strict):
                 "crop_to_nonzero",
             },
         )
-        blob = json.dumps(fields, sort_keys=True).encode()
+
+    def preprocessing_key(self) -> str:
+        """Hash (hex, 16 chars) of :meth:`preprocessing_fields` (the cache key)."""
+        blob = json.dumps(self.preprocessing_fields(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
