@@ -292,3 +292,24 @@ def test_fold_all_trains_every_fold_into_one_model_folder(tmp_path: Path) -> Non
     assert len(doc["folds"]) == 2 and "ball" in doc["mean_metrics"]
     assert len(Predictor.from_paths([tmp_path / "m"]).models) == 2
     assert list((tmp_path / "m" / "cache").iterdir())  # the loader's disk cache was used
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_with_mixed_precision(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu marker was selected but no CUDA device is available")
+    cases = ball_cases(3, (24, 24, 20), seed=0)
+    src = PatchSampler(cases[:2], (16, 16, 16), 2, 5, seed=0)
+    for amp in ("bf16", "fp16"):
+        res = fit(
+            _cfg(device="cuda", amp=amp, epochs=3, val_every=3),
+            SPEC,
+            src,
+            cases[2:],
+            _meta(),
+            tmp_path / amp,
+        )
+        assert math.isfinite(res.history[-1]["train_loss"])
+        assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+        ck = load_checkpoint(res.last_checkpoint)
+        assert ck.training is not None and "scaler" in ck.training
