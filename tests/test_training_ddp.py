@@ -60,7 +60,7 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
         "progress_bar": False,
         "optimizer": {"lr": 0.05},
         "network": {"base_filters": 4, "max_filters": 8},
-        "data": {"patch_size": [16, 16, 16], "batch_size": 2, "n_folds": 2, "loader": "builtin"},
+        "data": {"patch_size": [16, 16, 16], "batch_size": 2, "n_folds": 2, "loader": "medseg"},
     }
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))

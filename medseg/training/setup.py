@@ -17,7 +17,7 @@ from medseg.io.atomic import atomic_write_text
 from medseg.models import NetworkSpec, network_spec_from_plan
 from medseg.plan import Plan, load_plan, plan_from_dict, save_plan
 from medseg.training.config import TrainConfig
-from medseg.training.distributed import DistInfo
+from medseg.training.distributed import DistInfo, barrier
 from medseg.training.sampling import ArrayCase, BatchSource, PatchSampler
 
 log = logging.getLogger("medseg.training")
@@ -148,6 +148,9 @@ def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
         try:
             from medseg.loader import make_train_loader
 
+            # rank 0 fills the disk cache first; the other ranks then only read it
+            if info.enabled and not info.is_main:
+                barrier(info)
             loader = make_train_loader(
                 plan,
                 [run.dataset.case(c) for c in train_ids],
@@ -159,6 +162,8 @@ def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
                 rank=info.rank,
                 world_size=info.world_size,
             )
+            if info.enabled and info.is_main:
+                barrier(info)
             return LoaderSource(loader)
         except NotImplementedError:
             if choice == "medseg":
