@@ -255,6 +255,10 @@ def test_cli_train_then_predict_on_original_grid(
     assert "checkpoint_last.pt" in capsys.readouterr().err
     # --resume on a finished fold only re-validates
     assert main(["train", str(cfg), "--out", str(out), "--fold", "0", "--resume"]) == 0
+    capsys.readouterr()
+    # resuming with another epoch count is refused (the schedule depends on it)
+    rc = main(["train", str(cfg), "--out", str(out), "--fold", "0", "--resume", "--epochs", "9"])
+    assert rc == 1 and "started with epochs=4, found 9" in capsys.readouterr().err
 
 
 def test_train_api_rejects_bad_fold(tmp_path: Path) -> None:

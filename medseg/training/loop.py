@@ -290,6 +290,13 @@ def fit(
         ckpt = load_checkpoint(last_path)
         if ckpt.training is None:
             raise InputError(last_path, "checkpoint holds no training state; cannot resume")
+        old_epochs = (ckpt.meta.config or {}).get("epochs")
+        if old_epochs is not None and int(old_epochs) != cfg.epochs:
+            raise ConfigError(
+                f"{last_path}: epochs: the run was started with epochs={old_epochs}, found "
+                f"{cfg.epochs}; resume with the same value (the learning-rate schedule depends "
+                "on it)"
+            )
 
     seed_everything(cfg.seed, 0, info.rank)
     net = build_network(spec).to(device)
