@@ -78,10 +78,10 @@ class DataConfig(_Strict):
     patch_size: list[int] | None = Field(default=None, description="override the plan's")
     batch_size: int | None = Field(default=None, ge=1, description="override the plan's")
     foreground_ratio: float | None = Field(default=None, ge=0, le=1)
-    loader: Literal["auto", "medseg", "builtin"] = Field(
-        default="auto",
-        description="medseg: medseg.loader.make_train_loader (augmentation); builtin: random "
-        "patches without augmentation; auto: medseg if importable",
+    loader: Literal["medseg", "builtin"] = Field(
+        default="medseg",
+        description="medseg: medseg.loader.make_train_loader (disk cache + augmentation); "
+        "builtin: random patches with foreground oversampling, no augmentation",
     )
 
 

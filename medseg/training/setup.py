@@ -143,38 +143,26 @@ class LoaderSource:
 def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
     """The configured batch source (``data.loader``; see :class:`DataConfig`)."""
     cfg, plan = run.cfg, run.plan
-    choice = cfg.data.loader
-    if choice in ("medseg", "auto"):
-        try:
-            from medseg.loader import make_train_loader
+    if cfg.data.loader == "medseg":
+        from medseg.loader import make_train_loader
 
-            # rank 0 fills the disk cache first; the other ranks then only read it
-            if info.enabled and not info.is_main:
-                barrier(info)
-            loader = make_train_loader(
-                plan,
-                [run.dataset.case(c) for c in train_ids],
-                cfg.data.cache_dir or (run.out_dir / "cache"),
-                num_workers=cfg.data.num_workers,
-                seed=cfg.seed,
-                iterations_per_epoch=cfg.iterations_per_epoch,
-                augment=True,
-                rank=info.rank,
-                world_size=info.world_size,
-            )
-            if info.enabled and info.is_main:
-                barrier(info)
-            return LoaderSource(loader)
-        except NotImplementedError:
-            if choice == "medseg":
-                raise ConfigError(
-                    "data.loader: medseg.loader.make_train_loader is not implemented in this "
-                    "build; use data.loader: builtin"
-                ) from None
-            log.warning(
-                "data.loader auto: medseg.loader is not implemented yet; using the built-in "
-                "patch sampler (no augmentation)"
-            )
+        # rank 0 fills the disk cache first; the other ranks then only read it
+        if info.enabled and not info.is_main:
+            barrier(info)
+        loader = make_train_loader(
+            plan,
+            [run.dataset.case(c) for c in train_ids],
+            cfg.data.cache_dir or (run.out_dir / "cache"),
+            num_workers=cfg.data.num_workers,
+            seed=cfg.seed,
+            iterations_per_epoch=cfg.iterations_per_epoch,
+            augment=True,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        if info.enabled and info.is_main:
+            barrier(info)
+        return LoaderSource(loader)
     cases = [array_case(run, c) for c in train_ids]
     return PatchSampler(
         cases,
