@@ -746,3 +746,26 @@ def test_folder_without_images_and_non_image_file(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
     with pytest.raises(DicomSeriesError, match="DICOMDIR"):
         read_dicom(tmp_path / "DICOMDIR")
+
+
+def test_direct_encapsulated_decode_matches_pydicom_full_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Single-frame compressed files decode from the offset the header scan found, without a
+    second header parse, to exactly the values of a full pydicom read."""
+    from medseg.io.dicom import headers, pixels, read_dicom
+
+    files = sorted((SAMPLE / "ct_dicom").glob("*.dcm"))
+    for path in files[:3]:
+        recs = headers.read_frame_headers(path)
+        assert not isinstance(recs, str)
+        (h,) = recs
+        assert h.encapsulated_offset is not None
+        np.testing.assert_array_equal(pixels.decode_encapsulated(h), pixels.decode_file(path))
+
+    def no_full_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decode_file used for a single-frame compressed file")
+
+    monkeypatch.setattr(pixels, "decode_file", no_full_read)
+    vol = read_dicom(SAMPLE / "ct_dicom", parallel=False)
+    assert vol.shape == (512, 512, 20)

@@ -125,6 +125,10 @@ class FrameHeader:
     #: the CSA image header (NumberOfImagesInMosaic, SliceNormalVector); ``None`` otherwise.
     mosaic_n: int | None = None
     mosaic_normal: tuple[float, float, float] | None = None
+    #: Single-frame compressed file (explicit VR little endian): byte offset of the
+    #: encapsulated Pixel Data value (its items), so a worker can decode it without parsing
+    #: the header again; ``None`` otherwise.
+    encapsulated_offset: int | None = None
 
     @property
     def transfer_syntax(self) -> str:
@@ -256,28 +260,48 @@ def _units(
     return None
 
 
-def _pixel_location(f: Any, transfer_syntax_uid: str) -> tuple[bool, tuple[int, int] | None]:
+def _encapsulated_start(head: bytes, pos: int, transfer_syntax_uid: str) -> int | None:
+    """Offset of the items of an encapsulated (compressed) Pixel Data element whose 12-byte
+    element header ``head`` starts at ``pos``; ``None`` when it is not one."""
+    if (
+        transfer_syntax_uid in _NATIVE_LE
+        or transfer_syntax_uid in (_DEFLATED, "1.2.840.10008.1.2.2")
+        or head[:4] != _PIXEL_TAG_LE
+        or head[4:6] not in (b"OB", b"OW")
+        or head[8:12] != b"\xff\xff\xff\xff"
+    ):
+        return None
+    return pos + 12
+
+
+def _pixel_location(
+    f: Any, transfer_syntax_uid: str
+) -> tuple[bool, tuple[int, int] | None, int | None]:
     """After a ``stop_before_pixels`` read: whether the file continues with a pixel data
-    element, and the (offset, length) of its bytes when they are native little endian."""
+    element, the (offset, length) of its bytes when they are native little endian, and the
+    offset of its items when they are encapsulated (see :func:`_encapsulated_start`)."""
     pos = f.tell()
     head = f.read(12)
     found = len(head) >= 8 and head[:4] in _PIXEL_TAGS
+    enc = _encapsulated_start(head, pos, transfer_syntax_uid) if len(head) == 12 else None
+    if enc is not None:
+        return found, None, enc
     if not found or transfer_syntax_uid not in _NATIVE_LE or head[:4] != _PIXEL_TAG_LE:
-        return found, None
+        return found, None, None
     if transfer_syntax_uid == "1.2.840.10008.1.2":  # implicit VR
         (length,) = struct.unpack("<I", head[4:8])
         start = pos + 8
     elif head[4:6] in _LONG_VRS:
         if len(head) < 12:
-            return found, None
+            return found, None, None
         (length,) = struct.unpack("<I", head[8:12])
         start = pos + 12
     else:
         (length,) = struct.unpack("<H", head[6:8])
         start = pos + 8
     if length == 0xFFFFFFFF:
-        return found, None
-    return found, (start, int(length))
+        return found, None, None
+    return found, (start, int(length)), None
 
 
 def read_frame_headers(path: Path) -> list[FrameHeader] | str:
@@ -295,7 +319,7 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
             meta = getattr(ds, "file_meta", None)
             ts = _str(meta.get("TransferSyntaxUID")) if meta is not None else None
             ts = ts or "1.2.840.10008.1.2"
-            has_pixels, loc = _pixel_location(f, ts)
+            has_pixels, loc, enc = _pixel_location(f, ts)
             end = f.seek(0, 2)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as exc:
         raise UnreadableDicomError(
@@ -303,7 +327,7 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
         ) from exc
 
     try:
-        return _frames_from_dataset(path, ds, meta, ts, has_pixels, loc, end)
+        return _frames_from_dataset(path, ds, meta, ts, has_pixels, loc, end, enc)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise UnreadableDicomError(
             path, f"invalid DICOM header value: {exc}", _str(ds.get("SeriesInstanceUID"))
@@ -318,6 +342,7 @@ def _frames_from_dataset(
     has_pixels: bool,
     loc: tuple[int, int] | None,
     end: int,
+    enc: int | None = None,
 ) -> list[FrameHeader] | str:
     sop_class = _str(_get(ds, "SOPClassUID"))
     if sop_class is None and meta is not None:
@@ -403,6 +428,7 @@ def _frames_from_dataset(
             units=_units(ds, [], modality, rescale_type),
             pixel_offset=loc[0] if loc else None,
             pixel_length=loc[1] if loc else None,
+            encapsulated_offset=enc if n_frames == 1 else None,
             **common,
         )
         if n_frames == 1:

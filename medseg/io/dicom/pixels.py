@@ -92,8 +92,42 @@ def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
     return np.asarray(arr)
 
 
-def _decode_job(job: tuple[Path, tuple[int, ...] | None]) -> np.ndarray:
-    return decode_file(job[0], job[1])
+def decode_encapsulated(h: FrameHeader) -> np.ndarray:
+    """Decode the one frame of a single-frame compressed file from the encapsulated Pixel
+    Data value located by the header scan (no second parse of the header), shape
+    ``(1, rows, cols)``. Decoding itself is pydicom's (same plugins and corrections as
+    :func:`decode_file`)."""
+    from pydicom.pixels import get_decoder
+
+    assert h.encapsulated_offset is not None
+    try:
+        with open(h.path, "rb") as f:
+            f.seek(h.encapsulated_offset)
+            data = f.read()
+        opts: dict[str, Any] = {
+            "rows": h.rows,
+            "columns": h.cols,
+            "samples_per_pixel": 1,
+            "bits_allocated": h.bits_allocated,
+            "bits_stored": h.bits_stored,
+            "pixel_representation": h.pixel_representation,
+            "photometric_interpretation": "MONOCHROME2",
+            "number_of_frames": 1,
+        }
+        arr, _ = get_decoder(h.transfer_syntax_uid).as_array(data, **opts)
+    except Exception as exc:  # decoder errors come in many types; re-raised with the file name
+        raise InputError(h.path, f"cannot decode pixel data ({h.transfer_syntax}): {exc}") from exc
+    return np.asarray(arr).reshape(1, h.rows, h.cols)
+
+
+_Job = tuple[Path, "tuple[int, ...] | None", "FrameHeader | None"]
+
+
+def _decode_job(job: _Job) -> np.ndarray:
+    path, frames, single = job
+    if single is not None:
+        return decode_encapsulated(single)
+    return decode_file(path, frames)
 
 
 def _read_native(h: FrameHeader, out: np.ndarray) -> None:
@@ -137,10 +171,19 @@ def _decoded_frames(
     by_file: dict[Path, list[int]] = defaultdict(list)
     for k in todo:
         by_file[frames[k].path].append(k)
-    jobs: list[tuple[Path, tuple[int, ...] | None]] = []
+    jobs: list[_Job] = []
     for path, ks in by_file.items():
         sel = tuple(frames[k].frame for k in ks)
-        jobs.append((path, None if None in sel else tuple(int(f or 0) for f in sel)))
+        first = frames[ks[0]]
+        direct = len(ks) == 1 and first.encapsulated_offset is not None
+        direct = direct and first.samples_per_pixel == 1
+        jobs.append(
+            (
+                path,
+                None if None in sel else tuple(int(f or 0) for f in sel),
+                first if direct else None,
+            )
+        )
     workers = min(_usable_cpus(), MAX_WORKERS, len(jobs))
     if parallel and workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
         methods = multiprocessing.get_all_start_methods()
