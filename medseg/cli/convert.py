@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"exists, kept: {dst}")
             continue
         try:
-            vol = read_dicom(args.input, series=s.index)
+            vol = read_dicom(args.input, series=s.index, scan=scan)
             if args.label:
                 vol = LabelMap.from_volume(vol)
             write_volume(vol, dst, overwrite=args.overwrite)

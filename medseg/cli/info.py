@@ -124,7 +124,7 @@ def describe_folder(folder: Path, headers_only: bool = False) -> dict[str, Any]:
             rec["problem"] = s.problem
         elif not headers_only:
             try:
-                vol = read_dicom(folder, series=s.index)
+                vol = read_dicom(folder, series=s.index, scan=scan)
                 rec.update(volume_summary(vol))
             except MedsegError as exc:
                 rec["problem"] = str(exc)

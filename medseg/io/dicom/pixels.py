@@ -120,7 +120,7 @@ def decode_encapsulated(h: FrameHeader) -> np.ndarray:
     return np.asarray(arr).reshape(1, h.rows, h.cols)
 
 
-_Job = tuple[Path, "tuple[int, ...] | None", "FrameHeader | None"]
+_Job = tuple[Path, tuple[int, ...] | None, FrameHeader | None]
 
 
 def _decode_job(job: _Job) -> np.ndarray:
