@@ -36,6 +36,7 @@ from typing import Any
 from medseg import __version__
 from medseg.errors import InputError, MedsegError, OutputExistsError
 from medseg.io.atomic import atomic_write_text, full_suffix
+from medseg.io.dicom.headers import is_dicom_file
 from medseg.metrics import (
     RECORD_FIELDS,
     SUMMARY_FIELDS,
@@ -115,15 +116,6 @@ def case_name(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix else path.name
 
 
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def is_single_case(path: Path) -> bool:
     """A file, or a folder with no sub-folders holding only DICOM files (one series)."""
     if not path.is_dir():
@@ -131,7 +123,7 @@ def is_single_case(path: Path) -> bool:
     entries = [e for e in path.iterdir() if not e.name.startswith(".")]
     if not entries or any(e.is_dir() for e in entries):
         return False
-    return all(_is_dicom_file(e) for e in entries)
+    return all(is_dicom_file(e) for e in entries)
 
 
 def _list_cases(folder: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
