@@ -39,11 +39,11 @@ from medseg.errors import (
     InvalidVolumeError,
     MedsegError,
 )
-from medseg.io import read_label_map, read_volume
+from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES, read_label_map, read_volume
 from medseg.io.atomic import atomic_write_text, full_suffix
 from medseg.volume import LabelMap, Volume
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
 
 @dataclass(frozen=True)

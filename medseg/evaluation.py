@@ -35,6 +35,7 @@ from typing import Any
 
 from medseg import __version__
 from medseg.errors import InputError, MedsegError, OutputExistsError
+from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
 from medseg.io.atomic import atomic_write_text, full_suffix
 from medseg.io.dicom.headers import is_dicom_file
 from medseg.metrics import (
@@ -54,7 +55,7 @@ from medseg.metrics.surface import METHODS, SURFACES, DistanceMethod, SurfaceKin
 log = logging.getLogger(__name__)
 
 #: File suffixes recognised as one case each.
-CASE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
+CASE_SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, *ITK_SUFFIXES, ".dcm")
 OUTPUT_FILES: tuple[str, ...] = (
     "metrics.csv",
     "summary.csv",
