@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medseg.config import read_yaml_mapping
 from medseg.datasets import Case, Dataset
 from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_write_text
@@ -296,15 +297,7 @@ def load_plan(path: str | Path) -> Plan:
     p = Path(path)
     if p.is_dir():
         p = p / "plan.yaml"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(p, f"cannot read plan: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
-    return plan_from_dict(data, p)
+    return plan_from_dict(read_yaml_mapping(p, "plan"), p)
 
 
 def _int_keys(obj: Any) -> Any:
@@ -323,14 +316,7 @@ def load_augmentation(path: str | Path) -> AugmentationPlan:
     """Read an augmentation YAML (the keys of :class:`AugmentationPlan`; see
     ``configs/augmentation_default.yaml``); :class:`ConfigError` names the bad key."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(p, f"cannot read augmentation config: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of augmentation settings")
+    data = read_yaml_mapping(p, "augmentation config")
     try:
         return AugmentationPlan.model_validate(data)
     except ValidationError as exc:

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medseg.errors import ConfigError, InputError
+from medseg.config import read_yaml_mapping
+from medseg.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -149,18 +150,7 @@ def is_plan_mapping(data: Any) -> bool:
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file into a mapping (errors name the file)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "config or plan file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML/JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level, found {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, "config or plan file")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

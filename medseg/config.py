@@ -1,0 +1,44 @@
+"""Reading YAML/JSON configuration files (plans, training configs, augmentation, regions).
+
+Validation of the contents lives with each model (:mod:`medseg.plan`,
+:mod:`medseg.training.config`); this module only turns a file into a mapping, with errors that
+name the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import ConfigError, InputError
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML (or JSON, a subset of YAML) file whose top level is a mapping.
+
+    Args:
+        path: the file.
+        what: what the file is, for messages (e.g. ``"plan"``, ``"augmentation config"``).
+
+    Raises:
+        InputError: the file is missing or unreadable.
+        ConfigError: invalid YAML, or the top level is not a mapping.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, f"{what} not found") from None
+    except OSError as exc:
+        raise InputError(p, f"cannot read {what}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{p}: expected a mapping at the top level of the {what}, found {type(data).__name__}"
+        )
+    return data
