@@ -127,12 +127,14 @@ def build_network(spec: NetworkSpec) -> torch.nn.Module:
     if spec.architecture == "unet":
         from monai.networks.nets import UNet
 
+        # MONAI accepts one stride per axis at run time (its annotation says int)
+        unet_strides: list[Any] = [tuple(int(v) for v in s) for s in spec.strides[1:]]
         return UNet(
             spatial_dims=3,
             in_channels=spec.in_channels,
             out_channels=spec.out_channels,
             channels=spec.filters,
-            strides=[int(s[0]) for s in spec.strides[1:]],  # isotropic strides only
+            strides=unet_strides,
             num_res_units=2,
             norm=spec.norm,
             dropout=spec.dropout,

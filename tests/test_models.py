@@ -35,6 +35,14 @@ def test_eval_output_shape_is_b_k_xyz(arch: str) -> None:
     assert count_parameters(net) > 0
 
 
+def test_unet_keeps_anisotropic_strides() -> None:
+    """A plan that never pools the thin axis gives a UNet that does not pool it either."""
+    net = build_network(_spec("unet", strides=[[1, 1, 1], [2, 2, 1], [2, 2, 1]])).eval()
+    with torch.no_grad():
+        y = net(torch.randn(1, 2, 16, 16, 1))  # one slice: pooling z would fail
+    assert tuple(y.shape) == (1, 3, 16, 16, 1)
+
+
 def test_dynunet_deep_supervision_stack_in_training_mode() -> None:
     spec = _spec(
         strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 1]],
