@@ -216,7 +216,7 @@ def test_foreground_ratio_makes_tiny_structures_seen(
 @pytest.mark.realdata
 def test_loader_on_la2018(tmp_path: Path) -> None:
     """Two real cases through cache + loader: shapes, and forced patches contain the atrium."""
-    from conftest import shared_path
+    from support.paths import shared_path
 
     from medseg.datasets import load_dataset
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from support.paths import SAMPLE
 
 from medseg.cli import main
 from medseg.io import read_volume

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
+from support.paths import shared_path
 
 from medseg.cli import main
 from medseg.datasets import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
+from support.paths import shared_path
 
 from medseg.errors import DicomSeriesError, MedsegError
 from medseg.io.dicom import read_dicom, read_dicom_frames, scan_dicom_folder

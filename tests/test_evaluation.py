@@ -11,7 +11,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import SAMPLE, shared_path
+from support.dicom import write_series
+from support.paths import SAMPLE, shared_path
 
 from medseg.cli import main
 from medseg.errors import InputError, OutputExistsError
@@ -362,31 +363,16 @@ def test_all_cases_failing_still_writes_outputs_and_exits_1(tmp_path, capsys) ->
 
 def write_dicom_series(folder: Path, vol: np.ndarray, spacing=(0.8, 0.8, 2.0)) -> None:
     """Uncompressed axial DICOM series of a (columns i, rows j, slices k) uint16 label array."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True)
-    series, study, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(vol.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", 1, k + 1
-        ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[2])]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [spacing[1], spacing[0]]
-        ds.SliceThickness = spacing[2]
-        ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = np.ascontiguousarray(vol[:, :, k].T.astype(np.uint16)).tobytes()
-        ds.save_as(folder / f"s{k:03d}.dcm", enforce_file_format=True)
+    write_series(
+        folder,
+        volume=vol,
+        pixel_spacing=(spacing[1], spacing[0]),
+        step=spacing[2],
+        origin=(0.0, 0.0, 0.0),
+        intercept=0.0,
+        modality="OT",
+        shuffle=False,
+    )
 
 
 def test_dicom_series_case_folders_end_to_end(tmp_path, capsys) -> None:

@@ -131,7 +131,7 @@ def test_model_folder_without_checkpoints_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None:
-    from conftest import shared_path
+    from support.paths import shared_path
 
     from medseg.datasets import load_dataset, read_case
     from medseg.models import network_spec_from_plan

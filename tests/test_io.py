@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from support.paths import SAMPLE
 
 from medseg.errors import (
     InputError,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
+from support.volumes import box, sphere
 
 from medseg.errors import GeometryMismatchError, InvalidVolumeError
 from medseg.metrics import (
@@ -30,12 +31,6 @@ def lm(arr: np.ndarray, spacing=(1.0, 1.0, 1.0), direction=None, name="mem") -> 
     return LabelMap(arr, aff, source=name)
 
 
-def box(shape, lo, hi, value=1) -> np.ndarray:
-    a = np.zeros(shape, dtype=np.uint8)
-    a[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = value
-    return a
-
-
 def brute_force(pred: np.ndarray, ref: np.ndarray, spacing, tol: float) -> dict[str, float]:
     """Independent reference: all-pairs distances between scipy-eroded border voxels."""
     sp = np.asarray(spacing, dtype=float)
@@ -50,12 +45,6 @@ def brute_force(pred: np.ndarray, ref: np.ndarray, spacing, tol: float) -> dict[
         "assd_mm": (d_pr.sum() + d_rp.sum()) / n,
         "nsd": ((d_pr <= tol).sum() + (d_rp <= tol).sum()) / n,
     }
-
-
-def sphere(shape, centre, radius_vox) -> np.ndarray:
-    g = np.indices(shape, dtype=float)
-    r2 = sum((g[i] - centre[i]) ** 2 for i in range(3))
-    return (r2 <= radius_vox**2).astype(np.uint8)
 
 
 # --- surfaces --------------------------------------------------------------------------------

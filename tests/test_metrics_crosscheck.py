@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import surface_distance as sd
 import torch
-from conftest import shared_path
 from scipy import ndimage
+from support.paths import shared_path
 
 from medseg.io import read_label_map
 from medseg.metrics import LabelRecord, evaluate_pair

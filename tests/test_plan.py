@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from conftest import shared_path
+from support.paths import shared_path
 
 from medseg.cli import main
 from medseg.datasets import load_dataset
@@ -273,7 +273,7 @@ def test_cli_plan_brats_multichannel(tmp_path: Path) -> None:
 def test_default_augmentation_config_matches_the_model(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
-    from conftest import REPO
+    from support.paths import REPO
 
     from medseg.plan import AugmentationPlan, load_augmentation
 

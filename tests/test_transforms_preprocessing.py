@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from support.paths import SAMPLE
 
 from medseg.errors import GeometryMismatchError
 from medseg.io import read_label_map, read_volume
@@ -179,7 +179,7 @@ def test_sample_ct_round_trip_exact_grid() -> None:
 @pytest.mark.realdata
 def test_brats_lps_two_channels_round_trip() -> None:
     """BraTS (LPS, FLAIR + T1c, float32 labels): preprocess to 1.5 mm and back."""
-    from conftest import shared_path
+    from support.paths import shared_path
 
     d = shared_path("brats2015_deepmedic", "train", "brats_2013_pat0005_1")
     flair = read_volume(d / "Flair_subtrMeanDivStd.nii.gz")
