@@ -88,7 +88,9 @@ def _reference_loader(plan: Any, cases: list[Any], workers: int, batch: int, see
             mt.LoadImaged(keys, image_only=True),
             mt.EnsureChannelFirstd(keys),
             mt.Orientationd(keys, axcodes="RAS"),
-            mt.Spacingd(keys, pixdim=plan.target_spacing, mode=("bilinear", "nearest")),
+            mt.Spacingd(
+                keys, pixdim=plan.preprocessing.target_spacing, mode=("bilinear", "nearest")
+            ),
             mt.NormalizeIntensityd("image", channel_wise=True),
             mt.RandCropByPosNegLabeld(
                 keys,
@@ -175,7 +177,7 @@ def main() -> None:
         plan = plan.model_copy(
             update={
                 "patch_size": tuple(args.patch),
-                "network": network_topology(args.patch, plan.target_spacing),
+                "network": network_topology(args.patch, plan.preprocessing.target_spacing),
             }
         )
     cache = args.cache or Path(tempfile.mkdtemp(prefix="medseg_bench_cache_"))
@@ -217,7 +219,7 @@ def main() -> None:
         f"data: {args.data} ({len(cases)} cases), patch {tuple(plan.patch_size)}, batch "
         f"{args.batch_size}, workers {args.workers}, {args.rounds} alternating rounds of "
         f"{args.batches} timed batches (after {args.warmup} warm-up) per pipeline, target "
-        f"spacing {plan.target_spacing}"
+        f"spacing {plan.preprocessing.target_spacing}"
     )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

@@ -29,20 +29,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.checkpoint import CheckpointMeta
-from medseg.models import NetworkSpec, build_network
+from medseg.models import build_network
+from medseg.plan.schema import ChannelNormalization, NetworkSpec, Plan, Preprocessing
 from medseg.training.config import TrainConfig
 from medseg.training.loop import fit
 
 
 class FixedBatches:
-    """The same pre-made batches every epoch (a BatchSource)."""
+    """The same pre-made batches every epoch, in place of the training loader (so that data
+    loading is excluded from the measurement)."""
 
     def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
         self.batches = batches
 
-    def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return iter(self.batches)
+
+    def close(self) -> None:
+        pass
 
 
 def make_batches(
@@ -58,17 +68,30 @@ def make_batches(
 
 
 def spec_for(patch: list[int], base: int, ds: bool) -> NetworkSpec:
-    from medseg.plan import network_topology
+    from medseg.plan.rules import network_topology
 
     net = network_topology(patch, (1.0, 1.0, 1.0))
     n = len(net.strides)
-    return NetworkSpec(
-        in_channels=1,
-        out_channels=2,
-        kernel_sizes=net.kernel_sizes,
-        strides=net.strides,
-        filters=[min(base * 2**i, 320) for i in range(n)],
-        deep_supervision=ds,
+    update = {"filters": [min(base * 2**i, 320) for i in range(n)]}
+    if not ds:
+        update["deep_supervision"] = False  # type: ignore[assignment]
+    return net.model_copy(update=update)
+
+
+def plan_for(spec: NetworkSpec, patch: list[int]) -> Plan:
+    return Plan(
+        dataset="<pre-made batches>",
+        dataset_name="throughput",
+        label_names={0: "background", 1: "fg"},
+        preprocessing=Preprocessing(
+            target_spacing=(1.0, 1.0, 1.0),
+            crop_to_nonzero=False,
+            normalization=[ChannelNormalization(channel="img", scheme="zscore")],
+        ),
+        patch_size=(patch[0], patch[1], patch[2]),
+        batch_size=2,
+        network=spec,
+        gpu_memory_gb=8,
     )
 
 
@@ -91,16 +114,9 @@ def run_medseg(
         final_hd95=False,
         **cfg_kw,  # type: ignore[arg-type]
     )
-    patch = list(batches[0]["image"].shape[2:])
-    meta = CheckpointMeta(
-        network=spec.model_dump(),
-        label_names={0: "background", 1: "fg"},
-        channel_names=["img"],
-        spacing=[1.0, 1.0, 1.0],
-        patch_size=patch,
-    )
+    plan = plan_for(spec, list(batches[0]["image"].shape[2:]))
     with tempfile.TemporaryDirectory() as tmp:
-        res = fit(cfg, spec, FixedBatches(batches), [], meta, Path(tmp) / "run")
+        res = fit(cfg, plan, FixedBatches(batches), Path(tmp) / "run")  # type: ignore[arg-type]
     rows = res.history[1:]
     n = sum(len(batches) * batches[0]["image"].shape[0] for _ in rows)
     t = sum(r["epoch_time_s"] for r in rows)
@@ -115,7 +131,7 @@ def run_monai_plain(
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = build_network(spec.model_copy(update={"deep_supervision": False})).to(dev)
+    model = build_network(spec.model_copy(update={"deep_supervision": False}), 1, 2).to(dev)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
     times = []

@@ -97,7 +97,7 @@ def evaluate_on_original_grid(model_dir: Path, fold: int, device: str) -> list[d
     from medseg.plan import load_plan
 
     plan = load_plan(model_dir / "plan.yaml")
-    ds = load_dataset(plan.dataset_root)
+    ds = load_dataset(plan.dataset)
     split = read_splits(model_dir / "splits.json", ds)[fold]
     pred = Predictor.from_paths([model_dir / f"fold_{fold}" / "checkpoint_best.pt"], device=device)
     rows = []

@@ -2,17 +2,18 @@
 
 Layout::
 
-    <cache_dir>/<plan.preprocessing_key()>/
-        plan_preprocessing.json        # the plan fields the key was computed from
+    <cache_dir>/<Preprocessing.key()>/
+        preprocessing.json             # the plan's preprocessing record the key was computed from
         <case_id>.image.npy            # float32 (C, X, Y, Z), memory-mappable
         <case_id>.label.npy            # uint8/int16 (X, Y, Z)
         <case_id>.fg.npy               # int32 (N, 4): (label value, x, y, z) foreground samples
         <case_id>.json                 # PreprocessInfo + source file fingerprints
 
-The folder name changes whenever a plan field that affects preprocessing changes, so an edited
-plan never reads stale arrays. A case is recomputed when any of its files' size or
-modification time differ from the recorded ones. All files are written atomically, the JSON
-last, so a case is valid exactly when its JSON exists and matches.
+The folder name changes whenever a field of the plan's ``preprocessing`` record changes, so an
+edited plan never reads stale arrays; patch size, batch size and augmentation do not touch it.
+A case is recomputed when any of its files' size or modification time differ from the
+recorded ones. All files are written atomically, the JSON last, so a case is valid exactly when
+its JSON exists and matches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from medseg.datasets import Case
 from medseg.io.atomic import atomic_path, atomic_write_text
-from medseg.plan import Plan
+from medseg.plan.schema import Preprocessing
 from medseg.transforms.preprocessing import PreprocessInfo
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ class CachedCase:
         return np.load(self.fg_path)
 
 
-def cache_folder(plan: Plan, cache_dir: str | Path) -> Path:
-    """``cache_dir/<plan.preprocessing_key()>``."""
-    return Path(cache_dir) / plan.preprocessing_key()
+def cache_folder(prep: Preprocessing, cache_dir: str | Path) -> Path:
+    """``cache_dir/<prep.key()>``."""
+    return Path(cache_dir) / prep.key()
 
 
 CACHE_FORMAT = 1
@@ -92,9 +93,10 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(tmp, np.ascontiguousarray(array))
 
 
-def load_cached(plan: Plan, case: Case, cache_dir: str | Path) -> CachedCase | None:
-    """The cached case if present and valid (same plan key, same files), else ``None``."""
-    folder = cache_folder(plan, cache_dir)
+def load_cached(prep: Preprocessing, case: Case, cache_dir: str | Path) -> CachedCase | None:
+    """The cached case if present and valid (same preprocessing key, same files), else
+    ``None``."""
+    folder = cache_folder(prep, cache_dir)
     img, lab, fg, meta = _paths(folder, case.case_id)
     if not meta.is_file():
         return None
@@ -110,17 +112,17 @@ def load_cached(plan: Plan, case: Case, cache_dir: str | Path) -> CachedCase | N
     return CachedCase(case.case_id, img, lab if data["has_label"] else None, fg, info)
 
 
-def cache_case(plan: Plan, case: Case, cache_dir: str | Path, seed: int = 0) -> CachedCase:
+def cache_case(prep: Preprocessing, case: Case, cache_dir: str | Path, seed: int = 0) -> CachedCase:
     """Read, preprocess and write one case (always recomputes; see :func:`ensure_cached`)."""
     from medseg.datasets import read_case
     from medseg.transforms.preprocessing import preprocess_case
     from medseg.transforms.sampling import foreground_locations
 
-    folder = cache_folder(plan, cache_dir)
+    folder = cache_folder(prep, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     files_before = file_fingerprint(case)
-    vols, label = read_case(case, plan.label_names)
-    pre = preprocess_case(vols, plan, label)
+    vols, label = read_case(case)
+    pre = preprocess_case(vols, prep, label)
     img, lab, fg, meta = _paths(folder, case.case_id)
     _save_npy(img, pre.image)
     if pre.label is not None:
@@ -141,12 +143,12 @@ def cache_case(plan: Plan, case: Case, cache_dir: str | Path, seed: int = 0) -> 
     return CachedCase(case.case_id, img, lab if pre.label is not None else None, fg, pre.info)
 
 
-def _cache_job(args: tuple[Plan, Case, str]) -> CachedCase:
+def _cache_job(args: tuple[Preprocessing, Case, str]) -> CachedCase:
     return cache_case(args[0], args[1], args[2])
 
 
 def ensure_cached(
-    plan: Plan, cases: Sequence[Case], cache_dir: str | Path, *, num_workers: int = 0
+    prep: Preprocessing, cases: Sequence[Case], cache_dir: str | Path, *, num_workers: int = 0
 ) -> list[CachedCase]:
     """Preprocess every case not yet (validly) cached and return all cached cases, in order.
 
@@ -154,16 +156,15 @@ def ensure_cached(
     (e.g. DDP ranks) are safe: every file is written atomically and identical work gives
     identical files.
     """
-    folder = cache_folder(plan, cache_dir)
+    folder = cache_folder(prep, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    key_file = folder / "plan_preprocessing.json"
+    key_file = folder / "preprocessing.json"
     if not key_file.exists():
-        fields = plan.preprocessing_fields()
-        atomic_write_text(key_file, json.dumps(fields, indent=1), overwrite=True)
+        atomic_write_text(key_file, prep.model_dump_json(indent=1), overwrite=True)
     found: dict[str, CachedCase] = {}
     todo = []
     for c in cases:
-        hit = load_cached(plan, c, cache_dir)
+        hit = load_cached(prep, c, cache_dir)
         if hit is not None:
             found[c.case_id] = hit
         else:
@@ -174,11 +175,11 @@ def ensure_cached(
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(max_workers=min(num_workers, len(todo))) as pool:
-                for cc in pool.map(_cache_job, [(plan, c, str(cache_dir)) for c in todo]):
+                for cc in pool.map(_cache_job, [(prep, c, str(cache_dir)) for c in todo]):
                     found[cc.case_id] = cc
         else:
             for c in todo:
-                found[c.case_id] = cache_case(plan, c, cache_dir)
+                found[c.case_id] = cache_case(prep, c, cache_dir)
     return [found[c.case_id] for c in cases]
 
 

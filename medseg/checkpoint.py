@@ -9,75 +9,117 @@ Two formats, chosen by suffix:
   (optimizer, scheduler and grad-scaler ``state_dict``\\ s and RNG states, all plain values).
 * ``.safetensors`` — the weights only, with ``meta_json`` in the safetensors header metadata.
 
-``meta_json`` holds the :class:`CheckpointMeta` record: network spec, label names, channel
-names, target spacing (mm, array axis order), normalisation, patch size, the resolved
-plan/config, the medseg version, epoch and metrics. Writes are atomic (temporary file + rename).
+``meta_json`` holds the :class:`CheckpointMeta` record, one record per fact: the resolved plan
+(preprocessing, labels, channels, patch size and the network description, after the training
+config's overrides), the resolved training config, the fold, the medseg version, the epoch and
+the last metrics. Labels, channels, spacing and patch size are read from the plan, never stored
+twice. Writes are atomic (temporary file + rename).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import pickle
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medseg import __version__
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_path
-from medseg.models import NetworkSpec
+from medseg.plan.files import plan_from_dict
+from medseg.plan.schema import NetworkSpec, Plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT = "medseg-checkpoint"
-FORMAT_VERSION = 1
+#: 2: the plan holds the network; 1 (read and converted): a separate network record and copies
+#: of labels, channels, spacing, patch size and normalisation beside a version-1 plan.
+FORMAT_VERSION = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointMeta:
     """What a checkpoint carries besides weights (stored as JSON).
 
     Attributes:
-        network: the :class:`NetworkSpec` as a dict.
-        label_names: ``{label value: name}``, 0 = background.
-        channel_names: input channel names, in input order.
-        spacing: target spacing in mm, array axis order, that the network was trained at.
-        patch_size: training patch size in voxels (the sliding-window size at inference).
-        normalization: per-channel normalisation (scheme and statistics) as the plan states it.
-        plan: the resolved plan (JSON-compatible dict); ``config`` the resolved training config.
+        plan: the resolved plan the network was trained with (the training config's overrides
+            applied); it describes the network, the preprocessing, labels and channels.
+        config: the resolved training config (plain JSON values), or ``None``.
+        fold: the cross-validation fold (an int), ``"all"`` (trained on every case) or ``None``.
+        epoch: epochs completed.
+        metrics: the last epoch's log row (plain floats, NaN allowed).
         medseg_version: version that wrote the checkpoint.
-        epoch: epochs completed; metrics: last validation metrics (plain floats, NaN allowed).
     """
 
-    network: dict[str, Any]
-    label_names: dict[int, str]
-    channel_names: list[str]
-    spacing: list[float] | None
-    patch_size: list[int]
-    normalization: Any = None
-    plan: dict[str, Any] | None = None
+    plan: Plan
     config: dict[str, Any] | None = None
-    medseg_version: str = __version__
+    fold: int | str | None = None
     epoch: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["label_names"] = {str(k): v for k, v in self.label_names.items()}
-        return json.dumps(d, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, source: str | Path = "<checkpoint>") -> CheckpointMeta:
-        try:
-            d = json.loads(text)
-            d["label_names"] = {int(k): str(v) for k, v in d["label_names"].items()}
-            return cls(**d)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(source, f"checkpoint metadata is not valid: {exc}") from exc
+    medseg_version: str = __version__
 
     @property
-    def network_spec(self) -> NetworkSpec:
-        return NetworkSpec.model_validate(self.network)
+    def label_names(self) -> dict[int, str]:
+        return dict(self.plan.label_names)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.plan.channel_names)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "plan": self.plan.model_dump(mode="json"),
+                "config": self.config,
+                "fold": self.fold,
+                "epoch": self.epoch,
+                "metrics": self.metrics,
+                "medseg_version": self.medseg_version,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(
+        cls, text: str, source: str | Path = "<checkpoint>", version: int = FORMAT_VERSION
+    ) -> CheckpointMeta:
+        """Parse the metadata; :class:`InputError` names ``source`` when it is not valid."""
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict) or "plan" not in d:
+                raise ValueError("no 'plan' record")
+            if version == 1:
+                d = _upgrade_v1(d)
+            plan = plan_from_dict(d["plan"], f"{source} (plan)")
+            return cls(
+                plan=plan,
+                config=d.get("config"),
+                fold=d.get("fold"),
+                epoch=int(d.get("epoch", 0)),
+                metrics=dict(d.get("metrics") or {}),
+                medseg_version=str(d.get("medseg_version", "?")),
+            )
+        except ConfigError as exc:
+            raise InputError(source, f"checkpoint metadata is not valid: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(source, f"checkpoint metadata is not valid: {exc}") from None
+
+
+def _upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 stored the network (with channel counts) beside a version-1 plan."""
+    from medseg.plan.files import upgrade_plan_mapping
+
+    if d.get("plan") is None:
+        raise ValueError("format-1 checkpoint without a plan")
+    plan = upgrade_plan_mapping(dict(d["plan"]))
+    net = {k: v for k, v in dict(d["network"]).items() if k not in ("in_channels", "out_channels")}
+    if net.get("deep_supervision") and net.get("architecture", "dynunet") != "dynunet":
+        net["deep_supervision"] = False  # format 1 ignored the flag for these architectures
+    plan["network"] = NetworkSpec.model_validate(net).model_dump(mode="json")
+    return {**d, "plan": plan}
 
 
 @dataclass
@@ -90,11 +132,21 @@ class Checkpoint:
     training: dict[str, Any] | None = None
 
     def build_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """Rebuild the network and load the weights (evaluation mode)."""
-        from medseg.models import build_network
+        """Rebuild the network from the plan and load the weights (evaluation mode).
 
-        model = build_network(self.meta.network_spec)
-        model.load_state_dict(self.state_dict)
+        Raises :class:`InputError` naming the file when the weights do not fit the network
+        the metadata describes."""
+        from medseg.models import build_model
+
+        model = build_model(self.meta.plan)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = "; ".join(line.strip() for line in first[:3])
+            raise InputError(
+                self.path, f"weights do not fit the network its metadata describes: {detail}"
+            ) from None
         return model.to(device).eval()
 
 
@@ -119,9 +171,13 @@ def save_checkpoint(
 
         # safetensors refuses aliased tensors (DynUNet's skip_layers alias its blocks): copy.
         sd = {k: v.clone() for k, v in sd.items()}
-
+        metadata = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "meta_json": meta.to_json(),
+        }
         with atomic_path(p, overwrite=True) as tmp:
-            save_file(sd, str(tmp), metadata={"format": FORMAT, "meta_json": meta.to_json()})
+            save_file(sd, str(tmp), metadata=metadata)
         return p
     if p.suffix != ".pt":
         raise ValueError(f"{p}: checkpoint suffix must be .pt or .safetensors")
@@ -138,9 +194,24 @@ def save_checkpoint(
     return p
 
 
+def _check_version(p: Path, version: Any) -> int:
+    try:
+        v = int(version)
+    except (TypeError, ValueError):
+        v = -1
+    if v not in (1, FORMAT_VERSION):
+        raise InputError(
+            p, f"checkpoint format version {version!r}, expected 1 or {FORMAT_VERSION}"
+        )
+    return v
+
+
 def load_checkpoint(path: str | Path, *, with_training: bool = True) -> Checkpoint:
-    """Load a checkpoint safely (``weights_only=True`` / safetensors). Raises
-    :class:`InputError` naming the file when it is missing, corrupt or not a medseg checkpoint."""
+    """Load a checkpoint safely (``weights_only=True`` / safetensors).
+
+    Raises :class:`InputError` naming the file when it is missing, corrupt, not a medseg
+    checkpoint, holds Python objects beyond tensors and plain containers (refused, never
+    unpickled), or its metadata is not valid."""
     import torch
 
     p = Path(path)
@@ -153,23 +224,34 @@ def load_checkpoint(path: str | Path, *, with_training: bool = True) -> Checkpoi
             with safe_open(str(p), framework="pt") as f:
                 md = f.metadata() or {}
                 sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as exc:
-            raise InputError(p, f"not a readable safetensors file: {exc}") from exc
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise InputError(p, f"not a readable safetensors file: {exc}") from None
         if md.get("format") != FORMAT or "meta_json" not in md:
             raise InputError(p, f"expected a {FORMAT} safetensors file, found no medseg metadata")
-        return Checkpoint(p, CheckpointMeta.from_json(md["meta_json"], p), sd, None)
+        version = _check_version(p, md.get("format_version", 1))
+        return Checkpoint(p, CheckpointMeta.from_json(md["meta_json"], p, version), sd, None)
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(p, f"not a readable checkpoint (weights-only load failed): {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if found is None:
+            raise InputError(p, "not a readable checkpoint: not a torch file, or corrupt") from None
+        raise InputError(
+            p,
+            f"refused: the file holds a Python object ({found.group(1)}), not only tensors and "
+            "plain containers; medseg loads checkpoints with weights_only=True and never "
+            "unpickles such objects",
+        ) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors, ...
+        raise InputError(p, f"not a readable checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(p, f"expected a {FORMAT} file, found another torch file")
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise InputError(p, f"checkpoint format version {version}, expected {FORMAT_VERSION}")
-    meta = CheckpointMeta.from_json(payload["meta_json"], p)
+    version = _check_version(p, payload.get("format_version"))
+    if not isinstance(payload.get("meta_json"), str) or not isinstance(payload.get("model"), dict):
+        raise InputError(p, "checkpoint lacks its metadata or weights ('meta_json', 'model')")
+    meta = CheckpointMeta.from_json(payload["meta_json"], p, version)
     training = payload.get("training") if with_training else None
     return Checkpoint(p, meta, payload["model"], training)
 
 
-__all__ = ["Checkpoint", "CheckpointMeta", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointMeta", "load_checkpoint", "save_checkpoint"]

@@ -1,8 +1,9 @@
 """Reading YAML/JSON configuration files (plans, training configs, augmentation, regions).
 
-Validation of the contents lives with each model (:mod:`medseg.plan`,
+Validation of the contents lives with each model (:mod:`medseg.plan.schema`,
 :mod:`medseg.training.config`); this module only turns a file into a mapping, with errors that
-name the file.
+name the file, and formats validation errors (:func:`format_validation_error`) the same way
+for every record.
 """
 
 from __future__ import annotations
@@ -42,3 +43,18 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
             f"{p}: expected a mapping at the top level of the {what}, found {type(data).__name__}"
         )
     return data
+
+
+def format_validation_error(source: str | Path, exc: Any, what: str) -> str:
+    """One line per problem of a pydantic ``ValidationError``, each naming the key path and
+    what was found: ``"plan.yaml: invalid plan: augmentation.flip_prob: Input should be less
+    than or equal to 1 (found 1.5)"``; unknown keys read ``"<key>: unknown key"``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        got = err.get("input")
+        show = err["type"] != "missing" and not isinstance(got, dict)
+        found = f" (found {got!r})" if show else ""
+        lines.append(f"{loc}: {msg}{found}")
+    return f"{source}: invalid {what}: " + "; ".join(lines)

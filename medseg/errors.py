@@ -42,11 +42,14 @@ class GeometryMismatchError(MedsegError):
 
 
 class OutputExistsError(MedsegError):
-    """An output file exists and ``overwrite`` was not requested."""
+    """An output file exists and ``overwrite`` was not requested (``hint`` says what to do
+    instead, when ``--overwrite`` is not the remedy)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, hint: str | None = None) -> None:
         self.path = Path(path)
-        super().__init__(f"{path}: output exists; pass --overwrite (overwrite=True) to replace it")
+        self.hint = hint
+        remedy = hint or "pass --overwrite (overwrite=True) to replace it"
+        super().__init__(f"{path}: output exists; {remedy}")
 
 
 class ConfigError(MedsegError):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from medseg.checkpoint import Checkpoint
+    from medseg.transforms.preprocessing import PreprocessInfo
     from medseg.volume import LabelMap, Volume
 
 
@@ -201,17 +202,74 @@ def keep_largest_component(
     return out
 
 
+def labels_on_original_grid(
+    probs: torch.Tensor, info: PreprocessInfo, *, resample_probabilities: bool = True
+) -> npt.NDArray[np.integer[Any]]:
+    """Labels ``(I, J, K)`` on a case's original grid from class probabilities ``(K, X, Y, Z)``
+    on its preprocessed grid (the inverse of :func:`preprocess_case` for predictions).
+
+    ``resample_probabilities`` (nnU-Net's order) maps the probabilities back (linear) and
+    takes the argmax there; ``False`` takes the argmax first and maps the labels (nearest),
+    cheaper but blockier when the training spacing is much coarser than the image's."""
+    from medseg.transforms.preprocessing import restore_to_original
+
+    dtype = np.uint8 if probs.shape[0] <= 256 else np.int32
+    if resample_probabilities:
+        back = restore_to_original(probs.numpy(), info, is_label=False)
+        return np.argmax(back, axis=0).astype(dtype)
+    lab = probs.argmax(dim=0).numpy().astype(dtype)
+    return np.asarray(restore_to_original(lab, info, is_label=True))
+
+
+CHECKPOINTS = {"last": "checkpoint_last.pt", "best": "checkpoint_best.pt"}
+
+
+def model_checkpoints(
+    model_dir: str | Path, *, folds: Sequence[int | str] | None = None, checkpoint: str = "last"
+) -> list[Path]:
+    """The checkpoint files of a model folder written by :func:`medseg.training.train`.
+
+    Args:
+        model_dir: the folder holding ``fold_K/`` (or a single fold folder).
+        folds: which folds (``[0, 2]``, ``["all"]``); default: every cross-validation fold
+            (``fold_0``, ``fold_1``, ...) when there are any, else ``fold_all``.
+        checkpoint: ``"last"`` (the final weights; the default, as nnU-Net) or ``"best"``
+            (the epoch with the best validation Dice; chosen on the validation cases, so its
+            validation score is optimistic; absent for ``fold_all``).
+
+    Raises :class:`InputError` naming the folder and the missing file.
+    """
+    root = Path(model_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise InputError(root, f"--checkpoint: expected 'last' or 'best', found {checkpoint!r}")
+    name = CHECKPOINTS[checkpoint]
+    if (root / name).is_file() and folds is None:
+        return [root / name]
+    if folds is None:
+        cv = sorted(
+            (d for d in root.glob("fold_*") if d.is_dir() and d.name[5:].isdigit()),
+            key=lambda d: int(d.name[5:]),
+        )
+        dirs = cv or ([root / "fold_all"] if (root / "fold_all").is_dir() else [])
+        if not dirs:
+            raise InputError(root, f"expected fold_*/{name} in the model folder, found none")
+    else:
+        dirs = [root / f"fold_{f}" for f in folds]
+    missing = [d / name for d in dirs if not (d / name).is_file()]
+    if missing:
+        raise InputError(missing[0], f"{checkpoint} checkpoint not found in the model folder")
+    return [d / name for d in dirs]
+
+
 class Predictor:
     """One or more trained networks (an ensemble, e.g. the folds of a cross-validation) ready
     to segment volumes on their original grid.
 
-    All checkpoints must share label names, channel names, spacing, patch size and plan.
-    ``resample_probabilities`` (default) maps the class probabilities back to the original grid
-    (linear) before the argmax, as nnU-Net does; ``False`` maps the argmax labels (nearest),
-    cheaper in memory (``K`` float32 volumes of the original size) but blockier when the
-    training spacing is much coarser than the image's. ``largest_component`` keeps only the
-    largest connected component of each label (:func:`keep_largest_component`; off by default,
-    as it is wrong for structures with several parts).
+    All checkpoints must share the preprocessing and the label names of their plans (each
+    network keeps its own patch size). ``resample_probabilities``: see
+    :func:`labels_on_original_grid`. ``largest_component`` keeps only the largest connected
+    component of each label (:func:`keep_largest_component`; off by default, as it is wrong
+    for structures with several parts).
     """
 
     def __init__(
@@ -228,16 +286,21 @@ class Predictor:
     ) -> None:
         if not checkpoints:
             raise ValueError("Predictor needs at least one checkpoint")
-        first = checkpoints[0].meta
+        first = checkpoints[0].meta.plan
         for c in checkpoints[1:]:
-            for attr in ("label_names", "channel_names", "spacing", "patch_size"):
-                if getattr(c.meta, attr) != getattr(first, attr):
+            plan = c.meta.plan
+            for what, a, b in (
+                ("preprocessing", plan.preprocessing, first.preprocessing),
+                ("label names", plan.label_names, first.label_names),
+            ):
+                if a != b:
                     raise InputError(
                         c.path,
-                        f"{attr} {getattr(c.meta, attr)} differs from {checkpoints[0].path} "
-                        f"({getattr(first, attr)}); cannot ensemble",
+                        f"{what} differ from {checkpoints[0].path}'s; cannot ensemble "
+                        "networks trained on differently preprocessed data or other labels",
                     )
-        self.meta = first
+        self.plan = first
+        self.plans = [c.meta.plan for c in checkpoints]
         self.paths = [c.path for c in checkpoints]
         self.models = [c.build_model(device) for c in checkpoints]
         self.device = device
@@ -248,33 +311,37 @@ class Predictor:
         self.resample_probabilities = resample_probabilities
         self.largest_component = largest_component
 
+    @property
+    def label_names(self) -> dict[int, str]:
+        return dict(self.plan.label_names)
+
     @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], **kwargs: Any) -> Predictor:
-        """Load checkpoints (a file, or a model folder holding ``fold_*/checkpoint_best.pt``)."""
+    def from_paths(
+        cls,
+        paths: Sequence[str | Path],
+        *,
+        folds: Sequence[int | str] | None = None,
+        checkpoint: str = "last",
+        **kwargs: Any,
+    ) -> Predictor:
+        """Load checkpoints: files, or model folders (every fold of each, see
+        :func:`model_checkpoints`). Keyword arguments go to :class:`Predictor`."""
         from medseg.checkpoint import load_checkpoint
 
         files: list[Path] = []
         for p in map(Path, paths):
-            if p.is_dir():
-                found = sorted(p.glob("fold_*/checkpoint_best.pt")) or sorted(
-                    p.glob("checkpoint_best.pt")
-                )
-                if not found:
-                    raise InputError(p, "expected fold_*/checkpoint_best.pt in the model folder")
-                files += found
-            else:
-                files.append(p)
+            files += model_checkpoints(p, folds=folds, checkpoint=checkpoint) if p.is_dir() else [p]
         return cls([load_checkpoint(f, with_training=False) for f in files], **kwargs)
 
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed
         image ``(C, X, Y, Z)``."""
         total: torch.Tensor | None = None
-        for m in self.models:
+        for m, plan in zip(self.models, self.plans, strict=True):
             p = sliding_window_probabilities(
                 m,
                 image,
-                self.meta.patch_size,
+                plan.patch_size,
                 overlap=self.overlap,
                 batch_size=self.batch_size,
                 device=self.device,
@@ -286,39 +353,23 @@ class Predictor:
         return total / len(self.models)
 
     def predict(self, images: Sequence[Volume]) -> LabelMap:
-        """Segment one case given its channels (original grid, order of ``channel_names``);
-        returns a :class:`LabelMap` on the grid of ``images[0]`` with the checkpoint's label
+        """Segment one case given its channels (original grid, order of the plan's channel
+        names); returns a :class:`LabelMap` on the grid of ``images[0]`` with the plan's label
         names."""
         import torch
 
-        from medseg.plan import plan_from_dict
-        from medseg.transforms.preprocessing import preprocess_case, restore_to_original
+        from medseg.transforms.preprocessing import preprocess_case
         from medseg.volume import LabelMap
 
-        n_in = len(self.meta.channel_names)
-        if len(images) != n_in:
-            raise InputError(
-                images[0].source if images else None,
-                f"model expects {n_in} channel(s) {self.meta.channel_names}, found {len(images)}",
-            )
-        if self.meta.plan is None:
-            raise InputError(self.paths[0], "checkpoint holds no plan; cannot preprocess")
-        plan = plan_from_dict(self.meta.plan, self.paths[0])
-        pre = preprocess_case(list(images), plan)
+        pre = preprocess_case(list(images), self.plan.preprocessing)
         probs = self.probabilities(torch.from_numpy(np.ascontiguousarray(pre.image)))
-        if self.resample_probabilities:
-            # nnU-Net's order: probabilities back to the original grid (linear), then argmax
-            back = restore_to_original(probs.numpy(), pre.info, is_label=False)
-            restored = np.argmax(back, axis=0).astype(np.uint8)
-        else:
-            lab = probs.argmax(dim=0).numpy().astype(np.uint8)
-            restored = restore_to_original(lab, pre.info, is_label=True)
+        restored = labels_on_original_grid(
+            probs, pre.info, resample_probabilities=self.resample_probabilities
+        )
         if self.largest_component:
             restored = keep_largest_component(restored)
         ref = images[0]
-        return LabelMap(
-            np.asarray(restored), ref.affine, None, ref.meta, dict(self.meta.label_names)
-        )
+        return LabelMap(np.asarray(restored), ref.affine, None, ref.meta, self.label_names)
 
 
 def predict(
@@ -335,6 +386,8 @@ __all__ = [
     "compute_gaussian",
     "compute_steps",
     "keep_largest_component",
+    "labels_on_original_grid",
+    "model_checkpoints",
     "predict",
     "predict_array",
     "sliding_window_probabilities",

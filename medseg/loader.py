@@ -17,7 +17,7 @@ import numpy as np
 
 from medseg.cache import CachedCase, ensure_cached
 from medseg.datasets import Case
-from medseg.plan import Plan
+from medseg.plan.schema import Plan
 from medseg.transforms.augmentation import (
     AugmentationParams,
     apply_augmentation,
@@ -151,7 +151,9 @@ class TrainLoader:
         self.world_size = int(world_size)
         self.epoch = 0
         self.pin_memory = bool(pin_memory)
-        self.cached = ensure_cached(plan, cases, self.cache_dir, num_workers=self.num_workers)
+        self.cached = ensure_cached(
+            plan.preprocessing, cases, self.cache_dir, num_workers=self.num_workers
+        )
         self.sampler = PatchSampler(
             plan, self.cached, seed=self.seed, batch_size=self.batch_size, augment=augment
         )
@@ -261,7 +263,7 @@ def make_train_loader(
     Args:
         plan: preprocessing, patch size, batch size, augmentation and foreground ratio.
         cases: the training cases (with labels).
-        cache_dir: cache root; arrays live in ``cache_dir/<plan.preprocessing_key()>/``.
+        cache_dir: cache root; arrays live in ``cache_dir/<plan.preprocessing.key()>/``.
         num_workers: torch ``DataLoader`` worker processes (0 = in the main process).
         seed: base seed; batches are a deterministic function of (seed, epoch, rank).
         iterations_per_epoch: batches per pass over the loader (per rank).

@@ -11,32 +11,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from support.plans import tiny_plan
 
 import medseg.cache as cache_mod
 from medseg.cache import cache_folder, ensure_cached, load_cached
 from medseg.datasets import Case
 from medseg.loader import foreground_positions, make_train_loader
-from medseg.plan import ChannelNormalization, NetworkPlan, Plan
+from medseg.plan.schema import Plan
 
 SHAPE = (30, 26, 20)
 
 
 def _plan(patch=(16, 16, 8), batch=3, ratio=1 / 3, spacing=(1.0, 1.0, 2.0)) -> Plan:
-    return Plan(
-        dataset_root="/x",
-        dataset_name="synthetic",
-        channel_names=["A", "B"],
-        label_names={0: "background", 1: "dot"},
+    return tiny_plan(
+        channels=("A", "B"),
+        labels={0: "background", 1: "dot"},
         target_spacing=spacing,
-        normalization=[ChannelNormalization(channel=c, scheme="zscore") for c in "AB"],
-        crop_to_nonzero=False,
         patch_size=patch,
         batch_size=batch,
-        network=NetworkPlan(
-            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
-        ),
         foreground_ratio=ratio,
-        gpu_memory_gb=8,
     )
 
 
@@ -63,15 +56,16 @@ def test_cache_layout_hit_and_invalidation(
 ) -> None:
     cases = _cases(tmp_path, rng)
     plan = _plan()
-    cached = ensure_cached(plan, cases, tmp_path / "cache")
-    folder = cache_folder(plan, tmp_path / "cache")
-    assert folder.name == plan.preprocessing_key()
+    prep = plan.preprocessing
+    cached = ensure_cached(prep, cases, tmp_path / "cache")
+    folder = cache_folder(prep, tmp_path / "cache")
+    assert folder.name == prep.key()
     assert {p.name for p in folder.iterdir()} >= {
         "c0.image.npy",
         "c0.label.npy",
         "c0.fg.npy",
         "c0.json",
-        "plan_preprocessing.json",
+        "preprocessing.json",
     }
     assert not [p for p in folder.iterdir() if ".part" in p.name]  # atomic writes left nothing
     img = cached[0].load_image()
@@ -85,33 +79,34 @@ def test_cache_layout_hit_and_invalidation(
     calls: list[str] = []
     real = cache_mod.cache_case
 
-    def spy(plan_, case, cache_dir, seed=0):  # type: ignore[no-untyped-def]
+    def spy(prep_, case, cache_dir, seed=0):  # type: ignore[no-untyped-def]
         calls.append(case.case_id)
-        return real(plan_, case, cache_dir, seed)
+        return real(prep_, case, cache_dir, seed)
 
     monkeypatch.setattr(cache_mod, "cache_case", spy)
-    ensure_cached(plan, cases, tmp_path / "cache")
+    ensure_cached(prep, cases, tmp_path / "cache")
     assert calls == []  # everything was a hit
     st = cases[1].images[0].stat()
     os.utime(cases[1].images[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert load_cached(plan, cases[1], tmp_path / "cache") is None
-    ensure_cached(plan, cases, tmp_path / "cache")
+    assert load_cached(prep, cases[1], tmp_path / "cache") is None
+    ensure_cached(prep, cases, tmp_path / "cache")
     assert calls == ["c1"]  # only the touched case was recomputed
     calls.clear()
-    edited = plan.model_copy(update={"target_spacing": (2.0, 2.0, 2.0)})
+    edited = prep.model_copy(update={"target_spacing": (2.0, 2.0, 2.0)})
     again = ensure_cached(edited, cases, tmp_path / "cache")
     assert calls == ["c0", "c1", "c2"] and cache_folder(edited, tmp_path / "cache") != folder
     assert again[0].load_image().shape == (2, 15, 13, 20)
     calls.clear()
-    ensure_cached(plan.model_copy(update={"batch_size": 5}), cases, tmp_path / "cache")
+    batch5 = plan.model_copy(update={"batch_size": 5})
+    ensure_cached(batch5.preprocessing, cases, tmp_path / "cache")
     assert calls == []  # batch size does not affect preprocessing
 
 
 def test_parallel_caching_matches_serial(tmp_path: Path, rng: np.random.Generator) -> None:
     cases = _cases(tmp_path, rng)
-    plan = _plan(spacing=(1.5, 1.5, 2.0))
-    serial = ensure_cached(plan, cases, tmp_path / "serial")
-    parallel = ensure_cached(plan, cases, tmp_path / "parallel", num_workers=2)
+    prep = _plan(spacing=(1.5, 1.5, 2.0)).preprocessing
+    serial = ensure_cached(prep, cases, tmp_path / "serial")
+    parallel = ensure_cached(prep, cases, tmp_path / "parallel", num_workers=2)
     assert [c.case_id for c in parallel] == ["c0", "c1", "c2"]
     for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_array_equal(np.asarray(a.load_image()), np.asarray(b.load_image()))
@@ -221,21 +216,12 @@ def test_loader_on_la2018(tmp_path: Path) -> None:
     from medseg.datasets import load_dataset
 
     ds = load_dataset(shared_path("la2018_msd"))
-    plan = Plan(
-        dataset_root=str(ds.root),
-        dataset_name=ds.name,
-        channel_names=ds.channel_names,
-        label_names=ds.label_names,
+    plan = tiny_plan(
+        channels=ds.channel_names,
+        labels=ds.label_names,
         target_spacing=(1.25, 1.25, 1.25),
-        normalization=[ChannelNormalization(channel="MRI", scheme="zscore")],
-        crop_to_nonzero=False,
         patch_size=(32, 32, 32),
-        batch_size=2,
-        network=NetworkPlan(
-            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
-        ),
         foreground_ratio=0.5,
-        gpu_memory_gb=8,
     )
     loader = make_train_loader(
         plan, ds.cases[:2], tmp_path, num_workers=0, seed=0, iterations_per_epoch=4

@@ -1,37 +1,34 @@
-"""Checkpoints: weights-only .pt and safetensors round trips, metadata, atomic writes, refusal
-of foreign files."""
+"""Checkpoints: weights-only .pt and safetensors round trips, one record per fact (the plan
+carries network, labels, channels, spacing, patch size), atomic writes, refusal of foreign,
+malformed and pickled files, and format-1 checkpoints read and converted."""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from support.plans import tiny_network, tiny_plan
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from medseg.errors import InputError
-from medseg.models import NetworkSpec, build_network
+from medseg.models import build_model
 
-SPEC = NetworkSpec(
-    in_channels=1,
-    out_channels=2,
-    kernel_sizes=[[3, 3, 3]] * 3,
-    strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-    filters=[4, 8, 8],
+PLAN = tiny_plan(
+    labels={0: "background", 1: "left_atrium"},
+    target_spacing=(0.625, 0.625, 0.625),
+    network=tiny_network(3, [4, 8, 8]),
 )
 
 
 def _meta() -> CheckpointMeta:
     return CheckpointMeta(
-        network=SPEC.model_dump(),
-        label_names={0: "background", 1: "left_atrium"},
-        channel_names=["MR"],
-        spacing=[0.625, 0.625, 0.625],
-        patch_size=[16, 16, 16],
-        normalization=[{"channel": "MR", "scheme": "zscore", "mean": 1.5, "std": 2.0}],
-        plan={"target_spacing": [0.625, 0.625, 0.625]},
+        plan=PLAN,
         config={"epochs": 3},
+        fold=0,
         epoch=3,
         metrics={"val_mean_dice": 0.5, "undefined": float("nan")},
     )
@@ -39,7 +36,7 @@ def _meta() -> CheckpointMeta:
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_network(SPEC)
+    return build_model(PLAN)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -49,11 +46,13 @@ def test_round_trip_weights_and_meta(tmp_path: Path, suffix: str) -> None:
     ck = load_checkpoint(path)
     for k, v in model.state_dict().items():
         assert torch.equal(ck.state_dict[k], v), k
+    assert ck.meta.plan == PLAN  # network, labels, channels, spacing, patch: one record
     assert ck.meta.label_names == {0: "background", 1: "left_atrium"}
-    assert ck.meta.spacing == [0.625, 0.625, 0.625]
-    assert ck.meta.normalization[0]["mean"] == 1.5
+    assert ck.meta.channel_names == ["MR"]
+    assert ck.meta.fold == 0 and ck.meta.config == {"epochs": 3}
     assert math.isnan(ck.meta.metrics["undefined"])
-    assert ck.meta.network_spec == SPEC
+    stored = json.loads(ck.meta.to_json())
+    assert set(stored) == {"plan", "config", "fold", "epoch", "metrics", "medseg_version"}
     rebuilt = ck.build_model()
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
@@ -64,12 +63,12 @@ def test_round_trip_weights_and_meta(tmp_path: Path, suffix: str) -> None:
 def test_pt_loads_with_plain_weights_only_torch_load(tmp_path: Path) -> None:
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.randn(1, 1, 16, 16, 16)).sum().backward()
+    model.eval()(torch.randn(1, 1, 16, 16, 16)).sum().backward()
     opt.step()
     training = {"epoch": 1, "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}}
     p = save_checkpoint(tmp_path / "last.pt", model.state_dict(), _meta(), training=training)
     raw = torch.load(p, weights_only=True)  # would raise if anything needed unpickling
-    assert raw["format"] == "medseg-checkpoint"
+    assert raw["format"] == "medseg-checkpoint" and raw["format_version"] == 2
     ck = load_checkpoint(p)
     assert ck.training is not None
     opt2 = torch.optim.SGD(_model().parameters(), lr=0.1, momentum=0.9)
@@ -82,9 +81,7 @@ def test_pt_loads_with_plain_weights_only_torch_load(tmp_path: Path) -> None:
 def test_overwrite_is_atomic_replacement(tmp_path: Path) -> None:
     p = tmp_path / "c.pt"
     save_checkpoint(p, _model().state_dict(), _meta())
-    meta = _meta()
-    meta.epoch = 7
-    save_checkpoint(p, _model().state_dict(), meta)
+    save_checkpoint(p, _model().state_dict(), replace(_meta(), epoch=7))
     assert load_checkpoint(p).meta.epoch == 7
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.pt"]
 
@@ -102,17 +99,101 @@ def test_refuses_foreign_and_missing_files(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def _payload(**changes: object) -> dict[str, object]:
+    sd = {k: v.clone() for k, v in _model().state_dict().items()}
+    base: dict[str, object] = {
+        "format": "medseg-checkpoint",
+        "format_version": 2,
+        "meta_json": _meta().to_json(),
+        "model": sd,
+    }
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"meta_json": None}, "lacks its metadata or weights"),
+        ({"meta_json": "{}"}, "checkpoint metadata is not valid: no 'plan' record"),
+        ({"meta_json": "[1, 2"}, "checkpoint metadata is not valid"),
+        ({"format_version": 99}, "checkpoint format version 99"),
+    ],
+)
+def test_malformed_checkpoints_are_input_errors(
+    tmp_path: Path, changes: dict[str, object], fragment: str
+) -> None:
+    p = tmp_path / "bad.pt"
+    torch.save(_payload(**changes), p)
+    with pytest.raises(InputError, match=fragment) as err:
+        load_checkpoint(p)
+    assert str(p) in str(err.value)
+
+
+def test_bad_network_record_and_mismatched_weights_are_input_errors(tmp_path: Path) -> None:
+    doc = json.loads(_meta().to_json())
+    doc["plan"]["network"]["deep_supr_num"] = 7
+    p = tmp_path / "net.pt"
+    torch.save(_payload(meta_json=json.dumps(doc)), p)
+    with pytest.raises(InputError, match=r"net\.pt.*deep_supr_num"):
+        load_checkpoint(p)
+    sd = _model().state_dict()
+    first = next(iter(sd))
+    sd[first] = torch.zeros(3, 3)
+    p = tmp_path / "shapes.pt"
+    torch.save(_payload(model=sd), p)
+    ck = load_checkpoint(p)
+    with pytest.raises(InputError, match=r"shapes\.pt: weights do not fit the network"):
+        ck.build_model()
+
+
 class Evil:
     """An arbitrary class: unpickling it must be refused."""
 
 
-def test_pickled_object_is_refused(tmp_path: Path) -> None:
+def test_pickled_object_is_refused_in_one_line(tmp_path: Path) -> None:
     p = tmp_path / "evil.pt"
     torch.save({"format": "medseg-checkpoint", "x": Evil()}, p)
-    with pytest.raises(InputError, match="weights-only load failed"):
+    with pytest.raises(
+        InputError, match=r"refused: the file holds a Python object \(test_checkpoint\.Evil\)"
+    ) as err:
         load_checkpoint(p)
+    msg = str(err.value)
+    assert "\n" not in msg and "weights_only=False" not in msg  # no advice to turn it off
 
 
 def test_training_state_not_allowed_in_safetensors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot be stored"):
         save_checkpoint(tmp_path / "m.safetensors", _model().state_dict(), _meta(), {"epoch": 1})
+
+
+def test_format_1_checkpoint_is_read_and_converted(tmp_path: Path) -> None:
+    """medseg 0.1 checkpoints stored a network record with channel counts beside a version-1
+    plan, plus copies of labels/channels/spacing/patch; they load into one plan record."""
+    import yaml
+
+    from medseg.plan.files import plan_to_yaml
+
+    v1_plan = yaml.safe_load(plan_to_yaml(PLAN))
+    prep = v1_plan.pop("preprocessing")
+    v1_plan.update(prep, version=1, channel_names=["MR"])
+    net = PLAN.network.model_dump(mode="json")
+    v1_plan["network"] = {k: net[k] for k in ("kernel_sizes", "strides", "filters")}
+    meta = {
+        "network": {**net, "in_channels": 1, "out_channels": 2},
+        "label_names": {"0": "background", "1": "left_atrium"},
+        "channel_names": ["MR"],
+        "spacing": [0.625] * 3,
+        "patch_size": [16, 16, 16],
+        "plan": json.loads(json.dumps(v1_plan)),
+        "config": {"epochs": 3},
+        "epoch": 3,
+        "metrics": {},
+        "medseg_version": "0.1.0",
+    }
+    p = tmp_path / "v1.pt"
+    torch.save(_payload(format_version=1, meta_json=json.dumps(meta)), p)
+    ck = load_checkpoint(p)
+    assert ck.meta.plan.network == PLAN.network and ck.meta.plan.preprocessing == PLAN.preprocessing
+    assert ck.meta.epoch == 3
+    ck.build_model()

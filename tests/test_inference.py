@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.plans import tiny_network, tiny_plan
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from medseg.errors import InputError
@@ -19,7 +20,8 @@ from medseg.inference import (
     predict_array,
     sliding_window_probabilities,
 )
-from medseg.models import NetworkSpec, build_network
+from medseg.models import build_model
+from medseg.plan.schema import Plan
 
 
 def test_compute_steps_known_answers() -> None:
@@ -85,27 +87,12 @@ def test_rejects_non_4d_input() -> None:
         sliding_window_probabilities(Pointwise(), torch.zeros(1, 2, 8, 8, 8), (8, 8, 8))
 
 
-SPEC = NetworkSpec(
-    in_channels=1,
-    out_channels=2,
-    kernel_sizes=[[3, 3, 3]] * 3,
-    strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-    filters=[4, 8, 8],
-)
+PLAN = tiny_plan(network=tiny_network(3, [4, 8, 8]))
 
 
-def _ckpt(path: Path, seed: int, **meta_kw: object) -> Path:
+def _ckpt(path: Path, seed: int, plan: Plan = PLAN) -> Path:
     torch.manual_seed(seed)
-    meta = CheckpointMeta(
-        network=SPEC.model_dump(),
-        label_names={0: "background", 1: "ball"},
-        channel_names=["MR"],
-        spacing=[1.0, 1.0, 1.0],
-        patch_size=[16, 16, 16],
-    )
-    for k, v in meta_kw.items():
-        setattr(meta, k, v)
-    return save_checkpoint(path, build_network(SPEC).state_dict(), meta)
+    return save_checkpoint(path, build_model(plan).state_dict(), CheckpointMeta(plan=plan))
 
 
 def test_ensemble_averages_probabilities(tmp_path: Path) -> None:
@@ -119,14 +106,37 @@ def test_ensemble_averages_probabilities(tmp_path: Path) -> None:
 
 def test_ensemble_refuses_mismatched_checkpoints(tmp_path: Path) -> None:
     p1 = _ckpt(tmp_path / "a.pt", 1)
-    p2 = _ckpt(tmp_path / "b.pt", 2, spacing=[2.0, 2.0, 2.0])
-    with pytest.raises(InputError, match="spacing"):
+    coarse = tiny_plan(target_spacing=(2.0, 2.0, 2.0), network=tiny_network(3, [4, 8, 8]))
+    p2 = _ckpt(tmp_path / "b.pt", 2, coarse)
+    with pytest.raises(InputError, match="preprocessing differ"):
         Predictor([load_checkpoint(p1), load_checkpoint(p2)])
+    other_labels = tiny_plan(labels={0: "background", 1: "tumour"}, network=PLAN.network)
+    p3 = _ckpt(tmp_path / "c.pt", 3, other_labels)
+    with pytest.raises(InputError, match="label names differ"):
+        Predictor([load_checkpoint(p1), load_checkpoint(p3)])
 
 
 def test_model_folder_without_checkpoints_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"checkpoint_best\.pt"):
+    with pytest.raises(InputError, match=r"expected fold_\*/checkpoint_last\.pt"):
         Predictor.from_paths([tmp_path])
+
+
+def test_model_folder_fold_and_checkpoint_selection(tmp_path: Path) -> None:
+    from medseg.inference import model_checkpoints
+
+    for fold in ("0", "1", "10", "all"):
+        (tmp_path / f"fold_{fold}").mkdir()
+        _ckpt(tmp_path / f"fold_{fold}" / "checkpoint_last.pt", 0)
+    _ckpt(tmp_path / "fold_1" / "checkpoint_best.pt", 0)
+    names = [p.parent.name for p in model_checkpoints(tmp_path)]
+    assert names == ["fold_0", "fold_1", "fold_10"]  # the CV folds, in numeric order
+    assert [p.parent.name for p in model_checkpoints(tmp_path, folds=["all"])] == ["fold_all"]
+    best = model_checkpoints(tmp_path, folds=[1], checkpoint="best")
+    assert best == [tmp_path / "fold_1" / "checkpoint_best.pt"]
+    with pytest.raises(InputError, match=r"fold_0/checkpoint_best\.pt: best checkpoint not"):
+        model_checkpoints(tmp_path, checkpoint="best")
+    with pytest.raises(InputError, match="--checkpoint"):
+        model_checkpoints(tmp_path, checkpoint="final")
 
 
 @pytest.mark.realdata
@@ -134,29 +144,22 @@ def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None
     from support.paths import shared_path
 
     from medseg.datasets import load_dataset, read_case
-    from medseg.models import network_spec_from_plan
-    from medseg.plan import network_topology, plan_dataset, plan_from_dict
+    from medseg.plan.rules import network_topology, plan_dataset
 
     root = shared_path("la2018_msd")
     ds = load_dataset(root)
     plan = plan_dataset(ds, 8.0)
-    d = plan.model_dump(mode="json")
-    d.update(target_spacing=[2.5, 2.5, 2.5], patch_size=[32, 32, 16])
-    d["network"] = network_topology([32, 32, 16], [2.5, 2.5, 2.5]).model_dump()
-    plan = plan_from_dict(d)
-    spec = network_spec_from_plan(plan).model_copy(
-        update={"filters": [4, 4, 4, 4][: len(d["network"]["filters"])]}
+    net = network_topology([32, 32, 16], [2.5, 2.5, 2.5])
+    plan = plan.model_copy(
+        update={
+            "preprocessing": plan.preprocessing.model_copy(
+                update={"target_spacing": (2.5, 2.5, 2.5)}
+            ),
+            "patch_size": (32, 32, 16),
+            "network": net.model_copy(update={"filters": [4] * len(net.filters)}),
+        }
     )
-    torch.manual_seed(0)
-    meta = CheckpointMeta(
-        network=spec.model_dump(),
-        label_names=dict(plan.label_names),
-        channel_names=list(plan.channel_names),
-        spacing=list(plan.target_spacing),
-        patch_size=list(plan.patch_size),
-        plan=plan.model_dump(mode="json"),
-    )
-    ck = save_checkpoint(tmp_path / "la.pt", build_network(spec).state_dict(), meta)
+    ck = _ckpt(tmp_path / "la.pt", 0, Plan.model_validate(plan))
     vols, _ = read_case(ds.cases[0], plan.label_names)
     lm = Predictor.from_paths([ck]).predict(vols)
     assert lm.same_grid(vols[0])

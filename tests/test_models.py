@@ -1,23 +1,25 @@
-"""Network construction from a NetworkSpec / plan: output shapes, deep supervision, validation."""
+"""Network construction from the plan's NetworkSpec: output shapes, deep supervision, and
+impossible requests refused (never rewritten)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
+from pydantic import ValidationError
+from support.plans import tiny_network, tiny_plan
 
-from medseg.models import NetworkSpec, build_network, count_parameters, network_spec_from_plan
+from medseg.models import build_model, build_network, count_parameters
+from medseg.plan.schema import NetworkSpec
 
 
 def _spec(arch: str = "dynunet", **kw: object) -> NetworkSpec:
     base: dict[str, object] = dict(
         architecture=arch,
-        in_channels=2,
-        out_channels=3,
         kernel_sizes=[[3, 3, 3], [3, 3, 3], [3, 3, 3]],
         strides=[[1, 1, 1], [2, 2, 2], [2, 2, 1]],
         filters=[4, 8, 16],
+        deep_supervision=arch == "dynunet",
+        deep_supr_num=1,
     )
     base.update(kw)
     return NetworkSpec.model_validate(base)
@@ -27,7 +29,7 @@ def _spec(arch: str = "dynunet", **kw: object) -> NetworkSpec:
 def test_eval_output_shape_is_b_k_xyz(arch: str) -> None:
     torch.manual_seed(0)
     strides = [[1, 1, 1], [2, 2, 2], [2, 2, 2]]
-    net = build_network(_spec(arch, strides=strides)).eval()
+    net = build_network(_spec(arch, strides=strides), 2, 3).eval()
     x = torch.randn(2, 2, 16, 16, 8)
     with torch.no_grad():
         y = net(x)
@@ -37,7 +39,7 @@ def test_eval_output_shape_is_b_k_xyz(arch: str) -> None:
 
 def test_unet_keeps_anisotropic_strides() -> None:
     """A plan that never pools the thin axis gives a UNet that does not pool it either."""
-    net = build_network(_spec("unet", strides=[[1, 1, 1], [2, 2, 1], [2, 2, 1]])).eval()
+    net = build_network(_spec("unet", strides=[[1, 1, 1], [2, 2, 1], [2, 2, 1]]), 2, 3).eval()
     with torch.no_grad():
         y = net(torch.randn(1, 2, 16, 16, 1))  # one slice: pooling z would fail
     assert tuple(y.shape) == (1, 3, 16, 16, 1)
@@ -51,7 +53,7 @@ def test_dynunet_deep_supervision_stack_in_training_mode() -> None:
         deep_supr_num=2,
     )
     assert spec.deep_supervision_heads() == 2
-    net = build_network(spec).train()
+    net = build_network(spec, 2, 3).train()
     y = net(torch.randn(1, 2, 16, 16, 8))
     assert tuple(y.shape) == (1, 3, 3, 16, 16, 8)  # (B, 1 + heads, K, X, Y, Z)
     assert tuple(net.eval()(torch.randn(1, 2, 16, 16, 8)).shape) == (1, 3, 16, 16, 8)
@@ -59,44 +61,39 @@ def test_dynunet_deep_supervision_stack_in_training_mode() -> None:
 
 def test_anisotropic_strides_follow_spec() -> None:
     spec = _spec(deep_supervision=False)
-    assert spec.divisor() == (4, 4, 2)
-    net = build_network(spec).eval()
+    assert spec.total_stride() == (4, 4, 2)
+    net = build_network(spec, 2, 3).eval()
     with torch.no_grad():
         assert tuple(net(torch.randn(1, 2, 8, 8, 2)).shape) == (1, 3, 8, 8, 2)
-
-
-def test_too_deep_supervision_is_clamped_to_available_stages() -> None:
-    spec = _spec(deep_supr_num=5)
-    assert spec.deep_supr_num == 1  # 3 stages -> at most 1 extra head
 
 
 @pytest.mark.parametrize(
     "bad, fragment",
     [
+        ({"deep_supr_num": 5}, "deep_supr_num: 5 heads need at least 7 stages, the network has 3"),
+        ({"architecture": "unet", "deep_supervision": True}, "only the dynunet architecture"),
         ({"filters": [4, 8]}, "one entry per stage"),
         (
             {"strides": [[1, 1, 1], [2, 2]], "kernel_sizes": [[3, 3, 3]] * 2, "filters": [4, 8]},
             "3 positive ints",
         ),
-        ({"out_channels": 1}, "greater than or equal to 2"),
-        ({"unknown": 1}, "Extra inputs"),
+        ({"in_channels": 1}, "Extra inputs"),
     ],
 )
-def test_spec_rejects_bad_values(bad: dict[str, object], fragment: str) -> None:
-    with pytest.raises(ValueError, match=fragment):
+def test_impossible_network_requests_are_refused_not_rewritten(
+    bad: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(ValidationError, match=fragment):
         _spec(**bad)
 
 
-def test_spec_from_plan_uses_plan_topology_and_labels() -> None:
-    net = SimpleNamespace(
-        kernel_sizes=[[3, 3, 1], [3, 3, 3]], strides=[[1, 1, 1], [2, 2, 1]], filters=[32, 64]
+def test_build_model_takes_channels_and_classes_from_the_plan() -> None:
+    plan = tiny_plan(
+        channels=("T1", "T2"),
+        labels={0: "background", 1: "a", 3: "c"},
+        network=tiny_network(3),
     )
-    plan = SimpleNamespace(
-        network=net, channel_names=["T1", "T2"], label_names={0: "background", 1: "a", 3: "c"}
-    )
-
-    spec = network_spec_from_plan(plan, architecture="unet", deep_supervision=False)
-    assert spec.in_channels == 2
-    assert spec.out_channels == 4  # max label + 1
-    assert spec.kernel_sizes == [[3, 3, 1], [3, 3, 3]]
-    assert spec.architecture == "unet"
+    net = build_model(plan).eval()
+    with torch.no_grad():
+        y = net(torch.randn(1, 2, 16, 16, 16))
+    assert tuple(y.shape) == (1, 4, 16, 16, 16)  # max label + 1 classes

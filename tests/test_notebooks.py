@@ -26,4 +26,4 @@ def test_notebook_code_cells_run(path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     label_map = namespace["label_map"]
     assert isinstance(label_map, LabelMap)
-    assert label_map.name_of(1) == "ball"
+    assert label_map.name_of(1) == "spleen"

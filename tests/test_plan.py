@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from support.datasets import brats_dataset_json
 from support.paths import shared_path
 
 from medseg.cli import main
@@ -57,7 +58,7 @@ def _fingerprint(shape=(256, 256, 256), spacing=(1.0, 1.0, 1.0), n=20) -> Finger
 def _plan(gpu: float = 8.0, **kw):
     return plan_from_fingerprint(
         _fingerprint(**kw),
-        dataset_root="/data",
+        dataset="/data",
         dataset_name="synthetic",
         channel_names=["CT"],
         label_names={0: "background", 1: "liver"},
@@ -100,7 +101,7 @@ def test_patch_and_batch_respond_to_memory_budget() -> None:
 
 def test_ct_channel_gets_ct_normalisation_from_statistics() -> None:
     p = _plan()
-    n = p.normalization[0]
+    n = p.preprocessing.normalization[0]
     assert (n.scheme, n.clip_low, n.clip_high, n.mean, n.std) == ("ct", -90, 250, 40, 60)
     assert any("target_spacing" in note for note in p.notes)
 
@@ -132,12 +133,26 @@ def test_yaml_round_trip_and_readable_keys(tmp_path: Path) -> None:
     [
         (
             lambda d: d["augmentation"].update(flip_probability=0.5),
-            r"augmentation\.flip_probability: Extra inputs",
+            r"augmentation\.flip_probability: unknown key",
         ),
         (lambda d: d["augmentation"].update(flip_prob=1.5), r"augmentation\.flip_prob"),
         (lambda d: d.update(patch_size=[100, 100, 100]), "divisible"),
-        (lambda d: d["normalization"][0].update(scheme="minmax"), r"normalization\.0\.scheme"),
-        (lambda d: d.pop("target_spacing"), r"target_spacing: Field required"),
+        (
+            lambda d: d["preprocessing"]["normalization"][0].update(scheme="minmax"),
+            r"preprocessing\.normalization\.0\.scheme",
+        ),
+        (
+            lambda d: d["preprocessing"].pop("target_spacing"),
+            r"preprocessing\.target_spacing: Field required",
+        ),
+        (
+            lambda d: d["network"].update(deep_supr_num=9),
+            r"network: Value error, deep_supr_num: 9 heads need at least 11 stages",
+        ),
+        (
+            lambda d: d["network"].update(architecture="segresnet"),
+            r"only the dynunet architecture has deep supervision",
+        ),
     ],
 )
 def test_load_plan_names_the_bad_key(tmp_path: Path, edit, match: str) -> None:
@@ -152,11 +167,38 @@ def test_load_plan_names_the_bad_key(tmp_path: Path, edit, match: str) -> None:
 
 def test_preprocessing_key_tracks_preprocessing_fields_only() -> None:
     p = _plan()
-    assert p.model_copy(update={"batch_size": 7}).preprocessing_key() == p.preprocessing_key()
-    assert (
-        p.model_copy(update={"target_spacing": (2.0, 2.0, 2.0)}).preprocessing_key()
-        != p.preprocessing_key()
-    )
+    key = p.preprocessing.key()
+    assert p.model_copy(update={"batch_size": 7}).preprocessing.key() == key
+    coarse = p.preprocessing.model_copy(update={"target_spacing": (2.0, 2.0, 2.0)})
+    assert coarse.key() != key
+
+
+def test_version_1_plan_files_are_read_and_converted(tmp_path: Path) -> None:
+    """A plan written by medseg 0.1 before the layout change (preprocessing fields at the top,
+    a topology-only network) loads as the same plan."""
+    p = _plan()
+    v1 = yaml.safe_load(plan_to_yaml(p))
+    v1["version"] = 1
+    prep = v1.pop("preprocessing")
+    v1.update(prep)
+    v1["channel_names"] = p.channel_names
+    v1["dataset_root"] = v1.pop("dataset")
+    v1["network"] = {k: v1["network"][k] for k in ("kernel_sizes", "strides", "filters")}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(v1))
+    old = load_plan(path)
+    assert old.preprocessing == p.preprocessing and old.network == p.network
+    assert old.patch_size == p.patch_size and old.channel_names == ["CT"]
+    assert old.dataset == p.dataset
+
+
+def test_default_network_has_valid_deep_supervision() -> None:
+    for shape in ((8, 8, 8), (16, 16, 16), (128, 128, 64)):
+        net = network_topology(shape, (1.0, 1.0, 1.0))
+        n = len(net.filters)
+        assert net.deep_supervision == (n >= 3)
+        if net.deep_supervision:
+            assert 1 <= net.deep_supr_num <= n - 2
 
 
 def _synthetic_ct_dataset(root: Path, rng: np.random.Generator, n: int = 3) -> list[np.ndarray]:
@@ -197,9 +239,9 @@ def test_plan_dataset_statistics_match_numpy(tmp_path: Path, rng: np.random.Gene
     assert st.mean == pytest.approx(fg.mean(), rel=1e-6) and st.std == pytest.approx(
         fg.std(), rel=1e-5
     )
-    n = plan.normalization[0]
+    n = plan.preprocessing.normalization[0]
     assert n.scheme == "ct" and n.clip_low == pytest.approx(lo)
-    assert plan.target_spacing == pytest.approx((0.8, 0.8, 3.0))
+    assert plan.preprocessing.target_spacing == pytest.approx((0.8, 0.8, 3.0))
     ml = 12 * 12 * 6 * 0.8 * 0.8 * 3.0 / 1000
     assert plan.fingerprint.label_volume_ml_median[1] == pytest.approx(ml)  # type: ignore[union-attr]
 
@@ -245,7 +287,7 @@ def test_cli_plan_la2018(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     root = shared_path("la2018_msd")
     assert main(["plan", str(root), "--out", str(tmp_path), "--voxels-per-case", "5000"]) == 0
     plan = load_plan(tmp_path / "plan.yaml")
-    assert plan.target_spacing == pytest.approx((0.625, 0.625, 0.625))
+    assert plan.preprocessing.target_spacing == pytest.approx((0.625, 0.625, 0.625))
     assert plan.label_names == {0: "background", 1: "left_atrium"}
     assert plan.fingerprint is not None and plan.fingerprint.n_cases == 12
     assert "left_atrium" in capsys.readouterr().out
@@ -253,16 +295,14 @@ def test_cli_plan_la2018(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.realdata
 def test_cli_plan_brats_multichannel(tmp_path: Path) -> None:
-    from test_datasets import brats_dataset_json
-
     root = brats_dataset_json(tmp_path / "brats")
     # (`medseg check` on the same dataset is covered in test_datasets.py)
     argv = ["plan", str(root), "--out", str(tmp_path / "p"), "--gpu-memory-gb", "11"]
     assert main([*argv, "--skip-check"]) == 0
     plan = load_plan(tmp_path / "p")
     assert plan.channel_names == ["FLAIR", "T1c"]
-    assert [n.scheme for n in plan.normalization] == ["zscore", "zscore"]
-    assert plan.target_spacing == pytest.approx((1.0, 1.0, 1.0))
+    assert [n.scheme for n in plan.preprocessing.normalization] == ["zscore", "zscore"]
+    assert plan.preprocessing.target_spacing == pytest.approx((1.0, 1.0, 1.0))
     fp = plan.fingerprint
     assert fp is not None and fp.label_case_count == {1: 6, 2: 6, 3: 6, 4: 6}
     # PROVENANCE: pat0001 has 53050 oedema voxels of 1 mm^3, etc.: median over the six cases.

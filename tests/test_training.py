@@ -1,9 +1,13 @@
-"""Training: config validation, loss/optimizer/schedule, the fit loop on tiny synthetic balls
-(loss falls, outputs written, checkpoint predicts), and the train() API / `medseg train` CLI."""
+"""Training: config validation, plan overrides, loss/optimizer/schedule, and train() end to end
+through the one training route (the disk-cached loader) on tiny noisy-ball datasets: the loss
+falls, outputs are written, the checkpoint predicts, validation equals `medseg evaluate` on the
+same predictions, splits written beside the plan are honoured, `--fold all` trains on every
+case, `--cv` runs every fold, and a refused run changes nothing."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -12,49 +16,22 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from support.paths import REPO
+from support.plans import TINY_RECIPE, tiny_plan, write_training_run
 
-from medseg.checkpoint import CheckpointMeta, load_checkpoint
-from medseg.errors import ConfigError, OutputExistsError
-from medseg.inference import Predictor
-from medseg.models import NetworkSpec
-from medseg.training.config import LossConfig, OptimizerConfig, TrainConfig, load_train_config
-from medseg.training.loop import fit
+from medseg.errors import ConfigError, InputError, OutputExistsError
+from medseg.inference import Predictor, predict
+from medseg.io import read_label_map, read_volume
+from medseg.training import load_train_config, train
+from medseg.training.config import LossConfig, OptimizerConfig, PlanOverrides, TrainConfig
 from medseg.training.optim import DeepSupervisionLoss, build_optimizer, build_scheduler
-from medseg.training.sampling import PatchSampler
-from medseg.training.synthetic import ball_cases, write_ball_dataset
+from medseg.training.setup import apply_overrides
 
-SPEC = NetworkSpec(
-    in_channels=1,
-    out_channels=2,
-    kernel_sizes=[[3, 3, 3]] * 3,
-    strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-    filters=[4, 8, 16],
-)
 LABELS = {0: "background", 1: "ball"}
 
 
-def _meta() -> CheckpointMeta:
-    return CheckpointMeta(
-        network=SPEC.model_dump(),
-        label_names=LABELS,
-        channel_names=["MR"],
-        spacing=[1.0, 1.0, 1.0],
-        patch_size=[16, 16, 16],
-    )
-
-
-def _cfg(**kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(
-        epochs=6,
-        iterations_per_epoch=5,
-        val_every=3,
-        device="cpu",
-        progress_bar=False,
-        num_threads=1,
-        optimizer={"lr": 0.05},
-    )
-    base.update(kw)
-    return TrainConfig.model_validate(base)
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.sum(a & b) / (np.sum(a) + np.sum(b)))
 
 
 # ---- config --------------------------------------------------------------------------------
@@ -64,13 +41,16 @@ def test_config_unknown_key_and_bad_value_name_the_key_path(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as exc:
         load_train_config(p)
     msg = str(exc.value)
-    assert f"{p}: optimizer.lrr: unknown key" in msg
+    assert f"{p}: invalid training config: " in msg and "optimizer.lrr: unknown key" in msg
     assert "optimizer.momentum: Input should be less than 1 (found 1.5)" in msg
     p.write_text("epochs: -1\n")
     with pytest.raises(ConfigError, match="epochs: Input should be greater than or equal to 1"):
         load_train_config(p)
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
+        load_train_config(p)
+    p.write_text("data:\n  loader: builtin\n")  # the second training route is gone
+    with pytest.raises(ConfigError, match=r"data\.loader: unknown key"):
         load_train_config(p)
 
 
@@ -84,16 +64,57 @@ def test_config_paths_resolve_against_the_file_and_plan_files_are_accepted(
     assert cfg.plan == (tmp_path / "plan.yaml").resolve()
     assert cfg.data.dataset == (tmp_path / "sub" / "data").resolve()
     plan = tmp_path / "plan.yaml"
-    plan.write_text("target_spacing: [1, 1, 1]\npatch_size: [16, 16, 16]\n")
+    plan.write_text("preprocessing: {}\npatch_size: [16, 16, 16]\n")
     assert load_train_config(plan).plan == plan.resolve()
 
 
-@pytest.mark.parametrize(
-    "name", ["la_cpu_small.yaml", "default_dynunet.yaml", "segresnet_adamw.yaml"]
-)
-def test_shipped_configs_validate(name: str) -> None:
-    cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs" / name)
-    assert cfg.epochs >= 1
+def test_every_shipped_config_validates() -> None:
+    files = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(files) >= 4, files  # never an empty glob
+    for f in files:
+        if f.name.startswith("augmentation"):
+            from medseg.plan.files import load_augmentation
+
+            load_augmentation(f)
+        else:
+            assert load_train_config(f).epochs >= 1, f
+
+
+# ---- plan overrides ------------------------------------------------------------------------
+def test_overrides_change_spacing_patch_network_and_keep_the_rest() -> None:
+    plan = tiny_plan(target_spacing=(1.0, 1.0, 1.0), patch_size=(16, 16, 16))
+    ov = PlanOverrides.model_validate(
+        {
+            "target_spacing": [2.0, 2.0, 2.0],
+            "patch_size": [32, 32, 16],
+            "batch_size": 4,
+            "network": {"base_filters": 8, "max_filters": 16},
+            "augmentation": {"flip_prob": 0.0},
+        }
+    )
+    new = apply_overrides(plan, ov, "cfg.yaml")
+    assert new.preprocessing.target_spacing == (2.0, 2.0, 2.0)
+    assert new.preprocessing.key() != plan.preprocessing.key()  # a new cache folder
+    assert new.patch_size == (32, 32, 16) and new.batch_size == 4
+    assert max(new.network.filters) == 16 and new.network.filters[0] == 8
+    assert all(p % t == 0 for p, t in zip(new.patch_size, new.network.total_stride(), strict=True))
+    assert new.augmentation.flip_prob == 0.0 and new.augmentation.gamma_prob == 0.3
+    assert new.label_names == plan.label_names and "overrides" in new.notes[-1]
+    assert apply_overrides(plan, PlanOverrides(), "x") is plan
+
+
+def test_impossible_overrides_are_config_errors_not_rewritten() -> None:
+    plan = tiny_plan()
+    ov = PlanOverrides(network={"deep_supervision": True, "deep_supr_num": 4})
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: plan_overrides.*deep_supr_num: 4 heads"):
+        apply_overrides(plan, ov, "cfg.yaml")
+    with pytest.raises(ConfigError, match="one entry per stage"):
+        apply_overrides(plan, PlanOverrides(network={"filters": [4, 8, 16, 32]}), "cfg.yaml")
+    from medseg.training.config import validate_config
+
+    bad = {"plan_overrides": {"augmentation": {"flip_prob": 2.0}}}
+    with pytest.raises(ConfigError, match=r"plan_overrides\.augmentation.*flip_prob: Input"):
+        validate_config(bad, "cfg.yaml")
 
 
 # ---- optimisation pieces -------------------------------------------------------------------
@@ -128,192 +149,251 @@ def test_deep_supervision_loss_weights_sum_to_one() -> None:
     assert float(loss(perfect, y)) < 1e-3 < float(single)
 
 
-def test_patch_sampler_is_deterministic_per_epoch_and_oversamples_foreground() -> None:
-    cases = ball_cases(3, (24, 24, 20), seed=0)
-    s = PatchSampler(cases, (16, 16, 16), 3, 4, foreground_ratio=1 / 3, seed=5)
-    a = list(s.epoch_batches(2))
-    b = list(s.epoch_batches(2))
-    c = list(s.epoch_batches(3))
-    assert all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b, strict=True))
-    assert not torch.equal(a[0]["image"], c[0]["image"])
-    assert a[0]["image"].shape == (3, 1, 16, 16, 16) and a[0]["label"].dtype == torch.int64
-    assert all(int(batch["label"][-1].sum()) > 0 for batch in a)  # last patch forced on fg
+# ---- train() end to end --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    """One fold trained through the default (augmenting, disk-cached) loader: 6 epochs."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = write_training_run(root, n_folds=5, epochs=6, val_every=3, data={"augment": True})
+    res = train(cfg, root / "model", fold=0)
+    return root, root / "model", res
 
 
-# ---- the loop ------------------------------------------------------------------------------
-def test_fit_learns_writes_outputs_and_checkpoint_predicts(tmp_path: Path) -> None:
-    cases = ball_cases(5, (24, 24, 20), seed=0)
-    src = PatchSampler(cases[:4], (16, 16, 16), 2, 5, seed=0)
-    out = tmp_path / "fold_0"
-    res = fit(_cfg(), SPEC, src, cases[4:], _meta(), out)
-    losses = [r["train_loss"] for r in res.history]
-    assert len(losses) == 6 and losses[-1] < 0.6 * losses[0]
-    assert res.final_metrics["ball"]["dice"] > 0.6
-    assert math.isfinite(res.final_metrics["ball"]["hd95_mm"])
-    assert res.best_epoch in (3, 6)
-    rows = list(csv.DictReader((out / "metrics.csv").open()))
+def test_train_learns_and_writes_outputs(trained: tuple[Path, Path, object]) -> None:
+    _, model, res = trained
+    fold = res.folds[0]  # type: ignore[attr-defined]
+    losses = [r["train_loss"] for r in fold.history]
+    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0]
+    assert fold.final_metrics["ball"]["dice"] > 0.6
+    assert math.isfinite(fold.final_metrics["ball"]["hd95_mm"])
+    rows = list(csv.DictReader((model / "fold_0" / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[2]["val_dice_ball"] != "" and rows[0]["val_dice_ball"] == ""
-    assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
-    assert (out / "log.txt").read_text().count("epoch ") == 6
-    final = json.loads((out / "validation_final.json").read_text())
-    assert final["mean"]["ball"]["dice"] == pytest.approx(res.final_metrics["ball"]["dice"])
-    # the best checkpoint alone predicts
-    ck = load_checkpoint(res.best_checkpoint)
-    assert ck.meta.epoch == res.best_epoch and ck.meta.label_names == LABELS
-    probs = Predictor([ck]).probabilities(torch.from_numpy(cases[4].image))
-    pred = probs.argmax(0).numpy()
-    ref = cases[4].label
-    assert ref is not None
-    dice = 2 * np.sum((pred == 1) & (ref == 1)) / (np.sum(pred == 1) + np.sum(ref == 1))
-    assert dice > 0.5
-    with pytest.raises(OutputExistsError):
-        fit(_cfg(), SPEC, src, cases[4:], _meta(), out)
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert all(b > a for a, b in itertools.pairwise(elapsed))  # wall clock grows
+    best = [float(r["val_mean_dice"]) for r in rows if r["val_mean_dice"]]
+    assert fold.best_epoch == 3 * (1 + int(np.argmax(best)))  # the epoch of the best Dice
+    with (model / "fold_0" / "progress.png").open("rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*"))
+    assert (model / "fold_0" / "log.txt").read_text().count("epoch ") == 6
+    for f in ("config.json", "plan.yaml", "splits.json", "result_fold_0.json"):
+        assert (model / f).exists(), f
+    assert list((model / "cache").iterdir())  # the loader's disk cache was used
 
 
-def test_in_process_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    cases = ball_cases(3, (20, 20, 16), seed=1)
-    src = PatchSampler(cases[:2], (16, 16, 16), 2, 3, seed=0)
-    cfg = _cfg(epochs=4, val_every=2, iterations_per_epoch=3)
-    full = fit(cfg, SPEC, src, cases[2:], _meta(), tmp_path / "full")
-    part = fit(
-        cfg, SPEC, src, cases[2:], _meta(), tmp_path / "part", stop_after_epoch=lambda e: e == 2
-    )
-    assert part.epochs == 2 and part.final_metrics == {}
-    torch.manual_seed(1234)  # disturb global RNGs: resume must restore/reseed them
-    np.random.seed(99)
-    resumed = fit(cfg, SPEC, src, cases[2:], _meta(), tmp_path / "part", resume=True)
-    a = load_checkpoint(full.last_checkpoint).state_dict
-    b = load_checkpoint(resumed.last_checkpoint).state_dict
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
-    assert [r["train_loss"] for r in resumed.history] == pytest.approx(
-        [r["train_loss"] for r in full.history], abs=1e-6
-    )
-
-
-# ---- train() API and CLI -------------------------------------------------------------------
-def _write_run(tmp_path: Path) -> Path:
-    from medseg.datasets import load_dataset
-    from medseg.plan import plan_dataset, save_plan
-
-    root = write_ball_dataset(tmp_path / "data", n=5, shape=(24, 24, 20), seed=0)
-    save_plan(plan_dataset(load_dataset(root), 8.0), tmp_path / "plan.yaml")
-    cfg = {
-        "plan": "plan.yaml",
-        "epochs": 4,
-        "iterations_per_epoch": 5,
-        "val_every": 2,
-        "device": "cpu",
-        "progress_bar": False,
-        "num_threads": 1,
-        "optimizer": {"lr": 0.05},
-        "network": {"max_filters": 16},
-        "data": {"patch_size": [16, 16, 16], "batch_size": 2, "n_folds": 5, "loader": "builtin"},
-    }
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    return tmp_path / "cfg.yaml"
-
-
-def test_cli_train_then_predict_on_original_grid(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_train_uses_the_default_loader_with_nnunet_foreground_rule(
+    trained: tuple[Path, Path, object],
 ) -> None:
-    from medseg.cli import main
-    from medseg.inference import predict
-    from medseg.io import read_label_map, read_volume
+    """One meaning of foreground_ratio (nnU-Net's): with batch 3 and ratio 0.5, exactly the
+    last position of each batch is forced onto foreground."""
+    from medseg.loader import foreground_positions, make_train_loader
+    from medseg.training.setup import fold_cases, prepare_run
 
-    cfg = _write_run(tmp_path)
-    out = tmp_path / "model"
-    rc = main(["train", str(cfg), "--out", str(out), "--fold", "0"])
-    assert rc == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["ball"]["dice"] > 0.5
-    for f in (
-        "config.json",
-        "plan.yaml",
-        "splits.json",
-        "result_fold_0.json",
-        "fold_0/checkpoint_best.pt",
-        "fold_0/checkpoint_last.pt",
-        "fold_0/metrics.csv",
-    ):
-        assert (out / f).exists(), f
-    val_id = json.loads((out / "splits.json").read_text())[0]["val"][0]
-    img = read_volume(tmp_path / "data" / "imagesTr" / f"{val_id}.nii.gz")
-    ref = read_label_map(tmp_path / "data" / "labelsTr" / f"{val_id}.nii.gz")
-    lm = predict(out, [img])
+    root, model, _ = trained
+    cfg = load_train_config(root / "cfg.yaml")
+    cfg.plan_overrides = PlanOverrides(patch_size=(16, 16, 16), batch_size=3, foreground_ratio=0.5)
+    run = prepare_run(cfg, model, need_splits=True)
+    assert foreground_positions(3, 0.5) == 1  # nnU-Net: 3 - round(3 * 0.5) = 1
+    loader = make_train_loader(
+        run.plan,
+        fold_cases(run, 0).train,
+        root / "cache2",
+        num_workers=0,
+        seed=0,
+        iterations_per_epoch=3,
+        augment=False,
+    )
+    for b in loader:
+        assert b["forced_foreground"] == [False, False, True]
+        assert int(b["label"][2].sum()) > 0
+
+
+def test_validation_equals_medseg_evaluate_on_the_same_predictions(
+    trained: tuple[Path, Path, object],
+) -> None:
+    """The final validation is scored on the original grid with medseg.metrics: evaluating
+    the saved predictions with `medseg evaluate` gives the same Dice and HD95."""
+    from medseg.evaluation import evaluate_folders
+
+    root, model, res = trained
+    fold_dir = model / "fold_0"
+    val_ids = json.loads((model / "splits.json").read_text())[0]["val"]
+    preds = sorted(p.name for p in (fold_dir / "validation").glob("*.nii.gz"))
+    assert preds == sorted(f"{c}.nii.gz" for c in val_ids)
+    refs = root / "refs"
+    refs.mkdir()
+    for c in val_ids:
+        (refs / f"{c}.nii.gz").symlink_to(root / "data" / "labelsTr" / f"{c}.nii.gz")
+    ev = evaluate_folders(fold_dir / "validation", refs, None)
+    final = json.loads((fold_dir / "validation_final.json").read_text())
+    assert final["grid"] == "original"
+    by_case = {r["case_id"]: r["ball"] for r in final["cases"]}
+    assert len(ev.records) == len(val_ids)
+    for rec in ev.records:
+        assert rec.dice == pytest.approx(by_case[rec.case]["dice"], abs=1e-12)
+        assert rec.hd95_mm == pytest.approx(by_case[rec.case]["hd95_mm"], abs=1e-9)
+    table = list(csv.DictReader((fold_dir / "validation" / "metrics.csv").read_text().splitlines()))
+    assert {r["case"] for r in table} == set(val_ids)
+    assert final["mean"]["ball"]["dice"] == pytest.approx(
+        res.folds[0].final_metrics["ball"]["dice"]  # type: ignore[attr-defined]
+    )
+
+
+def test_checkpoint_predicts_on_the_original_grid(trained: tuple[Path, Path, object]) -> None:
+    root, model, _ = trained
+    val_id = json.loads((model / "splits.json").read_text())[0]["val"][0]
+    img = read_volume(root / "data" / "imagesTr" / f"{val_id}.nii.gz")
+    ref = read_label_map(root / "data" / "labelsTr" / f"{val_id}.nii.gz")
+    lm = predict(model, [img])
     assert lm.same_grid(img) and lm.label_names == LABELS
-    p, r = lm.array == 1, ref.array == 1
-    assert 2 * np.sum(p & r) / (p.sum() + r.sum()) > 0.5
-    nearest = predict(out, [img], resample_probabilities=False)  # same 1 mm grid: same labels
+    assert _dice(lm.array == 1, ref.array == 1) > 0.5
+    nearest = predict(model, [img], resample_probabilities=False)  # same 1 mm grid
     assert nearest.same_grid(img) and np.array_equal(nearest.array, lm.array)
-    lcc = predict(out, [img], largest_component=True)
-    assert lcc.same_grid(img) and int((lcc.array == 1).sum()) <= int(p.sum())
-    # a second run into the same folder without --resume is refused, with a one-line error
-    assert main(["train", str(cfg), "--out", str(out), "--fold", "0"]) == 1
-    assert "checkpoint_last.pt" in capsys.readouterr().err
-    # --resume on a finished fold only re-validates
-    assert main(["train", str(cfg), "--out", str(out), "--fold", "0", "--resume"]) == 0
-    capsys.readouterr()
-    # resuming with another epoch count is refused (the schedule depends on it)
-    rc = main(["train", str(cfg), "--out", str(out), "--fold", "0", "--resume", "--epochs", "9"])
-    assert rc == 1 and "started with epochs=4, found 9" in capsys.readouterr().err
+    lcc = predict(model, [img], largest_component=True)
+    assert lcc.same_grid(img) and int((lcc.array == 1).sum()) <= int((lm.array == 1).sum())
 
 
-def test_train_api_rejects_bad_fold(tmp_path: Path) -> None:
-    from medseg.training import train
+def test_refused_runs_change_nothing(trained: tuple[Path, Path, object], capsys) -> None:
+    from medseg.cli import main
 
-    cfg = load_train_config(_write_run(tmp_path))
+    root, model, _ = trained
+    cfg = root / "cfg.yaml"
+    before = {p: p.read_bytes() for p in (model / "config.json", model / "plan.yaml")}
+    mtime = (model / "fold_0" / "checkpoint_last.pt").stat().st_mtime_ns
+    # a second run into the same folder without --resume: one line, no --overwrite advice
+    assert main(["train", str(cfg), "--out", str(model), "--fold", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint_last.pt" in err and "--resume" in err and "--overwrite" not in err
+    # another recipe into the same folder is refused before anything is written
+    other = root / "other.yaml"
+    doc = yaml.safe_load(cfg.read_text())
+    doc["epochs"] = 9
+    other.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(other), "--out", str(model), "--fold", "1"]) == 1
+    assert "another config (epochs: 6 -> 9)" in capsys.readouterr().err
+    # --resume with nothing to resume is an error, not a silent fresh start
+    assert main(["train", str(cfg), "--out", str(model), "--fold", "2", "--resume"]) == 1
+    assert "--resume: no checkpoint_last.pt to resume from in fold_2" in capsys.readouterr().err
+    assert not (model / "fold_2").exists() and not (model / "fold_1").exists()
+    assert {p: p.read_bytes() for p in before} == before
+    assert (model / "fold_0" / "checkpoint_last.pt").stat().st_mtime_ns == mtime
+    assert main(["train", str(cfg), "--out", str(model), "--epochs", "-5"]) == 1
+    assert "--epochs: expected an integer >= 1, found -5" in capsys.readouterr().err
+    (root / "afile").write_text("x")
+    assert main(["train", str(cfg), "--out", str(root / "afile")]) == 1
+    assert "--out must be a folder" in capsys.readouterr().err
+
+
+def test_resume_of_a_finished_fold_only_validates(trained: tuple[Path, Path, object]) -> None:
+    root, model, res = trained
+    again = train(root / "cfg.yaml", model, fold=0, resume=True)
+    assert again.folds[0].epochs == 6
+    assert again.folds[0].final_metrics == res.folds[0].final_metrics  # type: ignore[attr-defined]
+
+
+# ---- splits, --fold all, --cv --------------------------------------------------------------
+def test_splits_beside_the_plan_are_honoured(tmp_path: Path, caplog) -> None:
+    """`medseg plan --folds 3` writes splits.json beside plan.yaml; train uses it (and says
+    so) instead of making 5 folds with seed 0."""
+    import logging
+
+    cfg = write_training_run(tmp_path, n_cases=6, n_folds=3, epochs=1, iterations_per_epoch=1)
+    plan_splits = json.loads((tmp_path / "plan" / "splits.json").read_text())
+    with caplog.at_level(logging.INFO, logger="medseg.training"):
+        train(cfg, tmp_path / "m", fold=2)
+    assert json.loads((tmp_path / "m" / "splits.json").read_text()) == plan_splits
+    assert "written beside the plan" in caplog.text
+    val = json.loads((tmp_path / "m" / "fold_2" / "validation_final.json").read_text())
+    assert sorted(r["case_id"] for r in val["cases"]) == sorted(plan_splits[2]["val"])
+    # an explicit fold count is a different choice, and it cannot join this model folder
+    doc = yaml.safe_load(cfg.read_text())
+    doc["data"]["n_folds"] = 2
+    cfg.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=r"another config|other splits"):
+        train(cfg, tmp_path / "m", fold=0)
+    res = train(cfg, tmp_path / "m2", fold=0)
+    assert len(json.loads((tmp_path / "m2" / "splits.json").read_text())) == 2
+    assert res.folds[0].fold == 0
+
+
+def test_fold_all_trains_on_every_case_and_cv_runs_every_fold(tmp_path: Path) -> None:
+    cfg = write_training_run(tmp_path, n_cases=4, n_folds=2, epochs=1, iterations_per_epoch=2)
+    res = train(cfg, tmp_path / "m", fold="all")
+    assert [f.fold for f in res.folds] == ["all"] and res.folds[0].final_metrics == {}
+    assert (tmp_path / "m" / "fold_all" / "checkpoint_last.pt").exists()
+    assert not (tmp_path / "m" / "fold_all" / "checkpoint_best.pt").exists()
+    from medseg.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "m" / "fold_all" / "checkpoint_last.pt")
+    assert ck.meta.fold == "all"
+    # every case was a training case: the loader saw all four
+    seen = {
+        json.loads(p.read_text())["case_id"]
+        for p in (tmp_path / "m" / "cache").rglob("*.json")
+        if p.name.startswith("ball_")
+    }
+    assert seen == {f"ball_{i:03d}" for i in range(4)}
+    cv = train(cfg, tmp_path / "cv", fold="cv")
+    assert [f.fold for f in cv.folds] == [0, 1]
+    assert (tmp_path / "cv" / "result_cv.json").exists()
+    held_out = set()
+    for k in (0, 1):
+        doc = json.loads((tmp_path / "cv" / f"fold_{k}" / "validation_final.json").read_text())
+        held_out |= {r["case_id"] for r in doc["cases"]}
+    assert held_out == {f"ball_{i:03d}" for i in range(4)}  # each case held out once
+    assert len(Predictor.from_paths([tmp_path / "cv"]).models) == 2
+
+
+def test_bad_fold_requests(tmp_path: Path) -> None:
+    cfg = write_training_run(tmp_path, n_cases=5, epochs=1)
     with pytest.raises(ConfigError, match=r"--fold: expected 0\.\.4"):
         train(cfg, tmp_path / "m", fold=7)
+    with pytest.raises(ConfigError, match="--fold: expected an integer"):
+        train(cfg, tmp_path / "m", fold="x")
+    with pytest.raises(InputError, match="--resume"):
+        train(cfg, tmp_path / "m", fold=0, resume=True)
+    assert not (tmp_path / "m").exists()
 
 
 def test_device_and_precision_errors_are_config_errors() -> None:
     from medseg.training.distributed import DistInfo
     from medseg.training.loop import resolve_amp, resolve_device
 
+    cfg = TrainConfig.model_validate(TINY_RECIPE)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device: cuda requested"):
-            resolve_device(_cfg(device="cuda"), DistInfo())
+            resolve_device(cfg.model_copy(update={"device": "cuda"}), DistInfo())
     with pytest.raises(ConfigError, match="amp: fp16 needs a CUDA device"):
-        resolve_amp(_cfg(amp="fp16"), torch.device("cpu"))
-    assert resolve_amp(_cfg(amp="auto"), torch.device("cpu")) is None
-    assert resolve_amp(_cfg(amp="bf16"), torch.device("cpu")) == torch.bfloat16
+        resolve_amp(cfg.model_copy(update={"amp": "fp16"}), torch.device("cpu"))
+    assert resolve_amp(cfg, torch.device("cpu")) is None
+    assert (
+        resolve_amp(cfg.model_copy(update={"amp": "bf16"}), torch.device("cpu")) is torch.bfloat16
+    )
 
 
-def test_fold_all_trains_every_fold_into_one_model_folder(tmp_path: Path) -> None:
-    from medseg.training import train
-
-    cfg = load_train_config(_write_run(tmp_path))
-    cfg.epochs, cfg.iterations_per_epoch, cfg.data.n_folds = 1, 1, 2
-    cfg.data.loader = "medseg"  # the augmenting, disk-cached loader of medseg.loader
-    res = train(cfg, tmp_path / "m", fold="all")
-    assert [f.fold for f in res.folds] == [0, 1]
-    for k in (0, 1):
-        assert (tmp_path / "m" / f"fold_{k}" / "checkpoint_best.pt").exists()
-    doc = json.loads((tmp_path / "m" / "result.json").read_text())
-    assert len(doc["folds"]) == 2 and "ball" in doc["mean_metrics"]
-    assert len(Predictor.from_paths([tmp_path / "m"]).models) == 2
-    assert list((tmp_path / "m" / "cache").iterdir())  # the loader's disk cache was used
+def test_existing_output_error_names_the_fold(tmp_path: Path) -> None:
+    cfg = write_training_run(tmp_path, n_cases=4, n_folds=2, epochs=1, iterations_per_epoch=1)
+    train(cfg, tmp_path / "m", fold=0)
+    with pytest.raises(OutputExistsError, match=r"fold_0/checkpoint_last\.pt"):
+        train(cfg, tmp_path / "m", fold=[0, 1])
+    assert not (tmp_path / "m" / "fold_1").exists()
 
 
 @pytest.mark.gpu
-def test_fit_on_cuda_with_mixed_precision(tmp_path: Path) -> None:
+def test_train_on_cuda_with_mixed_precision(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.fail("the gpu marker was selected but no CUDA device is available")
-    cases = ball_cases(3, (24, 24, 20), seed=0)
-    src = PatchSampler(cases[:2], (16, 16, 16), 2, 5, seed=0)
     for amp in ("bf16", "fp16"):
-        res = fit(
-            _cfg(device="cuda", amp=amp, epochs=3, val_every=3),
-            SPEC,
-            src,
-            cases[2:],
-            _meta(),
-            tmp_path / amp,
+        cfg = write_training_run(
+            tmp_path / amp, n_cases=3, n_folds=3, epochs=3, val_every=3, device="cuda", amp=amp
         )
-        assert math.isfinite(res.history[-1]["train_loss"])
-        assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
-        ck = load_checkpoint(res.last_checkpoint)
+        res = train(cfg, tmp_path / amp / "m", fold=0)
+        hist = res.folds[0].history
+        assert (
+            math.isfinite(hist[-1]["train_loss"]) and hist[-1]["train_loss"] < hist[0]["train_loss"]
+        )
+        from medseg.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(res.folds[0].last_checkpoint)
         assert ck.training is not None and "scaler" in ck.training

@@ -1,7 +1,7 @@
 """Distributed training on CPU: two processes with the gloo backend run ``train()`` with the
 environment variables ``torchrun`` sets. Checks: both ranks see identical (all-reduced) losses
 and validation Dice; that Dice equals a single-process validation of rank 0's checkpoint on all
-validation cases (so rank 1's weights matched rank 0's); only rank 0 writes files."""
+validation cases (so rank 1's weights matched rank 0's); only rank 0 writes logs and tables."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-import yaml
 
 
 def _free_port() -> int:
@@ -40,30 +39,26 @@ def _worker(rank: int, world: int, port: int, cfg_path: str, out: str, report: s
 
 
 def test_two_process_gloo_training(tmp_path: Path) -> None:
-    from medseg.datasets import load_dataset
-    from medseg.plan import plan_dataset, save_plan
+    from support.plans import write_training_run
+
+    from medseg.checkpoint import load_checkpoint
     from medseg.training.config import load_train_config
     from medseg.training.distributed import DistInfo
-    from medseg.training.loop import validate
-    from medseg.training.setup import array_case, prepare_run
-    from medseg.training.synthetic import write_ball_dataset
+    from medseg.training.setup import fold_cases, fold_inputs, prepare_run
+    from medseg.training.validation import periodic_validation
 
-    root = write_ball_dataset(tmp_path / "data", n=4, shape=(20, 20, 16), seed=2)
-    save_plan(plan_dataset(load_dataset(root), 8.0), tmp_path / "plan.yaml")
-    cfg = {
-        "plan": "plan.yaml",
-        "epochs": 2,
-        "iterations_per_epoch": 2,
-        "val_every": 1,
-        "final_hd95": False,
-        "device": "cpu",
-        "progress_bar": False,
-        "optimizer": {"lr": 0.05},
-        "network": {"base_filters": 4, "max_filters": 8},
-        "data": {"patch_size": [16, 16, 16], "batch_size": 2, "n_folds": 2, "loader": "medseg"},
-    }
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg_path = write_training_run(
+        tmp_path,
+        n_cases=4,
+        shape=(20, 20, 16),
+        seed=2,
+        epochs=2,
+        iterations_per_epoch=2,
+        val_every=1,
+        final_hd95=False,
+        plan_overrides={"network": {"base_filters": 4, "max_filters": 8}},
+        data={"n_folds": 2, "augment": True},
+    )
     out = tmp_path / "model"
     report = str(tmp_path / "rank{}.json")
     port = _free_port()
@@ -87,31 +82,29 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
         for k in ("epoch", "train_loss", "lr", "val_dice_ball", "val_mean_dice"):
             assert a[k] == b[k], k
     assert r0["final"] == r1["final"]
-    # only rank 0 wrote: one log line per epoch, one CSV row per epoch
+    # only rank 0 wrote the logs: one log line per epoch, one CSV row per epoch
     fold_dir = out / "fold_0"
     assert (fold_dir / "log.txt").read_text().count("epoch ") == 2
     assert len((fold_dir / "metrics.csv").read_text().strip().splitlines()) == 3
-    # per-case rows of both ranks are gathered into rank 0's report
+    # per-case rows of both ranks are gathered into rank 0's report; each rank wrote the
+    # predictions of its own validation case
     final_doc = json.loads((fold_dir / "validation_final.json").read_text())
     assert len(final_doc["cases"]) == 2
+    assert len(list((fold_dir / "validation").glob("*.nii.gz"))) == 2
     # the reduced validation Dice equals a single-process validation over both cases
-    from medseg.checkpoint import load_checkpoint
-
-    tc = load_train_config(cfg_path)
-    run = prepare_run(tc, out, write=False)
-    val_ids = run.splits[0]["val"]
-    assert len(val_ids) == 2
-    assert sorted(c["case_id"] for c in final_doc["cases"]) == sorted(val_ids)
-    cases = [array_case(run, c) for c in val_ids]
+    run = prepare_run(load_train_config(cfg_path), out, need_splits=True)
+    cases = fold_cases(run, 0)
+    assert sorted(c["case_id"] for c in final_doc["cases"]) == sorted(c.case_id for c in cases.val)
+    loader, validation = fold_inputs(run, cases, DistInfo())
+    loader.close()
     ck = load_checkpoint(fold_dir / "checkpoint_last.pt")
-    means, _ = validate(
+    means = periodic_validation(
         ck.build_model(),
-        cases,
-        ck.meta.patch_size,
-        ck.meta.label_names,
+        validation,
+        ck.meta.plan,
         overlap=0.5,
         device=torch.device("cpu"),
         amp_dtype=None,
         info=DistInfo(),
     )
-    assert means["ball"]["dice"] == pytest.approx(r0["final"]["ball"]["dice"], abs=1e-9)
+    assert means["ball"]["dice"] == pytest.approx(r0["history"][-1]["val_dice_ball"], abs=1e-9)

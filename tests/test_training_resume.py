@@ -1,6 +1,7 @@
-"""Resume after a hard kill: a training subprocess is SIGKILLed mid-run (after its second epoch
-checkpoint), resumed with ``resume=True``, and must end with the weights, validation metrics and
-history of an uninterrupted run."""
+"""Resume after a hard kill, through the default training route (disk-cached, augmenting
+loader): a training subprocess is SIGKILLed in the middle of its third epoch (it waits there,
+so the kill cannot come too late), resumed, and must end with the weights, validation metrics
+and history of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -9,39 +10,60 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
+from support.plans import write_training_run
 
 from medseg.checkpoint import load_checkpoint
 
 SCRIPT = r"""
-import sys
-from medseg.checkpoint import CheckpointMeta
-from medseg.models import NetworkSpec
-from medseg.training.config import TrainConfig
+import sys, time
+from pathlib import Path
+from medseg.training.config import load_train_config
+from medseg.training.distributed import DistInfo
 from medseg.training.loop import fit
-from medseg.training.sampling import PatchSampler
-from medseg.training.synthetic import ball_cases
+from medseg.training.setup import fold_cases, fold_inputs, prepare_run
 
 
-def run(out, resume):
-    spec = NetworkSpec(in_channels=1, out_channels=2, kernel_sizes=[[3, 3, 3]] * 3,
-                       strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 8])
-    cases = ball_cases(3, (20, 20, 16), seed=3)
-    cfg = TrainConfig(epochs=6, iterations_per_epoch=3, val_every=3, device="cpu",
-                      progress_bar=False, num_threads=1, optimizer={"lr": 0.05})
-    meta = CheckpointMeta(network=spec.model_dump(), label_names={0: "background", 1: "ball"},
-                          channel_names=["MR"], spacing=[1.0, 1.0, 1.0],
-                          patch_size=[16, 16, 16])
-    src = PatchSampler(cases[:2], (16, 16, 16), 2, 3, seed=0)
-    return fit(cfg, spec, src, cases[2:], meta, out, resume=resume)
+class PauseInThirdEpoch:
+    '''The fold's loader, pausing after the first batch of the third epoch.'''
+
+    def __init__(self, inner, marker):
+        self.inner, self.marker, self.epoch = inner, Path(marker), 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        for i, batch in enumerate(self.inner):
+            yield batch
+            if self.epoch == 2 and i == 0:
+                self.marker.touch()
+                time.sleep(600)
+
+    def close(self):
+        self.inner.close()
+
+
+def run(cfg_path, out, resume, marker=None):
+    cfg = load_train_config(cfg_path)
+    info = DistInfo()
+    r = prepare_run(cfg, Path(out), need_splits=True)
+    loader, validation = fold_inputs(r, fold_cases(r, 0), info)
+    if marker is not None:
+        loader = PauseInThirdEpoch(loader, marker)
+    return fit(cfg, r.plan, loader, Path(out) / "fold_0", validation=validation,
+               resume=resume, fold=0, info=info)
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], False)
+    run(sys.argv[1], sys.argv[2], False, sys.argv[3])
 """
 
 
@@ -51,52 +73,62 @@ def _load_script() -> dict[str, object]:
     return ns
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    cfg = write_training_run(
+        tmp_path,
+        n_cases=3,
+        shape=(20, 20, 16),
+        seed=3,
+        n_folds=3,
+        epochs=6,
+        iterations_per_epoch=3,
+        val_every=3,
+        plan_overrides={"network": {"base_filters": 4, "max_filters": 8}},
+        data={"augment": True},
+    )
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    marker = tmp_path / "paused"
     victim = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(run_dir)],
+        [sys.executable, "-c", SCRIPT, str(cfg), str(run_dir), str(marker)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    killed: dict[str, object] = {}
-
-    def killer() -> None:  # kill as soon as two epochs are checkpointed (mid-epoch 3)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and victim.poll() is None:
-            log = run_dir / "log.txt"
-            if log.exists() and log.read_text().count("epoch ") >= 2:
-                time.sleep(0.05)
-                victim.send_signal(signal.SIGKILL)
-                killed["ok"] = True
-                return
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=killer)
-    watcher.start()
     run = _load_script()["run"]
     threads = torch.get_num_threads()
     try:
-        full = run(ref_dir, False)  # type: ignore[operator]
-        watcher.join(timeout=300)
-        assert killed.get("ok"), victim.stderr.read().decode() if victim.stderr else ""
+        full = run(cfg, ref_dir, False)  # type: ignore[operator]
+        deadline = time.monotonic() + 300
+        while not marker.exists() and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), victim.stderr.read().decode() if victim.stderr else ""
+        victim.send_signal(signal.SIGKILL)
         assert victim.wait() == -signal.SIGKILL
-        assert not (run_dir / "validation_final.json").exists(), "run finished before the kill"
-        killed_at = load_checkpoint(run_dir / "checkpoint_last.pt").meta.epoch
-        assert 2 <= killed_at < 6
-        resumed = run(run_dir, True)  # type: ignore[operator]
+        fold_dir = run_dir / "fold_0"
+        assert not (fold_dir / "validation_final.json").exists()
+        assert load_checkpoint(fold_dir / "checkpoint_last.pt").meta.epoch == 2
+        resumed = run(cfg, run_dir, True)  # type: ignore[operator]
     finally:
         torch.set_num_threads(threads)
-    a = load_checkpoint(ref_dir / "checkpoint_last.pt")
-    b = load_checkpoint(run_dir / "checkpoint_last.pt")
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
+        if victim.stderr is not None:
+            victim.stderr.close()
+    a = load_checkpoint(ref_dir / "fold_0" / "checkpoint_last.pt")
+    b = load_checkpoint(run_dir / "fold_0" / "checkpoint_last.pt")
     assert a.meta.epoch == b.meta.epoch == 6
     for k, v in a.state_dict.items():
         assert torch.allclose(v, b.state_dict[k], rtol=0, atol=1e-6), k
-    assert resumed.final_metrics == full.final_metrics
-    fa = json.loads((ref_dir / "validation_final.json").read_text())["mean"]
-    fb = json.loads((run_dir / "validation_final.json").read_text())["mean"]
+    assert resumed.final_metrics == full.final_metrics  # type: ignore[attr-defined]
+    fa = json.loads((ref_dir / "fold_0" / "validation_final.json").read_text())["mean"]
+    fb = json.loads((run_dir / "fold_0" / "validation_final.json").read_text())["mean"]
     assert fa == fb
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    assert [r["train_loss"] for r in resumed.history] == [  # type: ignore[attr-defined]
+        r["train_loss"]
+        for r in full.history  # type: ignore[attr-defined]
+    ]
     # the CSV is rewritten from the checkpointed history: one row per epoch, no duplicates
-    rows = (run_dir / "metrics.csv").read_text().strip().splitlines()[1:]
+    rows = (run_dir / "fold_0" / "metrics.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 7))
+    assert not list(run_dir.rglob("*.part*"))  # nothing half-written left behind

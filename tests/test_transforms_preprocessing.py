@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 from support.paths import SAMPLE
+from support.plans import tiny_plan
 
-from medseg.errors import GeometryMismatchError
+from medseg.errors import GeometryMismatchError, InputError
 from medseg.io import read_label_map, read_volume
-from medseg.plan import ChannelNormalization, NetworkPlan, Plan
+from medseg.plan.schema import Preprocessing
 from medseg.transforms.preprocessing import (
     PreprocessInfo,
     preprocess_case,
@@ -25,33 +26,15 @@ def make_plan(
     crop=True,
     scheme="zscore",
     label_interpolation="nearest",
-) -> Plan:
-    norms = []
-    for c in channels:
-        if scheme == "ct":
-            norms.append(
-                ChannelNormalization(
-                    channel=c, scheme="ct", clip_low=-100, clip_high=300, mean=50, std=80
-                )
-            )
-        else:
-            norms.append(ChannelNormalization(channel=c, scheme="zscore", use_nonzero_mask=crop))
-    return Plan(
-        dataset_root="/x",
-        dataset_name="synthetic",
-        channel_names=list(channels),
-        label_names={0: "background", 1: "ball", 2: "core"},
+) -> Preprocessing:
+    return tiny_plan(
+        channels=channels,
+        labels={0: "background", 1: "ball", 2: "core"},
         target_spacing=target,
-        normalization=norms,
-        crop_to_nonzero=crop,
-        patch_size=(16, 16, 16),
-        batch_size=2,
-        network=NetworkPlan(
-            kernel_sizes=[[3, 3, 3]] * 2, strides=[[1, 1, 1], [2, 2, 2]], filters=[8, 16]
-        ),
+        crop=crop,
+        scheme=scheme,
         label_interpolation=label_interpolation,
-        gpu_memory_gb=8,
-    )
+    ).preprocessing
 
 
 def _oblique_lps() -> np.ndarray:
@@ -140,7 +123,7 @@ def test_multichannel_and_grid_checks(rng: np.random.Generator) -> None:
     pre = preprocess_case([img, other], make_plan((1.5, 1.5, 1.5), channels=("A", "B")), lab)
     assert pre.image.shape[0] == 2
     np.testing.assert_allclose(pre.image[0], pre.image[1], atol=1e-4)  # z-score is scale-free
-    with pytest.raises(ValueError, match="plan expects 1"):
+    with pytest.raises(InputError, match="the model expects 1"):
         preprocess_case([img, other], make_plan(), lab)
     shifted = Volume(img.array, img.affine + _shift(1.0))
     with pytest.raises(GeometryMismatchError):

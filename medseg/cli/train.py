@@ -1,4 +1,4 @@
-"""``medseg train PLAN_OR_CONFIG --fold K --out DIR``: train a 3-D U-Net (see
+"""``medseg train PLAN_OR_CONFIG --out DIR [--fold K|K,L|all | --cv]``: train a 3-D U-Net (see
 :func:`medseg.training.train`)."""
 
 from __future__ import annotations
@@ -14,19 +14,32 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a segmentation network from a plan or a training config",
         description="Train MONAI DynUNet (default), UNet or SegResNet from a plan written by "
-        "`medseg plan` or a training config YAML (see configs/). Fold K writes OUT/fold_K/ "
-        "(checkpoint_best.pt, checkpoint_last.pt, metrics.csv, progress.png, tensorboard/). "
+        "`medseg plan` or a training config YAML (see configs/). Fold K trains on the other "
+        "folds' cases and validates on its own, writing OUT/fold_K/ (checkpoint_last.pt, "
+        "checkpoint_best.pt, metrics.csv, progress.png, validation/). --cv trains every fold "
+        "(each case held out once); --fold all trains one model on every case (nothing held "
+        "out, OUT/fold_all/). Splits: the config's data.splits, else the splits.json written "
+        "beside the plan by `medseg plan`, else 5 folds (seed 0). "
         "Multi-GPU: torchrun --nproc_per_node N -m medseg train ...",
     )
     p.add_argument("config", metavar="PLAN_OR_CONFIG", help="plan.yaml or training config YAML")
     p.add_argument("--out", required=True, metavar="DIR", help="model folder")
-    p.add_argument(
-        "--fold", default="0", metavar="K", help="fold index, or 'all' to train every fold"
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--fold",
+        default="0",
+        metavar="K",
+        help="fold index, a list like 0,2, or 'all' (one model on every case); default 0",
+    )
+    which.add_argument(
+        "--cv", action="store_true", help="cross-validation: train every fold of the splits"
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue from OUT/fold_K/checkpoint_last.pt"
+        "--resume",
+        action="store_true",
+        help="continue the folds from OUT/fold_K/checkpoint_last.pt (at least one must exist)",
     )
-    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--epochs", type=int, help="override the config's epochs (>= 1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bar")
     p.set_defaults(func=run)
@@ -34,18 +47,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
-    from medseg.training import load_train_config, train
+    from medseg.training import load_train_config, parse_folds, train
 
-    fold: int | str
-    if args.fold == "all":
-        fold = "all"
-    else:
-        try:
-            fold = int(args.fold)
-        except ValueError:
-            raise ConfigError(
-                f"--fold: expected an integer or 'all', found {args.fold!r}"
-            ) from None
+    fold: Any = "cv" if args.cv else args.fold
+    if not args.cv:
+        folds = parse_folds(args.fold)
+        fold = folds[0] if len(folds) == 1 else folds
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs: expected an integer >= 1, found {args.epochs}")
     cfg = load_train_config(args.config)
     if args.epochs is not None:
         cfg.epochs = args.epochs
@@ -56,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
     tlog = logging.getLogger("medseg.training")  # one line per epoch, even without -v
     if tlog.getEffectiveLevel() > logging.INFO:
         tlog.setLevel(logging.INFO)
-    result = train(cfg, args.out, fold=fold, resume=args.resume)  # type: ignore[arg-type]
+    result = train(cfg, args.out, fold=fold, resume=args.resume)
     print(json.dumps(result.as_dict()["mean_metrics"], indent=2))
     return 0

@@ -4,16 +4,17 @@
 Typical use from a notebook::
 
     from medseg.training import train, load_train_config
-    cfg = load_train_config("configs/la_cpu_small.yaml")   # or a plan.yaml
-    result = train(cfg, "runs/la", fold=0)
+    cfg = load_train_config("configs/la_cpu.yaml")   # or a plan.yaml
+    result = train(cfg, "runs/la", fold="cv")         # 0, [0, 2], "cv" or "all"
     result.folds[0].final_metrics        # {"left_atrium": {"dice": 0.9, "hd95_mm": 3.1}}
-    result.folds[0].best_checkpoint      # runs/la/fold_0/checkpoint_best.pt
+    result.folds[0].last_checkpoint      # runs/la/fold_0/checkpoint_last.pt
 
 Output layout (the model folder that :class:`medseg.inference.Predictor` ensembles)::
 
-    OUT/config.json  OUT/plan.yaml  OUT/splits.json
-    OUT/fold_K/checkpoint_best.pt  checkpoint_last.pt  metrics.csv  progress.png  log.txt
-               tensorboard/  validation_final.json
+    OUT/config.json  OUT/plan.yaml (the resolved plan)  OUT/splits.json  OUT/result_*.json
+    OUT/fold_K/checkpoint_last.pt  checkpoint_best.pt  metrics.csv  progress.png  log.txt
+               tensorboard/  validation/ (final predictions + metrics)  validation_final.json
+    OUT/fold_all/checkpoint_last.pt  ...   (``fold="all"``: every case, no validation)
 
 Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node N -m medseg
 train ...``; see :mod:`medseg.training.distributed`.
@@ -27,9 +28,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from medseg.training.config import TrainConfig, load_train_config, validate_config
+from medseg.training.config import Fold, TrainConfig, load_train_config, validate_config
 
 log = logging.getLogger("medseg.training")
 
@@ -53,7 +54,7 @@ class TrainResult:
             "folds": [
                 {
                     "fold": f.fold,
-                    "best_checkpoint": str(f.best_checkpoint),
+                    "best_checkpoint": f.best_checkpoint and str(f.best_checkpoint),
                     "last_checkpoint": str(f.last_checkpoint),
                     "best_epoch": f.best_epoch,
                     "best_mean_dice": f.best_mean_dice,
@@ -81,65 +82,120 @@ def _mean_metrics(folds: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
     return out
 
 
+def parse_folds(fold: Fold | Sequence[int] | str, n_splits: int | None = None) -> list[Fold]:
+    """The folds a request names: an index, ``"all"`` (one model on every case), ``"cv"``
+    (every cross-validation fold; needs ``n_splits``), a comma-separated string ``"0,2"`` or
+    a sequence of indices."""
+    from medseg.errors import ConfigError
+
+    if isinstance(fold, str):
+        text = fold.strip()
+        if text == "all":
+            return ["all"]
+        if text == "cv":
+            if n_splits is None:
+                raise ConfigError("--cv: the number of folds is not known yet")
+            return list(range(n_splits))
+        try:
+            items: list[int] = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--fold: expected an integer, a list like '0,2', or 'all', found {fold!r}"
+            ) from None
+    elif isinstance(fold, int):
+        items = [fold]
+    else:
+        items = [int(x) for x in fold]
+    if not items:
+        raise ConfigError("--fold: no fold given")
+    if any(k < 0 for k in items) or len(set(items)) != len(items):
+        raise ConfigError(f"--fold: expected distinct non-negative fold indices, found {items}")
+    if n_splits is not None and any(k >= n_splits for k in items):
+        raise ConfigError(f"--fold: expected 0..{n_splits - 1} or 'all', found {items}")
+    return list(items)
+
+
 def train(
     config: TrainConfig | str | Path,
     out_dir: str | Path,
     *,
-    fold: int | Literal["all"] = 0,
+    fold: Fold | Sequence[int] | str = 0,
     resume: bool = False,
 ) -> TrainResult:
-    """Train one fold (or every fold, ``fold="all"``) and return a :class:`TrainResult`.
+    """Train one or more folds and return a :class:`TrainResult`.
 
     Args:
         config: a validated :class:`TrainConfig`, or the path of a config YAML or a plan file.
         out_dir: the model folder; fold ``K`` writes into ``out_dir/fold_K/``.
-        fold: fold index (``0 .. n_folds-1``) or ``"all"`` (trained in turn).
-        resume: continue each fold from its ``checkpoint_last.pt`` (a finished fold is only
-            re-validated; a fold not started yet starts from scratch).
+        fold: a fold index, several (``[0, 1]`` or ``"0,1"``), ``"cv"`` (every fold of the
+            splits, each case held out once) or ``"all"`` (one model trained on every case,
+            nothing held out, written to ``out_dir/fold_all/``; as nnU-Net's ``all``).
+        resume: continue the folds that have a ``checkpoint_last.pt`` (a finished fold is only
+            validated again; a fold not started yet starts from scratch). At least one fold
+            must have a checkpoint.
+
+    Every check (folds, splits, an existing run in the folder, a different recipe in it)
+    happens before anything is written, so a refused run changes nothing.
 
     Raises:
-        ConfigError: bad config, plan, or fold index. InputError: missing files.
-        OutputExistsError: the fold folder holds a run and ``resume`` is false.
+        ConfigError: bad config, plan, overrides, or fold. InputError: missing files, or
+            ``resume`` with nothing to resume. OutputExistsError: a fold holds a run and
+            ``resume`` is false.
     """
-    from medseg.errors import ConfigError
-    from medseg.training.distributed import cleanup_distributed, init_distributed
-    from medseg.training.loop import LAST, fit, resolve_device
-    from medseg.training.setup import prepare_fold, prepare_run
+    from medseg.training.distributed import cleanup_distributed, env_dist_info, init_distributed
+    from medseg.training.loop import fit, resolve_device
+    from medseg.training.setup import (
+        check_model_folder,
+        fold_cases,
+        fold_dir_name,
+        fold_inputs,
+        prepare_run,
+        write_run_files,
+    )
 
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     out = Path(out_dir)
-    from medseg.training.distributed import env_dist_info
-
+    requested = parse_folds(fold) if fold != "cv" else None
+    need_splits = requested is None or requested != ["all"]
     device = resolve_device(cfg, env_dist_info())
     info = init_distributed(device.type)
     try:
-        run = prepare_run(cfg, out, write=info.is_main)
-        n = len(run.splits)
-        folds = list(range(n)) if fold == "all" else [int(fold)]
-        for k in folds:
-            if not 0 <= k < n:
-                raise ConfigError(f"--fold: expected 0..{n - 1} or 'all', found {k}")
+        run = prepare_run(cfg, out, need_splits=need_splits)
+        folds = requested if requested is not None else parse_folds("cv", len(run.splits))
+        if need_splits:
+            parse_folds([int(f) for f in folds if f != "all"], len(run.splits))  # range check
+        to_resume = check_model_folder(run, folds, resume)
+        log.info("plan %s; splits: %s", cfg.plan, run.splits_source)
+        write_run_files(run, info)
         result = TrainResult(out_dir=out)
         for k in folds:
-            fold_dir = out / f"fold_{k}"
-            fold_resume = resume and (fold_dir / LAST).exists()
-            spec, source, val_cases, meta = prepare_fold(run, k, info)
+            cases = fold_cases(run, k)
+            fold_dir = out / fold_dir_name(k)
             log.info(
-                "fold %d: %d training / %d validation cases -> %s",
+                "fold %s: %d training / %d validation cases -> %s",
                 k,
-                len(run.splits[k]["train"]),
-                len(val_cases),
+                len(cases.train),
+                len(cases.val),
                 fold_dir,
             )
+            loader, validation = fold_inputs(run, cases, info)
             res = fit(
-                cfg, spec, source, val_cases, meta, fold_dir, resume=fold_resume, fold=k, info=info
+                cfg,
+                run.plan,
+                loader,
+                fold_dir,
+                validation=validation,
+                resume=k in to_resume,
+                fold=k,
+                info=info,
             )
             result.folds.append(res)
         result.mean_metrics = _mean_metrics(result.folds)
         if info.is_main:
             from medseg.io.atomic import atomic_write_text
 
-            name = "result.json" if fold == "all" else f"result_fold_{fold}.json"
+            which = "cv" if fold == "cv" else "fold_" + "_".join(str(k) for k in folds)
+            name = f"result_{which}.json"
             atomic_write_text(
                 out / name, json.dumps(result.as_dict(), indent=2) + "\n", overwrite=True
             )
@@ -161,6 +217,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "load_train_config",
+    "parse_folds",
     "train",
     "validate_config",
 ]

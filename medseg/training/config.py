@@ -1,9 +1,11 @@
 """The training configuration: a validated pydantic model loaded from YAML (or built in code).
 
-A config file names the plan written by ``medseg plan`` (``plan: path/to/plan.json``) and the
+A config file names the plan written by ``medseg plan`` (``plan: path/to/plan.yaml``) and the
 training recipe; unknown keys and bad values are refused with the key path in the message
 (``"configs/x.yaml: optimizer.lr: Input should be greater than 0 (found -1)"``). ``medseg train``
-also accepts a plan file directly: it is then trained with the default recipe.
+also accepts a plan file directly: it is then trained with the default recipe. A recipe may
+change the plan it trains (``plan_overrides``: spacing, patch and batch size, network,
+augmentation), so a preset reproduces from the command line alone.
 
 Every field has a documented default; see ``configs/*.yaml`` for annotated examples.
 """
@@ -13,10 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from medseg.config import read_yaml_mapping
+from medseg.config import format_validation_error, read_yaml_mapping
 from medseg.errors import ConfigError
+from medseg.plan.schema import Architecture, AugmentationPlan
+
+#: A cross-validation fold index, or ``"all"`` (one model on every case, nothing held out).
+Fold = int | str
 
 
 class _Strict(BaseModel):
@@ -53,37 +66,79 @@ class LossConfig(_Strict):
     batch_dice: bool = True
 
 
-class NetworkConfig(_Strict):
-    """Which MONAI network; topology (kernels, strides, filters) comes from the plan unless
-    ``filters`` overrides the channel counts (same number of stages)."""
+class NetworkOverrides(_Strict):
+    """Changes to the plan's network (:class:`~medseg.plan.schema.NetworkSpec`; unset fields
+    keep the plan's value). ``base_filters`` (with optional ``max_filters``) is a shorthand for
+    ``filters = [min(base * 2**stage, max_filters) for each stage]``."""
 
-    architecture: Literal["dynunet", "unet", "segresnet"] = "dynunet"
-    deep_supervision: bool = True
+    architecture: Architecture | None = None
+    deep_supervision: bool | None = None
+    deep_supr_num: int | None = Field(default=None, ge=1)
     filters: list[int] | None = None
-    base_filters: int | None = Field(
-        default=None, ge=1, description="filters = base * 2**stage (capped by max_filters)"
-    )
+    base_filters: int | None = Field(default=None, ge=1)
     max_filters: int | None = Field(default=None, ge=1)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
+    norm: Literal["instance", "batch"] | None = None
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkOverrides:
+        if self.filters is not None and self.base_filters is not None:
+            raise ValueError("give either filters or base_filters, not both")
+        return self
+
+
+class PlanOverrides(_Strict):
+    """Changes a recipe makes to the plan it trains (unset fields keep the plan's value), so
+    a preset in ``configs/`` can be reproduced from the command line alone.
+
+    Changing ``target_spacing`` changes the preprocessing (and the cache folder). Changing
+    ``target_spacing`` or ``patch_size`` re-derives the network topology for the new patch
+    and spacing with the planner's rule (:func:`medseg.plan.rules.network_topology`); the
+    ``network`` overrides then apply on top. ``augmentation`` names fields of
+    :class:`~medseg.plan.schema.AugmentationPlan` to change.
+    """
+
+    target_spacing: tuple[float, float, float] | None = None
+    patch_size: tuple[int, int, int] | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    foreground_ratio: float | None = Field(default=None, ge=0, le=1)
+    network: NetworkOverrides = Field(default_factory=NetworkOverrides)
+    augmentation: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> PlanOverrides:
+        if self.target_spacing is not None and any(not s > 0 for s in self.target_spacing):
+            raise ValueError(f"target_spacing: expected positive mm, found {self.target_spacing}")
+        if self.patch_size is not None and any(p < 1 for p in self.patch_size):
+            raise ValueError(f"patch_size: expected positive voxels, found {self.patch_size}")
+        return self
+
+    @field_validator("augmentation")
+    @classmethod
+    def _check_augmentation(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:  # names and values checked at load, not when training starts
+            AugmentationPlan.model_validate(v)
+        except ValidationError as exc:
+            raise ValueError(format_validation_error("augmentation", exc, "fields")) from None
+        return v
 
 
 class DataConfig(_Strict):
-    """Where the cases come from and how folds are made."""
+    """Where the cases come from, how folds are made, and the training loader.
 
-    dataset: Path | None = Field(default=None, description="default: the plan's dataset_root")
-    splits: Path | None = Field(default=None, description="splits JSON; default: made and saved")
-    n_folds: int = Field(default=5, ge=2)
-    split_seed: int = 0
+    Splits: ``splits`` names a splits file; otherwise the ``splits.json`` that ``medseg plan``
+    wrote beside the plan is used when it exists; setting ``n_folds`` or ``split_seed`` is an
+    explicit choice of new splits instead (``make_splits``); with none of these, 5 folds with
+    seed 0. A model folder keeps the splits it was started with (``OUT/splits.json``).
+    """
+
+    dataset: Path | None = Field(default=None, description="default: the plan's dataset")
+    splits: Path | None = Field(default=None, description="splits JSON (see above)")
+    n_folds: int | None = Field(default=None, ge=2)
+    split_seed: int | None = Field(default=None, ge=0)
     cache_dir: Path | None = Field(default=None, description="default: OUT/cache")
     num_workers: int = Field(default=0, ge=0)
-    patch_size: list[int] | None = Field(default=None, description="override the plan's")
-    batch_size: int | None = Field(default=None, ge=1, description="override the plan's")
-    foreground_ratio: float | None = Field(default=None, ge=0, le=1)
-    loader: Literal["medseg", "builtin"] = Field(
-        default="medseg",
-        description="medseg: medseg.loader.make_train_loader (disk cache + augmentation); "
-        "builtin: random patches with foreground oversampling, no augmentation",
-    )
+    augment: bool = Field(default=True, description="apply the plan's augmentation")
 
 
 class TrainConfig(_Strict):
@@ -111,24 +166,12 @@ class TrainConfig(_Strict):
     progress_bar: bool = True
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    plan_overrides: PlanOverrides = Field(default_factory=PlanOverrides)
     data: DataConfig = Field(default_factory=DataConfig)
 
     def resolved(self) -> dict[str, Any]:
         """JSON-compatible dict of every field (saved in checkpoints and ``config.json``)."""
         return self.model_dump(mode="json")
-
-
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-        found = err.get("input")
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{source}: {loc}: {msg} (found {found!r})")
-    return "\n".join(lines)
 
 
 def validate_config(data: Any, source: str = "<config>") -> TrainConfig:
@@ -140,12 +183,16 @@ def validate_config(data: Any, source: str = "<config>") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from exc
+        raise ConfigError(format_validation_error(source, exc, "training config")) from exc
 
 
 def is_plan_mapping(data: Any) -> bool:
     """True when ``data`` looks like a plan written by ``medseg plan`` rather than a config."""
-    return isinstance(data, dict) and "target_spacing" in data and "patch_size" in data
+    return (
+        isinstance(data, dict)
+        and "patch_size" in data
+        and ("preprocessing" in data or "target_spacing" in data)
+    )
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -176,9 +223,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 __all__ = [
     "DataConfig",
+    "Fold",
     "LossConfig",
-    "NetworkConfig",
+    "NetworkOverrides",
     "OptimizerConfig",
+    "PlanOverrides",
     "TrainConfig",
     "is_plan_mapping",
     "load_train_config",

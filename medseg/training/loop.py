@@ -1,13 +1,17 @@
 """The training loop for one fold: :func:`fit`.
 
-It is driven by any :class:`~medseg.training.sampling.BatchSource`, validates by sliding-window
-inference (:func:`medseg.inference.sliding_window_probabilities`) on whole preprocessed
-validation cases, and writes into ``out_dir`` (rank 0 only):
+It is driven by medseg's training loader (:class:`medseg.loader.TrainLoader`: disk-cached
+cases, foreground-biased patches, augmentation), validates with
+:mod:`medseg.training.validation`, and writes into ``out_dir`` (rank 0 only):
 
 * ``checkpoint_last.pt`` after every epoch (weights + optimizer, scheduler, grad-scaler and RNG
-  states + history), ``checkpoint_best.pt`` whenever the mean validation Dice improves;
+  states + history), ``checkpoint_best.pt`` whenever the mean validation Dice improves (only
+  when there are validation cases);
 * ``metrics.csv``, ``log.txt``, ``progress.png``, ``tensorboard/``;
-* ``validation_final.json``: per-case and mean Dice and HD95 (mm) of the final weights.
+* after the last epoch, the final validation on the original grid: ``validation/<case>.nii.gz``
+  (predictions of the final weights), ``validation/metrics.csv`` and ``summary.csv`` (the
+  columns of ``medseg evaluate``) and ``validation_final.json`` (per-case and mean Dice and
+  HD95 in mm).
 
 Determinism: at the start of every epoch Python, NumPy and torch are reseeded from
 ``(seed, epoch, rank)`` and batch sources sample from the same triple, so a run resumed from
@@ -35,25 +39,29 @@ import torch
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from medseg.errors import ConfigError, InputError, OutputExistsError
-from medseg.inference import sliding_window_probabilities
 from medseg.io.atomic import atomic_write_text
-from medseg.models import NetworkSpec, build_network
-from medseg.training.config import TrainConfig
+from medseg.loader import TrainLoader
+from medseg.models import build_model
+from medseg.plan.schema import Plan
+from medseg.training.config import Fold, TrainConfig
 from medseg.training.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
     broadcast_flag,
     env_dist_info,
-    gather_lists,
 )
 from medseg.training.optim import DeepSupervisionLoss, build_optimizer, build_scheduler
-from medseg.training.sampling import ArrayCase, BatchSource
+from medseg.training.setup import BEST, LAST
+from medseg.training.validation import (
+    ValidationCase,
+    final_validation,
+    mean_dice,
+    periodic_validation,
+    write_validation_tables,
+)
 
 log = logging.getLogger("medseg.training")
-
-LAST = "checkpoint_last.pt"
-BEST = "checkpoint_best.pt"
 
 
 @dataclass
@@ -61,13 +69,14 @@ class FoldResult:
     """Outcome of :func:`fit` for one fold.
 
     ``final_metrics`` maps label name → ``{"dice": ..., "hd95_mm": ...}`` (means over the
-    validation cases where defined, NaN when undefined for every case); ``best_mean_dice`` is
-    the best mean foreground Dice seen at a validation epoch (NaN if never validated).
+    validation cases where defined, NaN when undefined for every case; empty without
+    validation cases); ``best_mean_dice`` is the best mean foreground Dice seen at a validation
+    epoch (NaN if never validated); ``best_checkpoint`` is ``None`` without validation cases.
     """
 
-    fold: int | None
+    fold: Fold | None
     out_dir: Path
-    best_checkpoint: Path
+    best_checkpoint: Path | None
     last_checkpoint: Path
     best_epoch: int
     best_mean_dice: float
@@ -148,105 +157,100 @@ def set_rng_states(st: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# validation
+# the loop
 # --------------------------------------------------------------------------------------------
-def case_metrics(
-    pred: np.ndarray,
-    ref: np.ndarray,
-    spacing: Sequence[float],
-    label_names: dict[int, str],
-    *,
-    hd95: bool,
-    case: str = "",
-) -> dict[str, dict[str, float]]:
-    """Per-label Dice (and HD95 in mm) of two label arrays on one grid, via
-    :func:`medseg.metrics.evaluate_pair` (its conventions: Dice NaN when the label is absent
-    from both; HD95 = max of the directed 95th percentiles, the image diagonal when exactly one
-    mask is empty). Returns ``{label name: {"dice": ..., "hd95_mm": ...}}``."""
-    from medseg.metrics import evaluate_pair
-    from medseg.volume import LabelMap, affine_from_geometry
-
-    labels = [k for k in sorted(label_names) if k != 0]
-    aff = affine_from_geometry(spacing, (0.0, 0.0, 0.0))
-    p = LabelMap(pred, aff, "<prediction>", label_names=label_names)
-    r = LabelMap(ref, aff, "<reference>", label_names=label_names)
-    out: dict[str, dict[str, float]] = {}
-    for rec in evaluate_pair(p, r, labels=labels, case=case, label_names=label_names):
-        m = {"dice": float(rec.dice)}
-        if hd95:
-            m["hd95_mm"] = float(rec.hd95_mm)
-        out[rec.name] = m
-    return out
-
-
-def validate(
-    model: torch.nn.Module,
-    cases: Sequence[ArrayCase],
-    patch_size: Sequence[int],
-    label_names: dict[int, str],
-    *,
-    overlap: float,
+def _epoch(
+    train_model: torch.nn.Module,
+    net: torch.nn.Module,
+    loader: TrainLoader,
+    epoch: int,
+    cfg: TrainConfig,
+    parts: _Parts,
     device: torch.device,
     amp_dtype: torch.dtype | None,
     info: DistInfo,
-    hd95: bool = False,
-) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Sliding-window prediction of every validation case (dealt round-robin to the ranks),
-    per-label metrics reduced across ranks: returns ``(means, per_case_rows)`` (all ranks'
-    cases, on every rank)."""
-    names = [label_names[k] for k in sorted(label_names) if k != 0]
-    keys = ["dice", "hd95_mm"] if hd95 else ["dice"]
-    sums = torch.zeros((len(names), len(keys), 2), dtype=torch.float64)  # sum, count
-    rows: list[dict[str, Any]] = []
-    for case in cases[info.rank :: info.world_size]:
-        assert case.label is not None
-        probs = sliding_window_probabilities(
-            model,
-            torch.from_numpy(case.image),
-            patch_size,
-            overlap=overlap,
-            device=device,
-            amp_dtype=amp_dtype,
+) -> dict[str, Any]:
+    """One training epoch; returns its log row (loss, lr, time, throughput)."""
+    net.train()
+    t0 = time.perf_counter()
+    loss_acc = torch.zeros((), dtype=torch.float64, device=device)  # no host sync per batch
+    n_batches, n_patches = 0, 0
+    loader.set_epoch(epoch)
+    batches: Any = iter(loader)
+    if cfg.progress_bar and info.is_main:
+        from tqdm import tqdm
+
+        batches = tqdm(
+            batches, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False
         )
-        pred = probs.argmax(0).numpy().astype(np.uint8)
-        m = case_metrics(pred, case.label, case.spacing, label_names, hd95=hd95, case=case.case_id)
-        rows.append({"case_id": case.case_id, **m})
-        for i, n in enumerate(names):
-            for j, k in enumerate(keys):
-                v = m.get(n, {}).get(k, float("nan"))
-                if not math.isnan(v):
-                    sums[i, j, 0] += v
-                    sums[i, j, 1] += 1
-    sums = all_reduce_sum(sums, info)
-    rows = gather_lists(rows, info)
-    means = {
-        n: {
-            k: float(sums[i, j, 0] / sums[i, j, 1]) if sums[i, j, 1] > 0 else float("nan")
-            for j, k in enumerate(keys)
-        }
-        for i, n in enumerate(names)
+    for batch in batches:
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["label"].to(device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        parts.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            outp = train_model(x)
+        loss = parts.loss_fn(outp, y)
+        parts.scaler.scale(loss).backward()
+        if cfg.optimizer.grad_clip is not None:
+            parts.scaler.unscale_(parts.optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.grad_clip)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        loss_acc += loss.detach().double()
+        n_batches += 1
+        n_patches += int(x.shape[0])
+    lr = float(parts.optimizer.param_groups[0]["lr"])
+    parts.scheduler.step()
+    tot = all_reduce_sum(
+        torch.tensor([float(loss_acc), n_batches, n_patches], dtype=torch.float64), info
+    )
+    dt = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "train_loss": float(tot[0]) / max(float(tot[1]), 1.0),
+        "lr": lr,
+        "epoch_time_s": dt,
+        "patches_per_s": float(tot[2]) / dt if dt > 0 else float("nan"),
     }
-    return means, rows
 
 
-def mean_dice(metrics: dict[str, dict[str, float]]) -> float:
-    vals = [m["dice"] for m in metrics.values() if not math.isnan(m["dice"])]
-    return float(np.mean(vals)) if vals else float("nan")
+@dataclass
+class _Parts:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: DeepSupervisionLoss
 
 
-# --------------------------------------------------------------------------------------------
-# the loop
-# --------------------------------------------------------------------------------------------
+def _check_resume(cfg: TrainConfig, last_path: Path) -> Any:
+    if not last_path.exists():
+        raise InputError(last_path, "--resume: no checkpoint_last.pt to resume from")
+    ckpt = load_checkpoint(last_path)
+    if ckpt.training is None:
+        raise InputError(last_path, "checkpoint holds no training state; cannot resume")
+    old_epochs = (ckpt.meta.config or {}).get("epochs")
+    if old_epochs is not None and int(old_epochs) != cfg.epochs:
+        raise ConfigError(
+            f"{last_path}: epochs: the run was started with epochs={old_epochs}, found "
+            f"{cfg.epochs}; resume with the same value (the learning-rate schedule depends "
+            "on it)"
+        )
+    return ckpt
+
+
 def fit(
     cfg: TrainConfig,
-    spec: NetworkSpec,
-    source: BatchSource,
-    val_cases: Sequence[ArrayCase],
-    meta: CheckpointMeta,
+    plan: Plan,
+    loader: TrainLoader,
     out_dir: str | Path,
     *,
+    validation: Sequence[ValidationCase] = (),
     resume: bool = False,
-    fold: int | None = None,
+    fold: Fold | None = None,
     info: DistInfo | None = None,
     stop_after_epoch: Callable[[int], bool] | None = None,
 ) -> FoldResult:
@@ -254,13 +258,12 @@ def fit(
 
     Args:
         cfg: the recipe (epochs, optimizer, precision, validation cadence, ...).
-        spec: the network to build.
-        source: yields the training batches of each epoch (``(B, C, *patch)`` images).
-        val_cases: preprocessed validation cases (whole volumes) with labels.
-        meta: checkpoint metadata template (labels, channels, spacing, patch size, plan);
-            epoch and metrics are filled in.
+        plan: the resolved plan (network, patch size, labels; stored in every checkpoint).
+        loader: the training batches (:func:`medseg.loader.make_train_loader`).
         out_dir: the fold's output folder. It must not hold a previous run unless ``resume``.
+        validation: the held-out cases (none: no validation, no best checkpoint).
         resume: continue from ``out_dir/checkpoint_last.pt``.
+        fold: recorded in the checkpoints and ``validation_final.json``.
         info: distributed placement (default: from the environment).
         stop_after_epoch: test hook, called with the 1-based epoch after its checkpoint is
             written; returning True ends training there (as an interruption would).
@@ -280,41 +283,33 @@ def fit(
     last_path, best_path = out / LAST, out / BEST
     # decided on rank 0 and broadcast, so every rank raises together instead of hanging
     if broadcast_flag(info.is_main and not resume and last_path.exists(), info):
-        raise OutputExistsError(last_path)
+        raise OutputExistsError(
+            last_path, hint="the fold holds a training run; pass --resume to continue it"
+        )
+    ckpt = _check_resume(cfg, last_path) if resume else None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    ckpt = None
-    if resume:
-        if not last_path.exists():
-            raise InputError(last_path, "--resume: no checkpoint_last.pt to resume from")
-        ckpt = load_checkpoint(last_path)
-        if ckpt.training is None:
-            raise InputError(last_path, "checkpoint holds no training state; cannot resume")
-        old_epochs = (ckpt.meta.config or {}).get("epochs")
-        if old_epochs is not None and int(old_epochs) != cfg.epochs:
-            raise ConfigError(
-                f"{last_path}: epochs: the run was started with epochs={old_epochs}, found "
-                f"{cfg.epochs}; resume with the same value (the learning-rate schedule depends "
-                "on it)"
-            )
 
     seed_everything(cfg.seed, 0, info.rank)
-    net = build_network(spec).to(device)
+    net = build_model(plan).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = build_optimizer(net.parameters(), cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.optimizer, cfg.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_fn = DeepSupervisionLoss(cfg.loss)
+    parts = _Parts(
+        optimizer,
+        build_scheduler(optimizer, cfg.optimizer, cfg.epochs),
+        torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        DeepSupervisionLoss(cfg.loss),
+    )
     history: list[dict[str, Any]] = []
     start_epoch, best_dice, best_epoch = 0, float("nan"), 0
     if ckpt is not None:
         tr = ckpt.training
         assert tr is not None
         net.load_state_dict(ckpt.state_dict)
-        optimizer.load_state_dict(tr["optimizer"])
-        scheduler.load_state_dict(tr["scheduler"])
-        scaler.load_state_dict(tr["scaler"])
+        parts.optimizer.load_state_dict(tr["optimizer"])
+        parts.scheduler.load_state_dict(tr["scheduler"])
+        parts.scaler.load_state_dict(tr["scaler"])
         set_rng_states(tr["rng"])
         history = json.loads(tr["history_json"])
         start_epoch = int(tr["epoch"])
@@ -337,67 +332,19 @@ def fit(
         from medseg.training.logging import ProgressWriter
 
         writer = ProgressWriter(out, cfg.epochs)
-    label_names = dict(meta.label_names)
-    patch = list(meta.patch_size)
+    meta = CheckpointMeta(plan=plan, config=cfg.resolved(), fold=fold)
+    elapsed = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
     try:
         for epoch in range(start_epoch, cfg.epochs):
             seed_everything(cfg.seed, epoch + 1, info.rank)
-            net.train()
-            t0 = time.perf_counter()
-            # summed on the device: no host sync per iteration
-            loss_acc = torch.zeros((), dtype=torch.float64, device=device)
-            n_batches, n_patches = 0, 0
-            batches = source.epoch_batches(epoch)
-            if cfg.progress_bar and info.is_main:
-                from tqdm import tqdm
-
-                batches = tqdm(
-                    batches,
-                    total=cfg.iterations_per_epoch,
-                    desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                    leave=False,
-                )
-            for batch in batches:
-                x = batch["image"].to(device, non_blocking=True)
-                y = batch["label"].to(device, non_blocking=True)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last_3d)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(
-                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    outp = train_model(x)
-                loss = loss_fn(outp, y)
-                scaler.scale(loss).backward()
-                if cfg.optimizer.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optimizer.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_acc += loss.detach().double()
-                n_batches += 1
-                n_patches += int(x.shape[0])
-            lr = float(optimizer.param_groups[0]["lr"])
-            scheduler.step()
-            tot = all_reduce_sum(
-                torch.tensor([float(loss_acc), n_batches, n_patches], dtype=torch.float64), info
-            )
-            dt = time.perf_counter() - t0
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "train_loss": float(tot[0]) / max(float(tot[1]), 1.0),
-                "lr": lr,
-                "epoch_time_s": dt,
-                "patches_per_s": float(tot[2]) / dt if dt > 0 else float("nan"),
-            }
+            row = _epoch(train_model, net, loader, epoch, cfg, parts, device, amp_dtype, info)
             is_val = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-            if is_val and val_cases:
+            if is_val and validation:
                 tv = time.perf_counter()
-                means, _ = validate(
+                means = periodic_validation(
                     net,
-                    val_cases,
-                    patch,
-                    label_names,
+                    validation,
+                    plan,
                     overlap=cfg.overlap,
                     device=device,
                     amp_dtype=amp_dtype,
@@ -407,6 +354,8 @@ def fit(
                     row[f"val_dice_{name}"] = m["dice"]
                 row["val_mean_dice"] = mean_dice(means)
                 row["val_time_s"] = time.perf_counter() - tv
+            elapsed += row["epoch_time_s"] + row.get("val_time_s", 0.0)
+            row["elapsed_s"] = elapsed
             history.append(row)
             improved = (
                 "val_mean_dice" in row
@@ -417,7 +366,7 @@ def fit(
                 best_dice, best_epoch = float(row["val_mean_dice"]), epoch + 1
             if info.is_main:
                 m_meta = replace(meta, epoch=epoch + 1, metrics=dict(row))
-                if improved or not best_path.exists():
+                if validation and (improved or not best_path.exists()):
                     save_checkpoint(best_path, net.state_dict(), m_meta)
                 save_checkpoint(
                     last_path,
@@ -425,9 +374,9 @@ def fit(
                     m_meta,
                     training={
                         "epoch": epoch + 1,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
+                        "optimizer": parts.optimizer.state_dict(),
+                        "scheduler": parts.scheduler.state_dict(),
+                        "scaler": parts.scaler.state_dict(),
                         "rng": rng_states(),
                         "history_json": json.dumps(history),
                         "best_dice": best_dice,
@@ -440,12 +389,16 @@ def fit(
             if stop_after_epoch is not None and stop_after_epoch(epoch + 1):
                 break
         final: dict[str, dict[str, float]] = {}
-        if val_cases and (not history or history[-1]["epoch"] == cfg.epochs):
-            final, rows = validate(
+        if validation and (not history or history[-1]["epoch"] == cfg.epochs):
+            val_dir = out / "validation"
+            if info.is_main:
+                val_dir.mkdir(parents=True, exist_ok=True)
+            barrier(info)
+            final, rows, records = final_validation(
                 net,
-                val_cases,
-                patch,
-                label_names,
+                validation,
+                plan,
+                val_dir,
                 overlap=cfg.overlap,
                 device=device,
                 amp_dtype=amp_dtype,
@@ -453,20 +406,25 @@ def fit(
                 hd95=cfg.final_hd95,
             )
             if info.is_main:
-                doc = {"fold": fold, "epoch": cfg.epochs, "mean": final, "cases": rows}
+                write_validation_tables(val_dir, records)
+                doc = {
+                    "fold": fold,
+                    "epoch": cfg.epochs,
+                    "grid": "original",
+                    "mean": final,
+                    "cases": rows,
+                }
                 atomic_write_text(
                     out / "validation_final.json", json.dumps(doc, indent=2) + "\n", overwrite=True
                 )
     finally:
         if writer is not None:
             writer.close()
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        loader.close()
     return FoldResult(
         fold=fold,
         out_dir=out,
-        best_checkpoint=best_path,
+        best_checkpoint=best_path if validation else None,
         last_checkpoint=last_path,
         best_epoch=best_epoch,
         best_mean_dice=best_dice,
@@ -478,16 +436,11 @@ def fit(
 
 
 __all__ = [
-    "BEST",
-    "LAST",
     "FoldResult",
-    "case_metrics",
     "fit",
-    "mean_dice",
     "resolve_amp",
     "resolve_device",
     "rng_states",
     "seed_everything",
     "set_rng_states",
-    "validate",
 ]

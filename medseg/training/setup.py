@@ -1,28 +1,135 @@
-"""From a :class:`TrainConfig` to the inputs of :func:`medseg.training.loop.fit`: plan (with
-the config's overrides), dataset, splits, network spec, batch source, preprocessed validation
-cases and checkpoint metadata."""
+"""From a :class:`TrainConfig` to what :func:`medseg.training.loop.fit` needs: the resolved
+plan (the config's ``plan_overrides`` applied), the dataset, the splits, and per fold the
+training loader and the validation cases.
+
+Nothing is written before every check has passed (:func:`check_model_folder`), so a refused
+run leaves the model folder as it was.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medseg.checkpoint import CheckpointMeta
-from medseg.datasets import Dataset, load_dataset, make_splits, read_case, read_splits, write_splits
-from medseg.errors import ConfigError
+from pydantic import ValidationError
+
+from medseg.config import format_validation_error
+from medseg.datasets import Case, Dataset, load_dataset, make_splits, read_splits, write_splits
+from medseg.errors import ConfigError, InputError, OutputExistsError
+from medseg.inference import CHECKPOINTS
 from medseg.io.atomic import atomic_write_text
-from medseg.models import NetworkSpec, network_spec_from_plan
-from medseg.plan import Plan, load_plan, plan_from_dict, save_plan
-from medseg.training.config import TrainConfig
+from medseg.plan.files import load_plan, plan_to_yaml, save_plan
+from medseg.plan.schema import AugmentationPlan, NetworkSpec, Plan
+from medseg.training.config import Fold, NetworkOverrides, PlanOverrides, TrainConfig
 from medseg.training.distributed import DistInfo, barrier
-from medseg.training.sampling import ArrayCase, BatchSource, PatchSampler
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medseg.loader import TrainLoader
+    from medseg.training.validation import ValidationCase
 
 log = logging.getLogger("medseg.training")
 
+LAST = CHECKPOINTS["last"]
+BEST = CHECKPOINTS["best"]
+#: Config fields that only change how fast or how verbosely a run goes, not its result; they
+#: may differ between the runs that fill one model folder.
+RUNTIME_FIELDS = frozenset(
+    {
+        "device",
+        "progress_bar",
+        "num_threads",
+        "compile",
+        "channels_last",
+        "data.num_workers",
+        "data.cache_dir",
+        "plan",  # where the plan file lies; its content is compared through plan.yaml
+    }
+)
 
+
+def fold_dir_name(fold: Fold) -> str:
+    return f"fold_{fold}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan with the config's overrides
+# ---------------------------------------------------------------------------------------------
+def _network_overrides(net: NetworkSpec, ov: NetworkOverrides) -> dict[str, Any]:
+    upd: dict[str, Any] = {
+        k: v
+        for k, v in ov.model_dump(exclude={"filters", "base_filters", "max_filters"}).items()
+        if v is not None
+    }
+    filters = list(ov.filters) if ov.filters is not None else list(net.filters)
+    if ov.base_filters is not None:
+        filters = [ov.base_filters * 2**i for i in range(len(net.strides))]
+    if ov.max_filters is not None:
+        filters = [min(f, ov.max_filters) for f in filters]
+    if filters != list(net.filters):
+        upd["filters"] = filters
+    if upd.get("architecture", net.architecture) != "dynunet" and "deep_supervision" not in upd:
+        upd["deep_supervision"] = False  # only DynUNet has deep-supervision heads
+    return upd
+
+
+def apply_overrides(plan: Plan, ov: PlanOverrides, source: str = "<config>") -> Plan:
+    """``plan`` with the recipe's overrides applied (see :class:`PlanOverrides`) and validated
+    again; an impossible result (a patch not divisible by the strides, too many deep
+    supervision heads, ...) is a :class:`ConfigError` naming ``source``."""
+    from medseg.plan.rules import network_topology
+
+    changed = ov.model_dump(exclude_defaults=True)
+    if not changed:
+        return plan
+    prep, net, patch = plan.preprocessing, plan.network, plan.patch_size
+    try:
+        if ov.target_spacing is not None:
+            prep = prep.model_copy(update={"target_spacing": tuple(ov.target_spacing)})
+        if ov.patch_size is not None:
+            patch = (int(ov.patch_size[0]), int(ov.patch_size[1]), int(ov.patch_size[2]))
+        if ov.patch_size is not None or ov.target_spacing is not None:
+            topo = network_topology(patch, prep.target_spacing)
+            net = topo.model_copy(
+                update={"architecture": net.architecture, "norm": net.norm, "dropout": net.dropout}
+            )
+            if net.architecture != "dynunet":
+                net = net.model_copy(update={"deep_supervision": False})
+        net = net.model_copy(update=_network_overrides(net, ov.network))
+        update: dict[str, Any] = {
+            "preprocessing": prep,
+            "network": net,
+            "patch_size": patch,
+            "notes": [*plan.notes, f"training config overrides: {json.dumps(changed)}"],
+        }
+        if ov.batch_size is not None:
+            update["batch_size"] = ov.batch_size
+        if ov.foreground_ratio is not None:
+            update["foreground_ratio"] = ov.foreground_ratio
+        if ov.augmentation:
+            update["augmentation"] = AugmentationPlan.model_validate(
+                {**plan.augmentation.model_dump(), **ov.augmentation}
+            )
+        return Plan.model_validate(plan.model_copy(update=update))
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(f"{source}: plan_overrides", exc, "plan after overrides")
+        ) from None
+
+
+def resolve_plan(cfg: TrainConfig) -> Plan:
+    """Load ``cfg.plan`` and apply ``cfg.plan_overrides``."""
+    if cfg.plan is None:
+        raise ConfigError("plan: a training config must name the plan file (plan: path)")
+    return apply_overrides(load_plan(cfg.plan), cfg.plan_overrides, str(cfg.plan))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: dataset, splits, model-folder checks
+# ---------------------------------------------------------------------------------------------
 @dataclass
 class Run:
     """Everything shared by the folds of one ``train`` call."""
@@ -31,182 +138,208 @@ class Run:
     plan: Plan
     dataset: Dataset
     splits: list[dict[str, list[str]]]
+    splits_source: str
     out_dir: Path
-    cache: dict[str, ArrayCase] = field(default_factory=dict)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cfg.data.cache_dir or (self.out_dir / "cache")
 
 
-def resolve_plan(cfg: TrainConfig) -> Plan:
-    """Load ``cfg.plan`` and apply ``cfg.data`` overrides (patch size, batch size, foreground
-    ratio). A patch-size override also re-derives the network topology for that patch
-    (:func:`medseg.plan.network_topology`, nnU-Net's rule); the result is re-validated."""
-    if cfg.plan is None:
-        raise ConfigError("plan: a training config must name the plan file (plan: path)")
-    plan = load_plan(cfg.plan)
-    upd: dict[str, Any] = {}
-    if cfg.data.patch_size is not None:
-        from medseg.plan import network_topology
-
-        upd["patch_size"] = list(cfg.data.patch_size)
-        upd["network"] = network_topology(cfg.data.patch_size, plan.target_spacing).model_dump()
-    if cfg.data.batch_size is not None:
-        upd["batch_size"] = cfg.data.batch_size
-    if cfg.data.foreground_ratio is not None:
-        upd["foreground_ratio"] = cfg.data.foreground_ratio
-    if upd:
-        data = plan.model_dump(mode="json")
-        data.update(upd)
-        plan = plan_from_dict(data, f"{cfg.plan} (with the config's data overrides)")
-    return plan
-
-
-def network_spec(cfg: TrainConfig, plan: Plan) -> NetworkSpec:
-    """The plan's topology with the config's architecture and filter overrides."""
-    spec = network_spec_from_plan(
-        plan,
-        architecture=cfg.network.architecture,
-        deep_supervision=cfg.network.deep_supervision,
-    )
-    filters = list(cfg.network.filters) if cfg.network.filters is not None else spec.filters
-    if cfg.network.base_filters is not None:
-        if cfg.network.filters is not None:
-            raise ConfigError("network: give either filters or base_filters, not both")
-        filters = [cfg.network.base_filters * 2**i for i in range(len(spec.strides))]
-    if len(filters) != len(spec.strides):
-        raise ConfigError(
-            f"network.filters: expected {len(spec.strides)} entries (one per plan stage), "
-            f"found {len(filters)}"
-        )
-    if cfg.network.max_filters is not None:
-        filters = [min(f, cfg.network.max_filters) for f in filters]
-    data = spec.model_dump()
-    data.update(filters=filters, dropout=cfg.network.dropout)
-    return NetworkSpec.model_validate(data)
-
-
-def prepare_run(cfg: TrainConfig, out_dir: Path, *, write: bool) -> Run:
-    """Resolve plan, dataset and splits; write ``config.json``, ``plan.yaml`` and
-    ``splits.json`` into ``out_dir`` when ``write`` (rank 0)."""
-    plan = resolve_plan(cfg)
-    ds = load_dataset(cfg.data.dataset if cfg.data.dataset is not None else plan.dataset_root)
-    labelled = [c for c in ds.cases if c.label is not None]
-    ds = ds.subset([c.case_id for c in labelled])
-    splits_file = out_dir / "splits.json"
+def choose_splits(
+    cfg: TrainConfig, ds: Dataset, out_dir: Path
+) -> tuple[list[dict[str, list[str]]], str]:
+    """The splits to train with and where they come from (see :class:`DataConfig`)."""
+    plan_splits = cfg.plan.parent / "splits.json" if cfg.plan is not None else None
+    explicit = cfg.data.n_folds is not None or cfg.data.split_seed is not None
     if cfg.data.splits is not None:
-        splits = read_splits(cfg.data.splits, ds)
-    elif splits_file.exists():
-        splits = read_splits(splits_file, ds)
+        splits, source = read_splits(cfg.data.splits, ds), str(cfg.data.splits)
+    elif not explicit and plan_splits is not None and plan_splits.is_file():
+        splits, source = read_splits(plan_splits, ds), f"{plan_splits} (written beside the plan)"
     else:
-        splits = make_splits(ds, cfg.data.n_folds, cfg.data.split_seed)
-    if write:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not splits_file.exists():
-            write_splits(splits, splits_file)
-        atomic_write_text(
-            out_dir / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n", overwrite=True
+        n, seed = cfg.data.n_folds or 5, cfg.data.split_seed or 0
+        splits = make_splits(ds, n, seed)
+        how = "data.n_folds/data.split_seed" if explicit else "default"
+        source = f"made here: {n} folds, seed {seed} ({how})"
+    existing = out_dir / "splits.json"
+    if existing.is_file():
+        kept = read_splits(existing, ds)
+        if kept != splits:
+            raise ConfigError(
+                f"{existing}: the model folder was started with other splits than {source}; "
+                "train into another --out, or point data.splits at this file"
+            )
+        source = f"{existing} (the model folder's, same as {source})"
+    return splits, source
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["epochs: 4 -> 9", ...]`` for the result-changing fields that differ."""
+    a, b = _flat(old), _flat(new)
+    keys = sorted((set(a) | set(b)) - RUNTIME_FIELDS)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def check_model_folder(run: Run, folds: Sequence[Fold], resume: bool) -> list[Fold]:
+    """Refuse, before anything is written, a run that would mix two recipes in one model
+    folder or silently restart: returns the folds to resume (the others start fresh).
+
+    Raises:
+        OutputExistsError: a fold holds a run and ``resume`` is false.
+        InputError: ``resume`` and none of the folds has a checkpoint to resume from.
+        ConfigError: the folder's ``config.json`` / ``plan.yaml`` are of another recipe.
+    """
+    out = run.out_dir
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out must be a folder (the model folder), found a file")
+    started = [f for f in folds if (out / fold_dir_name(f) / LAST).is_file()]
+    if not resume and started:
+        f = started[0]
+        raise OutputExistsError(
+            out / fold_dir_name(f) / LAST,
+            hint="the fold holds a training run; pass --resume to continue it, or train into "
+            "another --out",
         )
-        save_plan(plan, out_dir / "plan.yaml", overwrite=True)
-    return Run(cfg, plan, ds, splits, out_dir)
+    if resume and not started:
+        names = ", ".join(fold_dir_name(f) for f in folds)
+        raise InputError(out, f"--resume: no {LAST} to resume from in {names}")
+    cfg_file = out / "config.json"
+    if cfg_file.is_file():
+        try:
+            old = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(cfg_file, f"cannot read the model folder's config: {exc}") from None
+        diff = config_differences(old, run.cfg.resolved())
+        if diff:
+            raise ConfigError(
+                f"{cfg_file}: the model folder was trained with another config ("
+                + "; ".join(diff[:5])
+                + (f"; {len(diff) - 5} more" if len(diff) > 5 else "")
+                + "); use the same config, or train into another --out"
+            )
+    plan_file = out / "plan.yaml"
+    if plan_file.is_file():
+        old_plan = load_plan(plan_file)
+        if plan_to_yaml(old_plan) != plan_to_yaml(run.plan):
+            raise ConfigError(
+                f"{plan_file}: the model folder was trained with another plan; use the same "
+                "plan and plan_overrides, or train into another --out"
+            )
+    return [f for f in folds if f in started] if resume else []
 
 
-def array_case(run: Run, case_id: str) -> ArrayCase:
-    """Read and preprocess one case with the run's plan (memoised in ``run.cache``)."""
-    if case_id not in run.cache:
-        from medseg.transforms.preprocessing import preprocess_case
-
-        vols, lab = read_case(run.dataset.case(case_id), run.plan.label_names)
-        pre = preprocess_case(vols, run.plan, lab)
-        ts = run.plan.target_spacing
-        run.cache[case_id] = ArrayCase(
-            case_id, pre.image, pre.label, (float(ts[0]), float(ts[1]), float(ts[2]))
-        )
-    return run.cache[case_id]
+def prepare_run(cfg: TrainConfig, out_dir: Path, *, need_splits: bool) -> Run:
+    """Resolve plan, dataset (labelled cases only) and splits."""
+    plan = resolve_plan(cfg)
+    ds = load_dataset(cfg.data.dataset if cfg.data.dataset is not None else plan.dataset)
+    ds = ds.subset([c.case_id for c in ds.cases if c.label is not None])
+    splits: list[dict[str, list[str]]] = []
+    source = "not needed (trained on every case)"
+    if need_splits:
+        splits, source = choose_splits(cfg, ds, out_dir)
+    return Run(cfg, plan, ds, splits, source, out_dir)
 
 
-class LoaderSource:
-    """Adapter: :class:`medseg.loader.TrainLoader` (augmentation, disk cache, workers) as a
-    :class:`~medseg.training.sampling.BatchSource` (``set_epoch`` then iterate)."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def epoch_batches(self, epoch: int) -> Any:
-        self.loader.set_epoch(epoch)
-        return iter(self.loader)
-
-    def close(self) -> None:
-        """Stop the loader's worker processes."""
-        close = getattr(self.loader, "close", None)
-        if close is not None:
-            close()
+def write_run_files(run: Run, info: DistInfo) -> None:
+    """``config.json``, ``plan.yaml`` (the resolved plan) and ``splits.json`` in the model
+    folder (rank 0; the others wait)."""
+    if info.is_main:
+        out = run.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "config.json").exists():
+            text = json.dumps(run.cfg.resolved(), indent=2) + "\n"
+            atomic_write_text(out / "config.json", text)
+        if not (out / "plan.yaml").exists():
+            save_plan(run.plan, out / "plan.yaml")
+        if run.splits and not (out / "splits.json").exists():
+            write_splits(run.splits, out / "splits.json")
+    barrier(info)
 
 
-def make_source(run: Run, train_ids: list[str], info: DistInfo) -> BatchSource:
-    """The configured batch source (``data.loader``; see :class:`DataConfig`)."""
-    cfg, plan = run.cfg, run.plan
-    if cfg.data.loader == "medseg":
-        from medseg.loader import make_train_loader
+# ---------------------------------------------------------------------------------------------
+# one fold
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FoldCases:
+    """The cases of one fold: ``train`` and ``val`` (empty for ``fold="all"``)."""
 
-        # rank 0 fills the disk cache first; the other ranks then only read it
-        if info.enabled and not info.is_main:
-            barrier(info)
-        loader = make_train_loader(
-            plan,
-            [run.dataset.case(c) for c in train_ids],
-            cfg.data.cache_dir or (run.out_dir / "cache"),
-            num_workers=cfg.data.num_workers,
-            seed=cfg.seed,
-            iterations_per_epoch=cfg.iterations_per_epoch,
-            augment=True,
-            rank=info.rank,
-            world_size=info.world_size,
-        )
-        if info.enabled and info.is_main:
-            barrier(info)
-        return LoaderSource(loader)
-    cases = [array_case(run, c) for c in train_ids]
-    return PatchSampler(
-        cases,
-        plan.patch_size,
-        plan.batch_size,
-        cfg.iterations_per_epoch,
-        foreground_ratio=plan.foreground_ratio,
+    fold: Fold
+    train: list[Case]
+    val: list[Case]
+
+
+def fold_cases(run: Run, fold: Fold) -> FoldCases:
+    """Training and validation cases of ``fold`` (``"all"``: every case, none held out)."""
+    if fold == "all":
+        return FoldCases("all", list(run.dataset.cases), [])
+    k = int(fold)
+    if not 0 <= k < len(run.splits):
+        raise ConfigError(f"--fold: expected 0..{len(run.splits) - 1} or 'all', found {k}")
+    split = run.splits[k]
+    val = list(split["val"])
+    if run.cfg.val_max_cases is not None:
+        val = val[: run.cfg.val_max_cases]
+    return FoldCases(
+        k, [run.dataset.case(c) for c in split["train"]], [run.dataset.case(c) for c in val]
+    )
+
+
+def fold_inputs(
+    run: Run, cases: FoldCases, info: DistInfo
+) -> tuple[TrainLoader, list[ValidationCase]]:
+    """The training loader of a fold's training cases and its cached validation cases (rank 0
+    fills the disk cache first; the other ranks then only read it)."""
+    from medseg.cache import ensure_cached
+    from medseg.loader import make_train_loader
+    from medseg.training.validation import ValidationCase
+
+    cfg = run.cfg
+    if info.enabled and not info.is_main:
+        barrier(info)
+    loader = make_train_loader(
+        run.plan,
+        cases.train,
+        run.cache_dir,
+        num_workers=cfg.data.num_workers,
         seed=cfg.seed,
+        iterations_per_epoch=cfg.iterations_per_epoch,
+        augment=cfg.data.augment,
         rank=info.rank,
+        world_size=info.world_size,
     )
-
-
-def prepare_fold(
-    run: Run, fold: int, info: DistInfo
-) -> tuple[NetworkSpec, BatchSource, list[ArrayCase], CheckpointMeta]:
-    """Network spec, batch source, validation cases and checkpoint metadata for one fold."""
-    cfg, plan = run.cfg, run.plan
-    split = run.splits[fold]
-    spec = network_spec(cfg, plan)
-    source = make_source(run, list(split["train"]), info)
-    val_ids = list(split["val"])
-    if cfg.val_max_cases is not None:
-        val_ids = val_ids[: cfg.val_max_cases]
-    val_cases = [array_case(run, c) for c in val_ids]
-    meta = CheckpointMeta(
-        network=spec.model_dump(),
-        label_names=dict(plan.label_names),
-        channel_names=list(plan.channel_names),
-        spacing=[float(s) for s in plan.target_spacing],
-        patch_size=[int(p) for p in plan.patch_size],
-        normalization=[n.model_dump(mode="json") for n in plan.normalization],
-        plan=plan.model_dump(mode="json"),
-        config=cfg.resolved(),
+    cached = ensure_cached(
+        run.plan.preprocessing, cases.val, run.cache_dir, num_workers=cfg.data.num_workers
     )
-    return spec, source, val_cases, meta
+    if info.enabled and info.is_main:
+        barrier(info)
+    return loader, [ValidationCase(c, cc) for c, cc in zip(cases.val, cached, strict=True)]
 
 
 __all__ = [
-    "LoaderSource",
+    "BEST",
+    "LAST",
+    "RUNTIME_FIELDS",
+    "FoldCases",
     "Run",
-    "array_case",
-    "make_source",
-    "network_spec",
-    "prepare_fold",
+    "apply_overrides",
+    "check_model_folder",
+    "choose_splits",
+    "config_differences",
+    "fold_cases",
+    "fold_dir_name",
+    "fold_inputs",
     "prepare_run",
     "resolve_plan",
+    "write_run_files",
 ]

@@ -1,4 +1,4 @@
-"""Training augmentation, driven by :class:`~medseg.plan.AugmentationPlan`.
+"""Training augmentation, driven by :class:`~medseg.plan.schema.AugmentationPlan`.
 
 Two steps, so that the result is a pure function of a seed:
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medseg.plan import AugmentationPlan
+from medseg.plan.schema import AugmentationPlan
 
 #: Extra voxels around the region used for elastic deformation (displacements after smoothing
 #: are a few voxels for the default magnitudes).

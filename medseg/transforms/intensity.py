@@ -1,5 +1,5 @@
 """Intensity normalisation, one function per scheme of
-:class:`~medseg.plan.ChannelNormalization`.
+:class:`~medseg.plan.schema.ChannelNormalization`.
 
 All functions take a 3-D float array and return a new ``float32`` array of the same shape.
 They are plain numpy (MONAI's ``NormalizeIntensity`` / ``ScaleIntensityRange`` do the same
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from medseg.plan import ChannelNormalization
+    from medseg.plan.schema import ChannelNormalization
 
 #: Denominator floor, so that a constant image does not divide by zero.
 EPS = 1e-8

@@ -5,11 +5,13 @@
 1. check that all channels (and the label) share one grid;
 2. reorient to closest-canonical RAS (axis permutation/flips only; see
    :mod:`medseg.transforms.spatial`);
-3. crop to the bounding box of voxels non-zero in any channel (``plan.crop_to_nonzero``);
+3. crop to the bounding box of voxels non-zero in any channel (``crop_to_nonzero``);
 4. normalise each channel (:mod:`medseg.transforms.intensity`; the non-zero mask, voxels
    non-zero in any channel with holes filled, is computed on the cropped, reoriented array);
-5. resample to ``plan.target_spacing`` (images linear or cubic, labels nearest or one-hot
+5. resample to ``target_spacing`` (images linear or cubic, labels nearest or one-hot
    linear), half-voxel aligned.
+
+Both take only the plan's :class:`~medseg.plan.schema.Preprocessing` record.
 
 ``restore_to_original`` undoes 5 → 2 using the :class:`PreprocessInfo` record, returning an
 array of exactly the original shape, on the original voxel grid (same affine).
@@ -24,7 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medseg.plan import Plan
+from medseg.errors import InputError
+from medseg.plan.schema import Preprocessing
 from medseg.transforms.intensity import normalize_channel
 from medseg.transforms.spatial import (
     Box,
@@ -127,23 +130,24 @@ def _label_dtype(max_value: int) -> type[np.integer[Any]]:
 
 
 def preprocess_case(
-    images: Sequence[Volume], plan: Plan, label: LabelMap | None = None
+    images: Sequence[Volume], prep: Preprocessing, label: LabelMap | None = None
 ) -> PreprocessedCase:
     """Preprocess one case's channels (and label) exactly as training and inference expect.
 
     Args:
-        images: one 3-D volume per channel, in ``plan.channel_names`` order, on one grid.
-        plan: supplies orientation policy, crop, normalisation, spacing and interpolation.
+        images: one 3-D volume per channel, in ``prep.channel_names`` order, on one grid.
+        prep: orientation policy, crop, normalisation, spacing and interpolation.
         label: optional label map on the same grid.
 
     Raises:
         GeometryMismatchError: channels or label not on one grid.
-        ValueError: wrong number of channels.
+        InputError: wrong number of channels.
     """
-    if len(images) != len(plan.channel_names):
-        raise ValueError(
-            f"{images[0].name if images else '<no images>'}: {len(images)} channel(s) given, "
-            f"plan expects {len(plan.channel_names)} ({', '.join(plan.channel_names)})"
+    if len(images) != len(prep.channel_names):
+        raise InputError(
+            images[0].source if images else None,
+            f"{len(images)} channel(s) given, the model expects {len(prep.channel_names)} "
+            f"({', '.join(prep.channel_names)})",
         )
     ref = images[0]
     for v in images[1:]:
@@ -157,31 +161,31 @@ def preprocess_case(
     canon_spacing = reo.spacing(ref.spacing)
     box: Box = (
         nonzero_box(stack)
-        if plan.crop_to_nonzero
+        if prep.crop_to_nonzero
         else ((0, canon_shape[0]), (0, canon_shape[1]), (0, canon_shape[2]))
     )
     stack = crop(stack, box)
     cropped_shape = (int(stack.shape[1]), int(stack.shape[2]), int(stack.shape[3]))
     nonzero = None
-    if any(n.use_nonzero_mask for n in plan.normalization):
+    if any(n.use_nonzero_mask for n in prep.normalization):
         # nnU-Net's mask: non-zero in any channel, holes filled (zero voxels inside the body
         # are tissue, not background).
         nonzero = ndimage.binary_fill_holes(np.any(stack != 0, axis=0))
     norm = np.stack(
-        [normalize_channel(stack[c], n, nonzero) for c, n in enumerate(plan.normalization)]
+        [normalize_channel(stack[c], n, nonzero) for c, n in enumerate(prep.normalization)]
     )
-    new_shape = target_shape(cropped_shape, canon_spacing, plan.target_spacing)
-    order = 1 if plan.image_interpolation == "linear" else 3
+    new_shape = target_shape(cropped_shape, canon_spacing, prep.target_spacing)
+    order = 1 if prep.image_interpolation == "linear" else 3
     image = resample_to_shape(norm, new_shape, order=order).astype(np.float32, copy=False)
     lab_out = None
     if label is not None:
         lab = crop(reo.apply(np.asarray(label.array)), box)
         mx = int(lab.max()) if lab.size else 0
-        lab = lab.astype(_label_dtype(max(mx, max(plan.label_names))), copy=False)
-        if plan.label_interpolation == "nearest":
+        lab = lab.astype(_label_dtype(mx), copy=False)
+        if prep.label_interpolation == "nearest":
             lab_out = resample_to_shape(lab, new_shape, order=0)
         else:
-            values = sorted(set(plan.label_names) | {int(v) for v in np.unique(lab)})
+            values = sorted({0} | {int(v) for v in np.unique(lab)})
             lab_out = resample_labels_onehot(lab, new_shape, values)
     info = PreprocessInfo(
         original_shape=ref.shape,
@@ -192,7 +196,7 @@ def preprocess_case(
         crop_box=box,
         cropped_shape=cropped_shape,
         canonical_spacing=canon_spacing,
-        target_spacing=tuple(float(s) for s in plan.target_spacing),  # type: ignore[arg-type]
+        target_spacing=tuple(float(s) for s in prep.target_spacing),  # type: ignore[arg-type]
         resampled_shape=new_shape,
         source=str(ref.source) if ref.source is not None else None,
     )
