@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medseg.errors import InputError
+from medseg.postprocess import keep_largest_component
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -182,26 +183,6 @@ def predict_array(
     return lab.astype(np.uint8 if probs.shape[0] <= 256 else np.int32)
 
 
-def keep_largest_component(
-    labels: npt.NDArray[np.integer[Any]], values: Sequence[int] | None = None
-) -> npt.NDArray[np.integer[Any]]:
-    """For each label value (default: every non-zero value present), keep only its largest
-    26-connected component; removed voxels become background (0). Returns a new array."""
-    from scipy import ndimage
-
-    out = np.array(labels, copy=True)
-    vals = [int(v) for v in np.unique(out) if v != 0] if values is None else list(values)
-    for v in vals:
-        mask = out == v
-        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-        if n <= 1:
-            continue
-        sizes = np.bincount(comp.ravel())
-        sizes[0] = 0
-        out[mask & (comp != int(np.argmax(sizes)))] = 0
-    return out
-
-
 def labels_on_original_grid(
     probs: torch.Tensor, info: PreprocessInfo, *, resample_probabilities: bool = True
 ) -> npt.NDArray[np.integer[Any]]:
@@ -268,7 +249,8 @@ class Predictor:
     All checkpoints must share the preprocessing and the label names of their plans (each
     network keeps its own patch size). ``resample_probabilities``: see
     :func:`labels_on_original_grid`. ``largest_component`` keeps only the largest connected
-    component of each label (:func:`keep_largest_component`; off by default, as it is wrong
+    component of each label (:func:`medseg.postprocess.keep_largest_component`; off by
+    default, as it is wrong
     for structures with several parts).
     """
 
@@ -385,7 +367,6 @@ __all__ = [
     "Predictor",
     "compute_gaussian",
     "compute_steps",
-    "keep_largest_component",
     "labels_on_original_grid",
     "model_checkpoints",
     "predict",

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "medseg.components": 1,
     "medseg.io": 2,
     "medseg.metrics": 2,
+    "medseg.postprocess": 2,
     "medseg.plan.schema": 2,
     "medseg.transforms": 3,
     "medseg.plan.files": 3,

@@ -165,19 +165,3 @@ def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None
     assert lm.same_grid(vols[0])
     assert lm.label_names == {0: "background", 1: "left_atrium"}
     assert set(np.unique(lm.array)) <= {0, 1}
-
-
-def test_keep_largest_component_removes_smaller_islands_per_label() -> None:
-    from medseg.inference import keep_largest_component
-
-    a = np.zeros((12, 12, 12), dtype=np.uint8)
-    a[1:5, 1:5, 1:5] = 1  # 64 voxels: kept
-    a[8:10, 8:10, 8:10] = 1  # 8 voxels: removed
-    a[0, 11, 11] = 2  # single voxel of label 2: its only component, kept
-    a[6, 6, 6] = 2
-    a[6, 6, 7] = 2  # a 2-voxel component of label 2: the largest, kept; the single one removed
-    out = keep_largest_component(a)
-    assert out[1:5, 1:5, 1:5].min() == 1 and int((out == 1).sum()) == 64
-    assert int((out == 2).sum()) == 2 and out[0, 11, 11] == 0
-    assert int((a == 1).sum()) == 72  # input untouched
-    assert np.array_equal(keep_largest_component(a, [2]) == 1, a == 1)
