@@ -26,7 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from medseg.errors import InputError
-from medseg.postprocess import keep_largest_component
+from medseg.postprocess import (
+    POSTPROCESSING_FILE,
+    Postprocessing,
+    apply_postprocessing,
+    keep_largest_component,
+    load_postprocessing,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -251,7 +257,8 @@ class Predictor:
     :func:`labels_on_original_grid`. ``largest_component`` keeps only the largest connected
     component of each label (:func:`medseg.postprocess.keep_largest_component`; off by
     default, as it is wrong
-    for structures with several parts).
+    for structures with several parts). ``postprocessing`` (e.g. the model folder's choice made
+    by cross-validation) is applied to the labels on the original grid.
     """
 
     def __init__(
@@ -265,6 +272,7 @@ class Predictor:
         mirror_axes: Sequence[int] = (),
         resample_probabilities: bool = True,
         largest_component: bool = False,
+        postprocessing: Postprocessing | None = None,
     ) -> None:
         if not checkpoints:
             raise ValueError("Predictor needs at least one checkpoint")
@@ -292,6 +300,7 @@ class Predictor:
         self.mirror_axes = tuple(mirror_axes)
         self.resample_probabilities = resample_probabilities
         self.largest_component = largest_component
+        self.postprocessing = postprocessing
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -307,12 +316,31 @@ class Predictor:
         **kwargs: Any,
     ) -> Predictor:
         """Load checkpoints: files, or model folders (every fold of each, see
-        :func:`model_checkpoints`). Keyword arguments go to :class:`Predictor`."""
+        :func:`model_checkpoints`). A model folder's post-processing choice
+        (``postprocessing.json``, written after cross-validation) is applied unless
+        ``postprocessing`` is given (``Postprocessing()`` for none). Keyword arguments go to
+        :class:`Predictor`."""
         from medseg.checkpoint import load_checkpoint
 
         files: list[Path] = []
+        chosen: dict[str, Postprocessing] = {}
         for p in map(Path, paths):
-            files += model_checkpoints(p, folds=folds, checkpoint=checkpoint) if p.is_dir() else [p]
+            if p.is_dir():
+                files += model_checkpoints(p, folds=folds, checkpoint=checkpoint)
+                if (p / POSTPROCESSING_FILE).is_file():
+                    chosen[str(p)] = load_postprocessing(p / POSTPROCESSING_FILE)
+            else:
+                files.append(p)
+        if "postprocessing" not in kwargs and chosen:
+            distinct = {
+                pp.model_dump_json(exclude={"trials", "decided_by"}) for pp in chosen.values()
+            }
+            if len(distinct) > 1:
+                raise InputError(
+                    next(iter(chosen)),
+                    "the model folders chose different post-processing; pass postprocessing=",
+                )
+            kwargs["postprocessing"] = next(iter(chosen.values()))
         return cls([load_checkpoint(f, with_training=False) for f in files], **kwargs)
 
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
@@ -348,6 +376,10 @@ class Predictor:
         restored = labels_on_original_grid(
             probs, pre.info, resample_probabilities=self.resample_probabilities
         )
+        if self.postprocessing is not None:
+            restored = apply_postprocessing(
+                restored, self.postprocessing, images[0].voxel_volume_ml
+            )
         if self.largest_component:
             restored = keep_largest_component(restored)
         ref = images[0]

@@ -1,4 +1,5 @@
-"""Post-processing of label maps: connected components, hole filling, morphology in mm.
+"""Post-processing of label maps: connected components, hole filling, morphology in mm, and a
+chosen sequence of steps (:class:`Postprocessing`, e.g. selected by cross-validation).
 
 Every function takes an integer label array ``(X, Y, Z)`` in voxel index order and returns a new
 array of the same shape and dtype (the input is never modified). ``values`` restricts the
@@ -30,14 +31,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy import ndimage
 
 from medseg.components import check_connectivity, component_sizes, connected_components
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, InputError
 
 LabelArray = npt.NDArray[np.integer[Any]]
 BoolArray = npt.NDArray[np.bool_]
@@ -308,13 +311,118 @@ def closing(
     return _per_label(labels, radius_mm, spacing, values, closing_op=True)
 
 
+# --- a chosen sequence of steps ---------------------------------------------------------------
+
+
+def keep_largest_foreground(labels: LabelArray, connectivity: int = 26) -> LabelArray:
+    """Keep only the largest connected component of the foreground taken as one region (all
+    non-zero labels merged, as nnU-Net's "keep largest foreground region"); voxels of the
+    other components become background, the kept voxels keep their labels."""
+    check_connectivity(connectivity)
+    arr = np.asarray(labels)
+    _check_3d(arr)
+    comps, n = connected_components(arr != 0, connectivity)
+    out = arr.copy()
+    if n > 1:
+        keep = int(np.argmax(component_sizes(comps, n))) + 1
+        out[(comps != keep) & (arr != 0)] = 0
+    return out
+
+
+class PostprocessingStep(BaseModel):
+    """One step: ``keep_largest_foreground``, ``keep_largest`` (of ``label``) or
+    ``remove_small`` (components of ``label`` below ``min_volume_ml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["keep_largest_foreground", "keep_largest", "remove_small"]
+    label: int | None = Field(default=None, ge=1)
+    min_volume_ml: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> PostprocessingStep:
+        if self.kind != "keep_largest_foreground" and self.label is None:
+            raise ValueError(f"{self.kind}: needs a label")
+        if self.kind == "remove_small" and self.min_volume_ml is None:
+            raise ValueError("remove_small: needs min_volume_ml")
+        return self
+
+
+class Postprocessing(BaseModel):
+    """A sequence of post-processing steps, applied in order (:func:`apply_postprocessing`),
+    with the evidence it was chosen on (``medseg.training.crossval`` writes it to
+    ``MODEL/postprocessing.json``; prediction applies it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: list[PostprocessingStep] = Field(default_factory=list)
+    connectivity: int = 26
+    decided_by: str = "user"
+    #: one entry per step tried: what, the mean Dice before and after, kept or not
+    trials: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Postprocessing:
+        check_connectivity(self.connectivity)
+        return self
+
+
+def apply_postprocessing(
+    labels: LabelArray, pp: Postprocessing, voxel_volume_ml: float
+) -> LabelArray:
+    """Apply the steps of ``pp`` to an integer label array ``(X, Y, Z)`` (a new array)."""
+    out = np.asarray(labels)
+    for step in pp.steps:
+        if step.kind == "keep_largest_foreground":
+            out = keep_largest_foreground(out, pp.connectivity)
+        elif step.kind == "keep_largest":
+            out = keep_largest_component(out, [int(step.label or 0)], pp.connectivity)
+        else:
+            out = remove_small_components(
+                out,
+                float(step.min_volume_ml or 0.0),
+                voxel_volume_ml,
+                [int(step.label or 0)],
+                pp.connectivity,
+            )
+    return out if out is not labels else out.copy()
+
+
+POSTPROCESSING_FILE = "postprocessing.json"
+
+
+def load_postprocessing(path: str | Path) -> Postprocessing:
+    """Read a ``postprocessing.json`` (:class:`InputError`/:class:`ConfigError` name it)."""
+    import json
+
+    from medseg.config import format_validation_error
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(p, f"cannot read the post-processing choice: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{p}: invalid JSON: {exc}") from None
+    try:
+        return Postprocessing.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(p, exc, "post-processing choice")) from None
+
+
 __all__ = [
+    "POSTPROCESSING_FILE",
+    "Postprocessing",
+    "PostprocessingStep",
+    "apply_postprocessing",
     "check_radius",
     "closing",
     "dilate_mask",
     "erode_mask",
     "fill_holes",
     "keep_largest_component",
+    "keep_largest_foreground",
+    "load_postprocessing",
     "opening",
     "remove_small_components",
     "structuring_element",

@@ -342,7 +342,14 @@ def test_fold_all_trains_on_every_case_and_cv_runs_every_fold(tmp_path: Path) ->
         doc = json.loads((tmp_path / "cv" / f"fold_{k}" / "validation_final.json").read_text())
         held_out |= {r["case_id"] for r in doc["cases"]}
     assert held_out == {f"ball_{i:03d}" for i in range(4)}  # each case held out once
-    assert len(Predictor.from_paths([tmp_path / "cv"]).models) == 2
+    # after the last fold: out-of-fold tables and the post-processing chosen on them
+    assert cv.cross_validation is not None and cv.cross_validation["n_cases"] == 4
+    summary = json.loads((tmp_path / "cv" / "crossval" / "summary.json").read_text())
+    assert set(summary["raw"]["ball"]["dice"]["per_case"]) == held_out
+    assert (tmp_path / "cv" / "postprocessing.json").exists()
+    predictor = Predictor.from_paths([tmp_path / "cv"])
+    assert len(predictor.models) == 2 and predictor.postprocessing is not None
+    assert predictor.postprocessing.decided_by.startswith("cross-validation")
 
 
 def test_bad_fold_requests(tmp_path: Path) -> None:

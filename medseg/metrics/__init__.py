@@ -4,6 +4,7 @@
   and volumes (mL), Hausdorff distance (max), HD95, average symmetric surface distance and
   normalised surface Dice at a tolerance, as frozen :class:`LabelRecord` s.
 * :func:`evaluate_arrays` — the same for bare NumPy label arrays plus a spacing.
+* :func:`dice_scores` — Dice only, from one joint histogram (same definition and NaN rule).
 * :func:`summarize` — per-label statistics over cases that count undefined (empty-mask) cases.
 * :mod:`medseg.metrics.surface` — surface extraction (border voxels, or DeepMind surfels) and
   distances.
@@ -15,6 +16,7 @@ voxel spacing of the array's own axis order. This module does not import torch (
 """
 
 from medseg.metrics.aggregate import SUMMARY_FIELDS, SUMMARY_METRICS, MetricSummary, summarize
+from medseg.metrics.overlap import dice_scores
 from medseg.metrics.pair import (
     RECORD_FIELDS,
     EmptyPolicy,
@@ -44,6 +46,7 @@ __all__ = [
     "border_surface_distances",
     "border_voxels",
     "both_empty_record",
+    "dice_scores",
     "evaluate_arrays",
     "evaluate_pair",
     "parse_regions",

@@ -40,17 +40,22 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of module i
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the model folder, one result per fold, and the mean of the
-    folds' final per-label metrics (``{label: {"dice": ..., "hd95_mm": ...}}``)."""
+    """What :func:`train` returns: the model folder, one result per fold, the mean of the
+    folds' final per-label metrics (``{label: {"dice": ..., "hd95_mm": ...}}``) and, when every
+    fold is finished, the cross-validation summary."""
 
     out_dir: Path
     folds: list[FoldResult] = field(default_factory=list)
     mean_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: once every fold of the splits is finished: the out-of-fold summary and the chosen
+    #: post-processing (:func:`medseg.training.crossval.summarize_cross_validation`)
+    cross_validation: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out_dir": str(self.out_dir),
             "mean_metrics": self.mean_metrics,
+            "cross_validation": self.cross_validation,
             "folds": [
                 {
                     "fold": f.fold,
@@ -191,6 +196,16 @@ def train(
             )
             result.folds.append(res)
         result.mean_metrics = _mean_metrics(result.folds)
+        finished = [
+            (out / fold_dir_name(k) / "validation_final.json").is_file()
+            for k in range(len(run.splits))
+        ]
+        if info.is_main and run.splits and all(finished):
+            from medseg.training.crossval import summarize_cross_validation
+
+            result.cross_validation = summarize_cross_validation(
+                out, run.dataset, run.splits, dict(run.plan.label_names)
+            )
         if info.is_main:
             from medseg.io.atomic import atomic_write_text
 
