@@ -141,7 +141,7 @@ def final_validation(
         assert vc.case.label is not None
         probs = _probabilities(model, vc, plan, overlap, device, amp_dtype)
         ref = read_label_map(vc.case.label, plan.label_names)
-        arr = labels_on_original_grid(probs, vc.cached.info)
+        arr, _ = labels_on_original_grid(probs, vc.cached.info)
         pred = LabelMap(arr, ref.affine, None, None, plan.label_names)
         ref.check_same_grid(pred)
         write_volume(pred, out_dir / f"{vc.case.case_id}.nii.gz", overwrite=True)

@@ -1,0 +1,299 @@
+"""Trained networks on whole cases: checkpoints of a model folder (:func:`model_checkpoints`),
+an ensemble that segments volumes on their original grid (:class:`Predictor`, :func:`predict`)
+and the inverse of the preprocessing for predictions (:func:`labels_on_original_grid`).
+
+Preprocessing and its inverse come from :mod:`medseg.transforms.preprocessing`; several
+checkpoints (e.g. the folds of a cross-validation) are ensembled by averaging probabilities;
+test-time mirroring flips over the axes each network was trained to be invariant to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from medseg.errors import InputError
+from medseg.inference.sliding import sliding_window_probabilities
+from medseg.postprocess import (
+    POSTPROCESSING_FILE,
+    Postprocessing,
+    apply_postprocessing,
+    keep_largest_component,
+    load_postprocessing,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from medseg.checkpoint import Checkpoint
+    from medseg.transforms.preprocessing import PreprocessInfo
+    from medseg.volume import LabelMap, Volume
+
+
+def labels_on_original_grid(
+    probs: torch.Tensor,
+    info: PreprocessInfo,
+    *,
+    resample_probabilities: bool = True,
+    with_probabilities: bool = False,
+) -> tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.float16] | None]:
+    """Labels ``(I, J, K)`` on a case's original grid from class probabilities ``(K, X, Y, Z)``
+    on its preprocessed grid (the inverse of :func:`preprocess_case` for predictions), and,
+    with ``with_probabilities``, the probabilities there (float16).
+
+    ``resample_probabilities`` (nnU-Net's order) maps the probabilities back (linear) and
+    takes the argmax there; ``False`` takes the argmax first and maps the labels (nearest),
+    cheaper but blockier when the training spacing is much coarser than the image's."""
+    from medseg.transforms.preprocessing import restore_to_original
+
+    dtype = np.uint8 if probs.shape[0] <= 256 else np.int32
+    p = probs.detach().float().cpu()
+    if resample_probabilities or with_probabilities:
+        back = restore_to_original(p.numpy(), info, is_label=False)
+        half = back.astype(np.float16) if with_probabilities else None
+        if resample_probabilities:
+            return np.argmax(back, axis=0).astype(dtype), half
+    else:
+        half = None
+    lab = p.argmax(dim=0).numpy().astype(dtype)
+    return np.asarray(restore_to_original(lab, info, is_label=True)), half
+
+
+CHECKPOINTS = {"last": "checkpoint_last.pt", "best": "checkpoint_best.pt"}
+
+
+def model_checkpoints(
+    model_dir: str | Path, *, folds: Sequence[int | str] | None = None, checkpoint: str = "last"
+) -> list[Path]:
+    """The checkpoint files of a model folder written by :func:`medseg.training.train`.
+
+    Args:
+        model_dir: the folder holding ``fold_K/`` (or a single fold folder).
+        folds: which folds (``[0, 2]``, ``["all"]``); default: every cross-validation fold
+            (``fold_0``, ``fold_1``, ...) when there are any, else ``fold_all``.
+        checkpoint: ``"last"`` (the final weights; the default, as nnU-Net) or ``"best"``
+            (the epoch with the best validation Dice; chosen on the validation cases, so its
+            validation score is optimistic; absent for ``fold_all``).
+
+    Raises :class:`InputError` naming the folder and the missing file.
+    """
+    root = Path(model_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise InputError(root, f"--checkpoint: expected 'last' or 'best', found {checkpoint!r}")
+    name = CHECKPOINTS[checkpoint]
+    if (root / name).is_file() and folds is None:
+        return [root / name]
+    if folds is None:
+        cv = sorted(
+            (d for d in root.glob("fold_*") if d.is_dir() and d.name[5:].isdigit()),
+            key=lambda d: int(d.name[5:]),
+        )
+        dirs = cv or ([root / "fold_all"] if (root / "fold_all").is_dir() else [])
+        if not dirs:
+            raise InputError(root, f"expected fold_*/{name} in the model folder, found none")
+    else:
+        dirs = [root / f"fold_{f}" for f in folds]
+    missing = [d / name for d in dirs if not (d / name).is_file()]
+    if missing:
+        raise InputError(missing[0], f"{checkpoint} checkpoint not found in the model folder")
+    return [d / name for d in dirs]
+
+
+def resolve_device(device: str = "auto") -> tuple[str, torch.dtype | None]:
+    """``(device, autocast dtype)`` for inference: ``auto`` is CUDA when available; on a GPU
+    bf16 autocast when supported, else fp16; none on the CPU."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError(None, f"--device: expected auto, cpu or cuda, found {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(None, "--device cuda: no CUDA device is available")
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", None
+
+
+class Predictor:
+    """One or more trained networks (an ensemble, e.g. the folds of a cross-validation) ready
+    to segment volumes on their original grid.
+
+    All checkpoints must share the preprocessing and the label names of their plans (each
+    network keeps its own patch size). ``tta`` mirrors each network's input over the axes its
+    plan's augmentation flipped (nnU-Net's test-time mirroring: 8 passes when all three axes
+    were flipped), or over ``mirror_axes`` when given. ``resample_probabilities``: see
+    :func:`labels_on_original_grid`. ``postprocessing`` (e.g. the model folder's choice made by
+    cross-validation) is applied to the labels on the original grid; ``largest_component``
+    additionally keeps only the largest connected component of each label.
+    """
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        *,
+        device: str = "cpu",
+        overlap: float = 0.5,
+        batch_size: int = 1,
+        amp_dtype: torch.dtype | None = None,
+        mirror_axes: Sequence[int] | None = None,
+        tta: bool = False,
+        resample_probabilities: bool = True,
+        largest_component: bool = False,
+        postprocessing: Postprocessing | None = None,
+    ) -> None:
+        if not checkpoints:
+            raise ValueError("Predictor needs at least one checkpoint")
+        if not 0.0 <= overlap < 1.0:
+            raise InputError(None, f"--overlap: expected a fraction in [0, 1), found {overlap}")
+        first = checkpoints[0].meta.plan
+        for c in checkpoints[1:]:
+            plan = c.meta.plan
+            for what, a, b in (
+                ("preprocessing", plan.preprocessing, first.preprocessing),
+                ("label names", plan.label_names, first.label_names),
+            ):
+                if a != b:
+                    raise InputError(
+                        c.path,
+                        f"{what} differ from {checkpoints[0].path}'s; cannot ensemble "
+                        "networks trained on differently preprocessed data or other labels",
+                    )
+        self.plan = first
+        self.plans = [c.meta.plan for c in checkpoints]
+        self.paths = [c.path for c in checkpoints]
+        self.models = [c.build_model(device) for c in checkpoints]
+        self.device = device
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.amp_dtype = amp_dtype
+        if mirror_axes is not None:
+            self.mirror_axes = [tuple(mirror_axes)] * len(self.models)
+        elif tta:
+            self.mirror_axes = [p.augmentation.mirror_axes() for p in self.plans]
+        else:
+            self.mirror_axes = [()] * len(self.models)
+        self.resample_probabilities = resample_probabilities
+        self.largest_component = largest_component
+        self.postprocessing = postprocessing
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return dict(self.plan.label_names)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.plan.channel_names)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Sequence[str | Path],
+        *,
+        folds: Sequence[int | str] | None = None,
+        checkpoint: str = "last",
+        **kwargs: Any,
+    ) -> Predictor:
+        """Load checkpoints: files, or model folders (every fold of each, see
+        :func:`model_checkpoints`). A model folder's post-processing choice
+        (``postprocessing.json``, written after cross-validation) is applied unless
+        ``postprocessing`` is given (``Postprocessing()`` for none). Keyword arguments go to
+        :class:`Predictor`."""
+        from medseg.checkpoint import load_checkpoint
+
+        files: list[Path] = []
+        chosen: dict[str, Postprocessing] = {}
+        for p in map(Path, paths):
+            if p.is_dir():
+                files += model_checkpoints(p, folds=folds, checkpoint=checkpoint)
+                if (p / POSTPROCESSING_FILE).is_file():
+                    chosen[str(p)] = load_postprocessing(p / POSTPROCESSING_FILE)
+            else:
+                files.append(p)
+        if "postprocessing" not in kwargs and chosen:
+            distinct = {
+                pp.model_dump_json(exclude={"trials", "decided_by"}) for pp in chosen.values()
+            }
+            if len(distinct) > 1:
+                raise InputError(
+                    next(iter(chosen)),
+                    "the model folders chose different post-processing; pass postprocessing=",
+                )
+            kwargs["postprocessing"] = next(iter(chosen.values()))
+        return cls([load_checkpoint(f, with_training=False) for f in files], **kwargs)
+
+    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed
+        image ``(C, X, Y, Z)`` (on the predictor's device)."""
+        total: torch.Tensor | None = None
+        for m, plan, mirrors in zip(self.models, self.plans, self.mirror_axes, strict=True):
+            p = sliding_window_probabilities(
+                m,
+                image,
+                plan.patch_size,
+                overlap=self.overlap,
+                batch_size=self.batch_size,
+                device=self.device,
+                amp_dtype=self.amp_dtype,
+                mirror_axes=mirrors,
+                keep_on_device=True,
+            )
+            total = p if total is None else total + p.to(total.device)
+        assert total is not None
+        return total / len(self.models)
+
+    def predict(self, images: Sequence[Volume]) -> LabelMap:
+        """Segment one case given its channels (original grid, order of the plan's channel
+        names); returns a :class:`LabelMap` on the grid of ``images[0]`` with the plan's label
+        names."""
+        return self.predict_case(images)[0]
+
+    def predict_case(
+        self, images: Sequence[Volume], *, with_probabilities: bool = False
+    ) -> tuple[LabelMap, npt.NDArray[np.float16] | None]:
+        """:meth:`predict`, and with ``with_probabilities`` the class probabilities
+        ``(K, I, J, K)`` float16 on the original grid (before post-processing)."""
+        import torch
+
+        from medseg.transforms.preprocessing import preprocess_case
+        from medseg.volume import LabelMap
+
+        pre = preprocess_case(list(images), self.plan.preprocessing)
+        probs = self.probabilities(torch.from_numpy(np.ascontiguousarray(pre.image)))
+        restored, back = labels_on_original_grid(
+            probs,
+            pre.info,
+            resample_probabilities=self.resample_probabilities,
+            with_probabilities=with_probabilities,
+        )
+        if self.postprocessing is not None:
+            voxel_ml = images[0].voxel_volume_ml
+            restored = apply_postprocessing(restored, self.postprocessing, voxel_ml)
+        if self.largest_component:
+            restored = keep_largest_component(restored)
+        ref = images[0]
+        lm = LabelMap(np.asarray(restored), ref.affine, None, ref.meta, self.label_names)
+        return lm, back
+
+
+def predict(
+    checkpoints: Sequence[str | Path] | str | Path, images: Sequence[Volume], **kwargs: Any
+) -> LabelMap:
+    """Segment one case with a checkpoint, a model folder, or several (ensembled). Keyword
+    arguments go to :class:`Predictor` (``device``, ``overlap``, ``mirror_axes``, ...)."""
+    paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+    return Predictor.from_paths(paths, **kwargs).predict(images)
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "Predictor",
+    "labels_on_original_grid",
+    "model_checkpoints",
+    "predict",
+    "resolve_device",
+]
