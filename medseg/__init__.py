@@ -10,6 +10,7 @@ The public API (everything else is an implementation detail that may change)::
     medseg.save_plan(plan, "runs/heart/plan.yaml")
     result = medseg.train("runs/heart/plan.yaml", "runs/heart/model", fold="cv")
     seg = medseg.predict("runs/heart/model", [ct])           # LabelMap on the scan's grid
+    report = medseg.predict_folder("runs/heart/model", "scans/", "segs/")   # a batch
     records = medseg.evaluate_pair(seg, medseg.read_label_map("ref.nii.gz"))
 
 Names are imported lazily, so ``import medseg`` stays fast and does not import torch.
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     # prediction
     "Predictor": "medseg.inference",
     "predict": "medseg.inference",
+    "predict_folder": "medseg.inference.batch",
     # evaluation
     "evaluate_pair": "medseg.metrics",
     "evaluate_folders": "medseg.evaluation",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # the real names, for type checkers
     )
     from medseg.evaluation import evaluate_folders
     from medseg.inference import Predictor, predict
+    from medseg.inference.batch import predict_folder
     from medseg.io import read_label_map, read_volume, write_volume
     from medseg.metrics import evaluate_pair
     from medseg.plan.files import load_plan, save_plan
@@ -116,6 +119,7 @@ __all__ = [
     "make_splits",
     "plan_dataset",
     "predict",
+    "predict_folder",
     "read_case",
     "read_label_map",
     "read_volume",

@@ -330,12 +330,13 @@ def keep_largest_foreground(labels: LabelArray, connectivity: int = 26) -> Label
 
 
 class PostprocessingStep(BaseModel):
-    """One step: ``keep_largest_foreground``, ``keep_largest`` (of ``label``) or
-    ``remove_small`` (components of ``label`` below ``min_volume_ml``)."""
+    """One step: ``keep_largest_foreground``, ``keep_largest`` (of ``label``),
+    ``remove_small`` (components of ``label`` below ``min_volume_ml``) or ``fill_holes`` (of
+    ``label``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["keep_largest_foreground", "keep_largest", "remove_small"]
+    kind: Literal["keep_largest_foreground", "keep_largest", "remove_small", "fill_holes"]
     label: int | None = Field(default=None, ge=1)
     min_volume_ml: float | None = Field(default=None, ge=0)
 
@@ -377,6 +378,8 @@ def apply_postprocessing(
             out = keep_largest_foreground(out, pp.connectivity)
         elif step.kind == "keep_largest":
             out = keep_largest_component(out, [int(step.label or 0)], pp.connectivity)
+        elif step.kind == "fill_holes":
+            out = fill_holes(out, [int(step.label or 0)])
         else:
             out = remove_small_components(
                 out,
@@ -386,6 +389,53 @@ def apply_postprocessing(
                 pp.connectivity,
             )
     return out if out is not labels else out.copy()
+
+
+LabelChoice = Sequence[int] | Literal["all"] | None
+
+
+def requested_postprocessing(
+    labels: Sequence[int],
+    *,
+    keep_largest: LabelChoice = None,
+    min_volume_ml: float | dict[int, float] | None = None,
+    fill_holes: LabelChoice = None,
+    connectivity: int = 26,
+) -> Postprocessing | None:
+    """A user's post-processing request as steps, for a model with foreground ``labels``:
+    fill the holes of ``fill_holes``, keep the largest component of ``keep_largest`` (label
+    lists, or ``"all"``), drop components below ``min_volume_ml`` mL (one volume for every
+    label, or ``{label: mL}``). ``None`` when nothing is asked."""
+    known = [int(v) for v in labels]
+
+    def pick(choice: LabelChoice, what: str) -> list[int]:
+        if choice is None:
+            return []
+        chosen = known if choice == "all" else [int(v) for v in choice]
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise ConfigError(f"{what}: labels {unknown} are not labels of the model {known}")
+        return chosen
+
+    steps = [
+        PostprocessingStep(kind="fill_holes", label=v) for v in pick(fill_holes, "--fill-holes")
+    ]
+    steps += [
+        PostprocessingStep(kind="keep_largest", label=v)
+        for v in pick(keep_largest, "--keep-largest")
+    ]
+    if min_volume_ml is not None:
+        vols = (
+            min_volume_ml
+            if isinstance(min_volume_ml, dict)
+            else dict.fromkeys(known, min_volume_ml)
+        )
+        for v, ml in sorted(vols.items()):
+            pick([v], "--min-volume")
+            if not (math.isfinite(ml) and ml >= 0):
+                raise ConfigError(f"--min-volume: expected a volume >= 0 mL, found {ml!r}")
+            steps.append(PostprocessingStep(kind="remove_small", label=v, min_volume_ml=ml))
+    return Postprocessing(steps=steps, connectivity=connectivity) if steps else None
 
 
 POSTPROCESSING_FILE = "postprocessing.json"
@@ -425,5 +475,6 @@ __all__ = [
     "load_postprocessing",
     "opening",
     "remove_small_components",
+    "requested_postprocessing",
     "structuring_element",
 ]

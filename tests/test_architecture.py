@@ -67,6 +67,7 @@ PUBLIC_API = [
     "make_splits",
     "plan_dataset",
     "predict",
+    "predict_folder",
     "read_case",
     "read_label_map",
     "read_volume",

@@ -82,6 +82,50 @@ def test_mirroring_of_a_flip_equivariant_network_changes_nothing() -> None:
     assert torch.allclose(a, b, atol=1e-5)
 
 
+class Asymmetric(torch.nn.Module):
+    """Looks one voxel ahead along every axis: not mirror-symmetric, so flipping matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, 2, 1, 1] = 3.0
+            self.conv.weight[1, 0, 1, 2, 2] = 2.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_mirroring_averages_the_flipped_predictions_of_an_asymmetric_network() -> None:
+    net = Asymmetric().eval()
+    img = torch.randn(1, 8, 8, 8, generator=torch.Generator().manual_seed(3))
+    plain = sliding_window_probabilities(net, img, (8, 8, 8))
+    tta = sliding_window_probabilities(net, img, (8, 8, 8), mirror_axes=(0, 2))
+    with torch.no_grad():
+        expect = torch.zeros_like(plain)
+        for dims in ([], [2], [4], [2, 4]):  # batch dims of (1, C, X, Y, Z): axes 0 and 2
+            x = torch.flip(img[None], dims) if dims else img[None]
+            p = torch.softmax(net(x), 1)
+            expect += (torch.flip(p, dims) if dims else p)[0]
+        expect /= 4
+    assert torch.allclose(tta, expect, atol=1e-6)
+    assert not torch.allclose(tta, plain, atol=1e-3)  # mirroring is not silently ignored
+
+
+def test_predictor_tta_uses_the_axes_each_network_was_flipped_on(tmp_path: Path) -> None:
+    from medseg.plan.schema import AugmentationPlan
+
+    plan = tiny_plan(network=tiny_network(3, [4, 8, 8]))
+    some = plan.model_copy(update={"augmentation": AugmentationPlan(flip_axes=[0, 1])})
+    none = plan.model_copy(update={"augmentation": AugmentationPlan(flip_prob=0.0)})
+    ck = [load_checkpoint(_ckpt(tmp_path / f"{i}.pt", i, p)) for i, p in enumerate((some, none))]
+    p = Predictor(ck, tta=True)
+    assert p.mirror_axes == [(0, 1), ()]
+    assert Predictor(ck).mirror_axes == [(), ()]
+    assert Predictor(ck, mirror_axes=(2,)).mirror_axes == [(2,), (2,)]
+
+
 def test_rejects_non_4d_input() -> None:
     with pytest.raises(ValueError, match=r"\(C, X, Y, Z\)"):
         sliding_window_probabilities(Pointwise(), torch.zeros(1, 2, 8, 8, 8), (8, 8, 8))

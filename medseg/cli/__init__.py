@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "convert",
     "evaluate",
     "train",
+    "predict",
     "check",
     "plan",
 )

@@ -67,3 +67,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -
     with atomic_path(path, overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def check_output_dir(folder: str | Path) -> Path:
+    """Create an output folder up front; an existing file at that path is an error naming it."""
+    d = Path(folder)
+    if d.exists() and not d.is_dir():
+        raise OutputExistsError(d, hint="expected an output folder, found a file")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
