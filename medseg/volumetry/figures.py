@@ -103,7 +103,9 @@ def display_window(image: Volume | None) -> tuple[float, float, str]:
     )
 
 
-def _slab(arr: npt.NDArray[Any], spec: ViewSpec, index: int) -> npt.NDArray[Any]:
+def plane(arr: npt.NDArray[Any], spec: ViewSpec, index: int) -> npt.NDArray[Any]:
+    """Slice ``index`` of ``arr`` (``(I, J, K)``) along ``spec.slice_axis`` as a 2-D array in
+    screen order: rows top to bottom, columns left to right (radiological convention)."""
     sl: list[Any] = [slice(None)] * 3
     sl[spec.slice_axis] = index
     plane = arr[tuple(sl)]
@@ -168,11 +170,11 @@ def label_figure(
         crop[spec.slice_axis] = slice(index, index + 1)
         c = tuple(crop)
         lab = labels.array[c]
-        mask = _slab(lab == record.label, spec, 0)
+        mask = plane(lab == record.label, spec, 0)
         if image is not None:
-            back = _slab(image.array[c], spec, 0).astype(np.float64)
+            back = plane(image.array[c], spec, 0).astype(np.float64)
         else:
-            back = _slab(np.where(lab > 0, 0.35, 0.0) + (lab == record.label) * 0.65, spec, 0)
+            back = plane(np.where(lab > 0, 0.35, 0.0) + (lab == record.label) * 0.65, spec, 0)
         h_mm = back.shape[0] * spacing[spec.rows_axis]
         w_mm = back.shape[1] * spacing[spec.cols_axis]
         extent = (0.0, w_mm, h_mm, 0.0)
@@ -242,7 +244,13 @@ def volume_distribution(volumes: Mapping[str, Sequence[float]]) -> str:
     ax = fig.add_subplot(1, 1, 1)
     data = [np.asarray(volumes[n], dtype=float) for n in names]
     if data:
-        ax.boxplot(data, vert=False, widths=0.6, showfliers=False)
+        import matplotlib
+
+        major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+        horizontal: dict[str, Any] = (
+            {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+        )
+        ax.boxplot(data, widths=0.6, showfliers=False, **horizontal)
         rng = np.random.default_rng(0)
         for y, d in enumerate(data, start=1):
             ax.plot(d, y + rng.uniform(-0.15, 0.15, d.size), "o", ms=3, alpha=0.7, color="C0")
@@ -346,6 +354,7 @@ __all__ = [
     "change_bars",
     "display_window",
     "label_figure",
+    "plane",
     "png_data_uri",
     "view_specs",
 ]
