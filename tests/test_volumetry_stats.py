@@ -242,3 +242,15 @@ def test_benchmark_smoke() -> None:
     assert "117 labels present" in proc.stdout
     assert "max relative volume difference" in proc.stdout
     assert "ratio TotalSegmentator loop / medseg" in proc.stdout
+
+
+def test_max_pairwise_distance_small_random_sets() -> None:
+    """The pruned exact search against every pair, on many small sets and point surfaces."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(2, 60))
+        pts = rng.normal(size=(n, 3)) * rng.uniform(0.1, 10, 3)
+        assert max_pairwise_distance(pts) == pytest.approx(pdist(pts).max(), rel=1e-12)
+    shell = rng.normal(size=(3000, 3))
+    shell /= np.linalg.norm(shell, axis=1, keepdims=True)  # nothing prunes on a sphere
+    assert max_pairwise_distance(shell) == pytest.approx(pdist(shell).max(), rel=1e-12)

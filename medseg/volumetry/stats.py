@@ -226,19 +226,46 @@ def _hull_vertices(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def _brute_force_diameter(p: npt.NDArray[np.float64]) -> float:
-    c = p - p.mean(axis=0)
-    sq = np.einsum("ij,ij->i", c, c)
-    best, bi, bj = -1.0, 0, 0
-    step = 512
-    for s in range(0, len(c), step):
-        block = c[s : s + step]
-        d2 = sq[s : s + step, None] + sq[None, :] - 2.0 * (block @ c.T)
+    """Exact maximum pairwise distance, pruned: with ``c`` the centre of the points' box,
+    ``R`` their largest distance from it and ``L`` a distance already found, a pair longer
+    than ``L`` has both ends farther than ``L - R`` from ``c`` (triangle inequality)."""
+    c = p - (p.min(axis=0) + p.max(axis=0)) / 2.0
+    r = np.sqrt(np.einsum("ij,ij->i", c, c))
+    big_r = float(r.max())
+    # A long pair to start from: the farthest point from the farthest point (twice).
+    a = int(np.argmax(r))
+    b = int(np.argmax(np.einsum("ij,ij->i", c - c[a], c - c[a])))
+    a2 = int(np.argmax(np.einsum("ij,ij->i", c - c[b], c - c[b])))
+    best_pair = (b, a2)
+    best = float(np.sum((c[b] - c[a2]) ** 2))
+    keep = np.flatnonzero(r >= math.sqrt(best) - big_r - 1e-9 * max(big_r, 1.0))
+    q = c[keep]
+    step = 256
+    for s in range(0, len(q), step):
+        block, rest = q[s : s + step], q[s:]
+        d2 = np.zeros((len(block), len(rest)))
+        for axis in range(c.shape[1]):
+            d2 += (block[:, None, axis] - rest[None, :, axis]) ** 2
         flat = int(np.argmax(d2))
         i, j = divmod(flat, d2.shape[1])
         if d2[i, j] > best:
-            best, bi, bj = float(d2[i, j]), s + i, j
-    # Recompute the winning pair directly (the expansion above loses a few ulps).
-    return float(np.linalg.norm(p[bi] - p[bj]))
+            best, best_pair = float(d2[i, j]), (int(keep[s + i]), int(keep[s + j]))
+    return float(np.linalg.norm(p[best_pair[0]] - p[best_pair[1]]))
+
+
+def _line_extremes(idx: npt.NDArray[np.int64], axis: int) -> npt.NDArray[np.bool_]:
+    """Of integer points ``idx`` ``(n, 3)``, those that are the first or last on their line
+    parallel to ``axis``; the others lie strictly between two points, so they are neither
+    vertices of the convex hull nor extreme in any direction."""
+    u, w = (a for a in range(3) if a != axis)
+    key = idx[:, u] * (int(idx[:, w].max()) + 1) + idx[:, w]
+    order = np.lexsort((idx[:, axis], key))
+    ks = key[order]
+    change = ks[1:] != ks[:-1]
+    ends = np.concatenate(([True], change)) | np.concatenate((change, [True]))
+    keep = np.zeros(len(idx), dtype=bool)
+    keep[order[ends]] = True
+    return keep
 
 
 def _face_letters(orientation: str) -> list[tuple[str, str]]:
@@ -382,13 +409,17 @@ def _one_label(
     centroid_idx = lo + sums / n
     centroid = a_storage @ centroid_idx + origin
 
-    # Hull candidates: the first and last voxel of every (i, j) column; every other voxel lies
-    # on the segment between two of them, so the hull (and any extreme point) is among them.
+    # Hull candidates: the first and last voxel of every (i, j) column (every other voxel lies
+    # on the segment between two of them), then of every line along j and along i among
+    # those: the hull's vertices, and so every extreme point, are among them.
     starts = np.flatnonzero(np.diff(col)) + 1
     first = np.concatenate(([0], starts))
     last = np.concatenate((starts - 1, [n - 1]))
     cand = np.unique(np.concatenate((first, last)))
-    cidx = np.stack([i[cand], j[cand], k[cand]], axis=1) + lo
+    cidx = np.stack([i[cand], j[cand], k[cand]], axis=1)
+    for axis in (0, 1):  # the same along the other two axes, among the candidates
+        cidx = cidx[_line_extremes(cidx, axis)]
+    cidx = cidx + lo
     pts = cidx @ a_storage.T + origin
     diameter = max_pairwise_distance(pts)
     bmin = pts.min(axis=0)
