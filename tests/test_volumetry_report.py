@@ -293,3 +293,14 @@ def test_picture_aspect_ratio_from_spacing() -> None:
 def test_failure_listed_in_report(report: Path) -> None:
     fails = _csv(report / "failures.csv")
     assert [(f["case"], f["role"]) for f in fails] == [("bad_case", "grid")]
+
+
+def test_single_slice_volume_pictures() -> None:
+    """A one-slice image (2-D data stored as 3-D) still gets its three pictures."""
+    lab = np.zeros((20, 16, 1), np.uint8)
+    lab[5:12, 4:9, 0] = 1
+    lab[15, 15, 0] = 2
+    lm = LabelMap(lab, affine_from_geometry((0.7, 0.7, 5.0), (0.0, 0.0, 0.0)))
+    for rec in label_statistics(lm):
+        uri, caption = label_figure(lm, None, rec, (0.0, 1.0))
+        assert _decode(uri).shape[0] > 50 and "sagittal" in caption

@@ -188,7 +188,7 @@ def label_figure(
             interpolation="nearest",
             aspect="equal",
         )
-        if mask.any() and not mask.all():
+        if mask.any() and not mask.all() and min(mask.shape) >= 2:
             ax.contour(
                 mask.astype(np.float32),
                 levels=[0.5],
