@@ -119,6 +119,44 @@ def _relative(diff: float, ref: float) -> float:
     return 100.0 * diff / ref if ref > 0 else math.nan
 
 
+@dataclass(frozen=True)
+class _Pair:
+    """One label in two volume tables ``a`` and ``b`` (0 voxels where a table lacks it)."""
+
+    label: int
+    name: str
+    a_voxels: int
+    a_mm3: float
+    b_voxels: int
+    b_mm3: float
+
+    def status(self, only_a: str, only_b: str) -> str:
+        if self.a_voxels and self.b_voxels:
+            return STATUS_BOTH
+        if self.a_voxels:
+            return only_a
+        return only_b if self.b_voxels else STATUS_ABSENT
+
+
+def _pairs(a: Mapping[int, VolumeEntry], b: Mapping[int, VolumeEntry]) -> list[_Pair]:
+    """The union of both tables' labels, ascending."""
+    out = []
+    for v in sorted(set(a) | set(b)):
+        ea, eb = a.get(v), b.get(v)
+        name = ea.name if ea is not None else eb.name if eb is not None else f"label_{v}"
+        out.append(
+            _Pair(
+                v,
+                name,
+                ea.voxels if ea is not None else 0,
+                ea.volume_mm3 if ea is not None else 0.0,
+                eb.voxels if eb is not None else 0,
+                eb.volume_mm3 if eb is not None else 0.0,
+            )
+        )
+    return out
+
+
 def longitudinal_change(
     case: str,
     followup: Mapping[int, VolumeEntry],
@@ -130,38 +168,23 @@ def longitudinal_change(
     present_f = {v for v, e in followup.items() if e.present}
     present_b = {v for v, e in baseline.items() if e.present}
     differs = present_f != present_b
-    out: list[ChangeRecord] = []
-    for v in sorted(set(followup) | set(baseline)):
-        f = followup.get(v)
-        b = baseline.get(v)
-        name = f.name if f is not None else b.name if b is not None else f"label_{v}"
-        fv, fm = (f.voxels, f.volume_mm3) if f is not None else (0, 0.0)
-        bv, bm = (b.voxels, b.volume_mm3) if b is not None else (0, 0.0)
-        if fv and bv:
-            status = STATUS_BOTH
-        elif fv:
-            status = STATUS_NEW
-        elif bv:
-            status = STATUS_GONE
-        else:
-            status = STATUS_ABSENT
-        out.append(
-            ChangeRecord(
-                case,
-                baseline_case or case,
-                v,
-                name,
-                bv,
-                fv,
-                bm / 1000.0,
-                fm / 1000.0,
-                (fm - bm) / 1000.0,
-                _relative(fm - bm, bm),
-                status,
-                differs,
-            )
+    return [
+        ChangeRecord(
+            case,
+            baseline_case or case,
+            p.label,
+            p.name,
+            p.b_voxels,
+            p.a_voxels,
+            p.b_mm3 / 1000.0,
+            p.a_mm3 / 1000.0,
+            (p.a_mm3 - p.b_mm3) / 1000.0,
+            _relative(p.a_mm3 - p.b_mm3, p.b_mm3),
+            p.status(STATUS_NEW, STATUS_GONE),
+            differs,
         )
-    return out
+        for p in _pairs(followup, baseline)
+    ]
 
 
 @dataclass(frozen=True)
@@ -192,37 +215,22 @@ def compare_volumes(
 ) -> list[ComparisonRecord]:
     """Per label (union of both sets' labels, ascending): the two volumes, their difference
     (this − other, mL), the relative difference (% of the other volume) and their mean."""
-    out: list[ComparisonRecord] = []
-    for v in sorted(set(this) | set(other)):
-        a = this.get(v)
-        b = other.get(v)
-        name = a.name if a is not None else b.name if b is not None else f"label_{v}"
-        av, am = (a.voxels, a.volume_mm3) if a is not None else (0, 0.0)
-        bv, bm = (b.voxels, b.volume_mm3) if b is not None else (0, 0.0)
-        if av and bv:
-            status = STATUS_BOTH
-        elif av:
-            status = STATUS_ONLY_THIS
-        elif bv:
-            status = STATUS_ONLY_OTHER
-        else:
-            status = STATUS_ABSENT
-        out.append(
-            ComparisonRecord(
-                case,
-                v,
-                name,
-                av,
-                bv,
-                am / 1000.0,
-                bm / 1000.0,
-                (am - bm) / 1000.0,
-                _relative(am - bm, bm),
-                (am + bm) / 2000.0,
-                status,
-            )
+    return [
+        ComparisonRecord(
+            case,
+            p.label,
+            p.name,
+            p.a_voxels,
+            p.b_voxels,
+            p.a_mm3 / 1000.0,
+            p.b_mm3 / 1000.0,
+            (p.a_mm3 - p.b_mm3) / 1000.0,
+            _relative(p.a_mm3 - p.b_mm3, p.b_mm3),
+            (p.a_mm3 + p.b_mm3) / 2000.0,
+            p.status(STATUS_ONLY_THIS, STATUS_ONLY_OTHER),
         )
-    return out
+        for p in _pairs(this, other)
+    ]
 
 
 @dataclass(frozen=True)

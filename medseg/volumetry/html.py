@@ -221,38 +221,34 @@ def _basename(p: Any) -> str:
     return s.rsplit("/", 1)[-1]
 
 
+def _table(records: Sequence[Any], spec: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """Head and rows of a table of records: ``spec`` lists ``(column, header, format)``."""
+    rows = []
+    for r in records:
+        d = r.as_dict()
+        rows.append([cell(col, d[col], fmt) for col, _, fmt in spec])
+    return {"head": [h for _, h, _ in spec], "rows": rows}
+
+
+_LONGITUDINAL_COLUMNS = (
+    ("case", "case", ""),
+    ("baseline_case", "baseline", ""),
+    ("label", "label", "d"),
+    ("name", "structure", ""),
+    ("baseline_ml", "baseline (mL)", ".3f"),
+    ("followup_ml", "follow-up (mL)", ".3f"),
+    ("change_ml", "change (mL)", "+.3f"),
+    ("change_percent", "change (%)", "+.1f"),
+    ("status", "status", ""),
+    ("label_set_differs", "label sets differ", ""),
+)
+
+
 def _longitudinal(result: VolumetryResult) -> dict[str, Any]:
     from medseg.volumetry import figures
 
     recs = result.longitudinal or []
-    head = [
-        "case",
-        "baseline",
-        "label",
-        "structure",
-        "baseline (mL)",
-        "follow-up (mL)",
-        "change (mL)",
-        "change (%)",
-        "status",
-        "label sets differ",
-    ]
-    rows = [
-        [
-            cell("case", r.case),
-            cell("baseline_case", r.baseline_case),
-            cell("label", r.label, "d"),
-            cell("name", r.name),
-            cell("baseline_ml", r.baseline_ml, ".3f"),
-            cell("followup_ml", r.followup_ml, ".3f"),
-            cell("change_ml", r.change_ml, "+.3f"),
-            cell("change_percent", r.change_percent, "+.1f"),
-            cell("status", r.status),
-            cell("label_set_differs", r.label_set_differs),
-        ]
-        for r in recs
-        if r.status != STATUS_ABSENT
-    ]
+    table = _table([r for r in recs if r.status != STATUS_ABSENT], _LONGITUDINAL_COLUMNS)
     figs = []
     for case in sorted({r.case for r in recs}):
         both = [r for r in recs if r.case == case and r.status == STATUS_BOTH]
@@ -265,7 +261,7 @@ def _longitudinal(result: VolumetryResult) -> dict[str, Any]:
                 )
             )
     differs = sorted({r.case for r in recs if r.label_set_differs})
-    return {"head": head, "rows": rows, "figures": figs, "differs": differs}
+    return {**table, "figures": figs, "differs": differs}
 
 
 def _comparison(result: VolumetryResult) -> dict[str, Any]:
@@ -276,30 +272,17 @@ def _comparison(result: VolumetryResult) -> dict[str, Any]:
     other = _basename(result.settings.get("compare")) or "other set"
     if this == other:
         this, other = "this set", "other set"
-    head = [
-        "case",
-        "label",
-        "structure",
-        f"{this} (mL)",
-        f"{other} (mL)",
-        "difference (mL)",
-        "difference (% of other)",
-        "status",
-    ]
-    rows = [
-        [
-            cell("case", r.case),
-            cell("label", r.label, "d"),
-            cell("name", r.name),
-            cell("volume_ml", r.volume_ml, ".3f"),
-            cell("other_ml", r.other_ml, ".3f"),
-            cell("difference_ml", r.difference_ml, "+.3f"),
-            cell("difference_percent", r.difference_percent, "+.1f"),
-            cell("status", r.status),
-        ]
-        for r in recs
-        if r.status != STATUS_ABSENT
-    ]
+    spec = (
+        ("case", "case", ""),
+        ("label", "label", "d"),
+        ("name", "structure", ""),
+        ("volume_ml", f"{this} (mL)", ".3f"),
+        ("other_ml", f"{other} (mL)", ".3f"),
+        ("difference_ml", "difference (mL)", "+.3f"),
+        ("difference_percent", "difference (% of other)", "+.1f"),
+        ("status", "status", ""),
+    )
+    table = _table([r for r in recs if r.status != STATUS_ABSENT], spec)
     ahead = [
         "label",
         "structure",
@@ -338,8 +321,7 @@ def _comparison(result: VolumetryResult) -> dict[str, Any]:
     return {
         "this": this,
         "other": other,
-        "head": head,
-        "rows": rows,
+        **table,
         "ahead": ahead,
         "arows": arows,
         "figure": fig,
