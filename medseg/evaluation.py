@@ -152,14 +152,29 @@ def _list_cases(folder: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
     return cases, failures
 
 
-def match_cases(pred: str | Path, ref: str | Path) -> tuple[list[CasePair], list[CaseFailure]]:
+def list_cases(path: str | Path) -> tuple[dict[str, Path], list[CaseFailure]]:
+    """The cases of one side: ``{case name: path}`` (one entry for a single file or DICOM
+    series folder) and failures for ambiguous names. Raises :class:`InputError` when
+    ``path`` does not exist."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or folder")
+    if is_single_case(p):
+        return {case_name(p): p}, []
+    return _list_cases(p)
+
+
+def match_cases(
+    pred: str | Path, ref: str | Path, *, roles: tuple[str, str] = ("prediction", "reference")
+) -> tuple[list[CasePair], list[CaseFailure]]:
     """Pair prediction and reference cases by name (see module docstring).
 
     Returns the pairs (sorted by case name) and failures for unmatched or ambiguous cases.
     Raises :class:`InputError` when ``pred`` or ``ref`` does not exist or holds no cases.
+    ``roles`` names the two sides in messages (e.g. ``("segmentation", "image")``).
     """
     p, r = Path(pred), Path(ref)
-    for path, what in ((p, "prediction"), (r, "reference")):
+    for path, what in ((p, roles[0]), (r, roles[1])):
         if not path.exists():
             raise InputError(path, f"{what} file or folder does not exist")
     if is_single_case(p) or is_single_case(r):
@@ -181,11 +196,11 @@ def match_cases(pred: str | Path, ref: str | Path) -> tuple[list[CasePair], list
             continue
         if key not in pc:
             failures.append(
-                CaseFailure(key, None, rc[key], f"{p}: no prediction for case {key!r} ({rc[key]})")
+                CaseFailure(key, None, rc[key], f"{p}: no {roles[0]} for case {key!r} ({rc[key]})")
             )
         elif key not in rc:
             failures.append(
-                CaseFailure(key, pc[key], None, f"{r}: no reference for case {key!r} ({pc[key]})")
+                CaseFailure(key, pc[key], None, f"{r}: no {roles[1]} for case {key!r} ({pc[key]})")
             )
         else:
             pairs.append(CasePair(key, pc[key], rc[key]))
@@ -468,6 +483,7 @@ __all__ = [
     "evaluate_folders",
     "format_table",
     "is_single_case",
+    "list_cases",
     "match_cases",
     "rows_to_csv",
     "summary_to_json",

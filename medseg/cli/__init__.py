@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "convert",
     "evaluate",
+    "volumetry",
     "train",
     "predict",
     "check",

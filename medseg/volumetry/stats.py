@@ -1,0 +1,490 @@
+"""Per-label volumetry of one label map (and optionally its image): pure functions, frozen
+records.
+
+Everything is computed from one pass over the voxels and then per label inside the label's
+bounding box only (no full-size mask per label):
+
+1. ``scipy.ndimage.find_objects`` — one pass over the label array — gives every label's
+   bounding box (in voxel indices).
+2. Per label, inside its box: the mask ``box == v`` gives the voxel count, the centroid, the
+   26-connected components (:func:`medseg.components.connected_components`), the points
+   needed for the convex hull (the first and last voxel of every column of the mask), and,
+   with an image, the intensities under the mask (mean, median, std, min, max, p5, p95).
+
+Definitions (array axes in voxel index order ``(i, j, k)``; world space RAS+ in mm):
+
+* ``volume_mm3 = voxels × |det(A)|`` where ``A`` is the affine's 3×3 part (the product of the
+  spacings for an orthogonal grid; exact for sheared grids too); ``volume_ml = volume_mm3 /
+  1000``.
+* ``centroid`` — the mean of the label's voxel-centre positions, in RAS+ mm.
+* ``bbox`` — the axis-aligned box in RAS+ mm enclosing the label's voxel centres (exact for
+  oblique grids: the extremes of a linear function over a point set lie on its convex hull).
+* ``diameter_mm`` — the largest distance between two voxel centres of the label (exact:
+  maximum pairwise distance over the vertices of the convex hull of the voxel centres, in mm,
+  so spacing and oblique directions are respected). One voxel has diameter 0; the label's
+  edge-to-edge extent is up to one voxel longer.
+* ``components`` — number of 26-connected components (face, edge or corner neighbours).
+* ``touches_border`` — some voxel of the label lies on the outermost layer of the image grid,
+  so the structure may extend beyond the scan and its volume may be incomplete. The measured
+  volume is reported all the same. ``border_faces`` names the image faces touched by the
+  anatomical direction they face (``"S"`` = the superior end of the scan, ...).
+* intensities — over the label's voxels, in the image's units: arithmetic mean, population
+  standard deviation (``ddof=0``), minimum, maximum and the 5th/50th/95th percentiles with
+  linear interpolation (numpy's default, Hyndman–Fan type 7; the median is the 50th).
+* A label with no voxels gets a record with ``absent=True``, 0 voxels and volume 0; its
+  geometry and intensities are NaN (undefined), its component count 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from medseg.components import connected_components
+from medseg.errors import InvalidVolumeError
+from medseg.volume import LabelMap, Volume
+
+#: Connectivity used for the component count (26: face, edge or corner neighbours).
+CONNECTIVITY = 26
+#: Percentiles reported with an image.
+PERCENTILES: tuple[float, float, float] = (5.0, 50.0, 95.0)
+#: At most this many hull candidate points are compared pairwise without a convex hull.
+_BRUTE_FORCE_POINTS = 1500
+
+NAN3: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """Image values inside one label, in the image's units (``units``; ``""`` unknown)."""
+
+    mean: float
+    median: float
+    std: float
+    min: float
+    max: float
+    p5: float
+    p95: float
+    units: str = ""
+
+    @classmethod
+    def undefined(cls, units: str = "") -> Intensity:
+        n = math.nan
+        return cls(n, n, n, n, n, n, n, units)
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """Volumetry of one label of one case.
+
+    Geometry is in RAS+ millimetres (``centroid_mm``, ``bbox_min_mm``, ``bbox_max_mm``: x, y,
+    z), ``bbox_index`` in voxel indices ``((i0, i1), (j0, j1), (k0, k1))`` inclusive. NaN
+    marks undefined values (absent label; intensities without an image).
+    """
+
+    case: str
+    label: int
+    name: str
+    absent: bool
+    voxels: int
+    volume_mm3: float
+    volume_ml: float
+    components: int
+    touches_border: bool
+    border_faces: tuple[str, ...]
+    diameter_mm: float
+    centroid_mm: tuple[float, float, float]
+    bbox_min_mm: tuple[float, float, float]
+    bbox_max_mm: tuple[float, float, float]
+    bbox_index: tuple[tuple[int, int], ...] | None
+    intensity: Intensity | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat dict in :data:`VOLUME_FIELDS` order (the columns of ``volumes.csv``)."""
+        it = self.intensity or Intensity.undefined()
+        d: dict[str, Any] = {
+            "case": self.case,
+            "label": self.label,
+            "name": self.name,
+            "absent": self.absent,
+            "voxels": self.voxels,
+            "volume_mm3": self.volume_mm3,
+            "volume_ml": self.volume_ml,
+            "components": self.components,
+            "touches_border": self.touches_border,
+            "border_faces": " ".join(self.border_faces),
+            "diameter_mm": self.diameter_mm,
+        }
+        for axis, c in zip("xyz", self.centroid_mm, strict=True):
+            d[f"centroid_{axis}_mm"] = c
+        for axis, lo, hi in zip("xyz", self.bbox_min_mm, self.bbox_max_mm, strict=True):
+            d[f"bbox_{axis}_min_mm"] = lo
+            d[f"bbox_{axis}_max_mm"] = hi
+        d["intensity_units"] = it.units if self.intensity is not None else ""
+        for key in INTENSITY_KEYS:
+            d[f"intensity_{key}"] = getattr(it, key)
+        return d
+
+
+INTENSITY_KEYS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "p5", "p95")
+VOLUME_FIELDS: tuple[str, ...] = (
+    "case",
+    "label",
+    "name",
+    "absent",
+    "voxels",
+    "volume_mm3",
+    "volume_ml",
+    "components",
+    "touches_border",
+    "border_faces",
+    "diameter_mm",
+    "centroid_x_mm",
+    "centroid_y_mm",
+    "centroid_z_mm",
+    "bbox_x_min_mm",
+    "bbox_x_max_mm",
+    "bbox_y_min_mm",
+    "bbox_y_max_mm",
+    "bbox_z_min_mm",
+    "bbox_z_max_mm",
+    "intensity_units",
+    *(f"intensity_{k}" for k in INTENSITY_KEYS),
+)
+
+
+def absent_record(
+    case: str, label: int, name: str, with_image: bool, units: str = ""
+) -> LabelStats:
+    """The record of a label with no voxels (``absent=True``, 0 voxels, geometry NaN)."""
+    return LabelStats(
+        case=case,
+        label=int(label),
+        name=name,
+        absent=True,
+        voxels=0,
+        volume_mm3=0.0,
+        volume_ml=0.0,
+        components=0,
+        touches_border=False,
+        border_faces=(),
+        diameter_mm=math.nan,
+        centroid_mm=NAN3,
+        bbox_min_mm=NAN3,
+        bbox_max_mm=NAN3,
+        bbox_index=None,
+        intensity=Intensity.undefined(units) if with_image else None,
+    )
+
+
+# --- geometry helpers ----------------------------------------------------------------------
+
+
+def max_pairwise_distance(points: npt.ArrayLike) -> float:
+    """Largest Euclidean distance between two of ``points`` (``(n, d)``), exactly.
+
+    Uses the convex hull's vertices (``scipy.spatial.ConvexHull``) when there are many points
+    (the farthest pair is always a pair of hull vertices); flat (coplanar or collinear) sets are
+    handled in their own plane or line.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"expected an (n, d) array of points, found shape {p.shape}")
+    if len(p) < 2:
+        return 0.0
+    if len(p) > _BRUTE_FORCE_POINTS:
+        p = _hull_vertices(p)
+    return _brute_force_diameter(p)
+
+
+def _hull_vertices(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    from scipy.spatial import ConvexHull, QhullError
+
+    centred = p - p.mean(axis=0)
+    # Work in the affine span of the points: full-dimensional sets go to qhull directly,
+    # flat ones (a slab one voxel thick, a line) are first expressed in their own basis.
+    evals, evecs = np.linalg.eigh(centred.T @ centred)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    rank = int(np.sum(evals > max(float(evals[0]), 1e-300) * 1e-12))
+    coords = centred @ evecs[:, :rank]
+    if rank <= 1:
+        x = coords[:, 0] if rank == 1 else np.zeros(len(p))
+        return p[[int(np.argmin(x)), int(np.argmax(x))]]
+    try:
+        hull = ConvexHull(coords)
+    except QhullError:  # nearly flat beyond the tolerance above: joggled input, same vertices
+        hull = ConvexHull(coords, qhull_options="QJ")
+    return p[hull.vertices]
+
+
+def _brute_force_diameter(p: npt.NDArray[np.float64]) -> float:
+    """Exact maximum pairwise distance, pruned: with ``c`` the centre of the points' box,
+    ``R`` their largest distance from it and ``L`` a distance already found, a pair longer
+    than ``L`` has both ends farther than ``L - R`` from ``c`` (triangle inequality)."""
+    c = p - (p.min(axis=0) + p.max(axis=0)) / 2.0
+    r = np.sqrt(np.einsum("ij,ij->i", c, c))
+    big_r = float(r.max())
+    # A long pair to start from: the farthest point from the farthest point (twice).
+    a = int(np.argmax(r))
+    b = int(np.argmax(np.einsum("ij,ij->i", c - c[a], c - c[a])))
+    a2 = int(np.argmax(np.einsum("ij,ij->i", c - c[b], c - c[b])))
+    best_pair = (b, a2)
+    best = float(np.sum((c[b] - c[a2]) ** 2))
+    keep = np.flatnonzero(r >= math.sqrt(best) - big_r - 1e-9 * max(big_r, 1.0))
+    q = c[keep]
+    step = 256
+    for s in range(0, len(q), step):
+        block, rest = q[s : s + step], q[s:]
+        d2 = np.zeros((len(block), len(rest)))
+        for axis in range(c.shape[1]):
+            d2 += (block[:, None, axis] - rest[None, :, axis]) ** 2
+        flat = int(np.argmax(d2))
+        i, j = divmod(flat, d2.shape[1])
+        if d2[i, j] > best:
+            best, best_pair = float(d2[i, j]), (int(keep[s + i]), int(keep[s + j]))
+    return float(np.linalg.norm(p[best_pair[0]] - p[best_pair[1]]))
+
+
+def _line_extremes(idx: npt.NDArray[np.int64], axis: int) -> npt.NDArray[np.bool_]:
+    """Of integer points ``idx`` ``(n, 3)``, those that are the first or last on their line
+    parallel to ``axis``; the others lie strictly between two points, so they are neither
+    vertices of the convex hull nor extreme in any direction."""
+    u, w = (a for a in range(3) if a != axis)
+    key = idx[:, u] * (int(idx[:, w].max()) + 1) + idx[:, w]
+    order = np.lexsort((idx[:, axis], key))
+    ks = key[order]
+    change = ks[1:] != ks[:-1]
+    ends = np.concatenate(([True], change)) | np.concatenate((change, [True]))
+    keep = np.zeros(len(idx), dtype=bool)
+    keep[order[ends]] = True
+    return keep
+
+
+def _face_letters(orientation: str) -> list[tuple[str, str]]:
+    """Per array axis, the anatomical letters of its low (index 0) and high faces."""
+    opposite = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
+    return [(opposite[c], c) for c in orientation]
+
+
+# --- the statistics ------------------------------------------------------------------------
+
+
+def _storage_view(
+    labels: LabelMap,
+) -> tuple[npt.NDArray[Any], tuple[int, int, int]]:
+    """The label array as a C-ordered array and the permutation of its axes (F-ordered arrays
+    are read through their transpose, so no copy is made)."""
+    arr = labels.array
+    if arr.flags.c_contiguous:
+        return arr, (0, 1, 2)
+    if arr.flags.f_contiguous:
+        return arr.T, (2, 1, 0)
+    return np.ascontiguousarray(arr), (0, 1, 2)
+
+
+def _find_boxes(arr: npt.NDArray[Any], source: Any) -> list[tuple[slice, ...] | None]:
+    if arr.size == 0:
+        return []
+    if np.issubdtype(arr.dtype, np.signedinteger):
+        lo = int(arr.min())
+        if lo < 0:
+            raise InvalidVolumeError(
+                source, f"label map has negative values (min {lo}); expected labels >= 0"
+            )
+    hi = int(arr.max())
+    if hi <= 0:
+        return []
+    if hi > np.iinfo(np.int32).max:
+        raise InvalidVolumeError(source, f"label value {hi} too large; expected < 2**31")
+    a = arr if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 4 else arr.astype(np.int32)
+    return list(ndimage.find_objects(a, max_label=hi))
+
+
+def label_statistics(
+    labels: LabelMap,
+    image: Volume | None = None,
+    *,
+    case: str = "",
+    label_names: Mapping[int, str] | None = None,
+    include: Iterable[int] = (),
+) -> list[LabelStats]:
+    """Volumetry of every label of ``labels`` (and of the labels in ``include`` and
+    ``label_names``, as absent records when they have no voxels), ascending by value.
+
+    Args:
+        labels: the label map, array ``(I, J, K)`` in voxel index order, RAS+ affine in mm.
+        image: optional image on the same grid (checked: :class:`GeometryMismatchError`
+            otherwise); intensities are reported in its ``meta.units`` (e.g. ``"HU"``).
+        case: case name copied into the records.
+        label_names: names for label values; default ``labels.label_names``, then
+            ``label_<value>``. Every value named here gets a record.
+        include: further label values that get a record even when absent (e.g. labels seen in
+            other cases of a batch).
+    """
+    if image is not None:
+        image.check_same_grid(labels)
+    names: dict[int, str] = {**labels.label_names, **dict(label_names or {})}
+    arr, perm = _storage_view(labels)
+    boxes = _find_boxes(arr, labels.source)
+    present = {v + 1 for v, b in enumerate(boxes) if b is not None}
+    wanted = sorted(present | {int(v) for v in include} | {int(v) for v in names})
+    if any(v <= 0 for v in wanted):
+        raise ValueError(f"labels must be positive (0 is background), found {wanted[0]}")
+
+    affine = labels.affine
+    a_storage = affine[:3, :3][:, list(perm)]  # columns for the storage axes
+    origin = affine[:3, 3]
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    faces = _face_letters(labels.orientation)
+    shape = arr.shape
+    img = None
+    units = ""
+    if image is not None:
+        img = image.array.transpose(perm)
+        units = image.meta.units or ""
+
+    out: list[LabelStats] = []
+    for v in wanted:
+        name = names.get(v, f"label_{v}")
+        if v not in present:
+            out.append(absent_record(case, v, name, image is not None, units))
+            continue
+        box = boxes[v - 1]
+        assert box is not None
+        out.append(
+            _one_label(
+                arr,
+                img,
+                box,
+                v,
+                name,
+                case,
+                a_storage,
+                origin,
+                voxel_mm3,
+                perm,
+                faces,
+                shape,
+                units,
+            )
+        )
+    return out
+
+
+def _one_label(
+    arr: npt.NDArray[Any],
+    img: npt.NDArray[Any] | None,
+    box: tuple[slice, ...],
+    v: int,
+    name: str,
+    case: str,
+    a_storage: npt.NDArray[np.float64],
+    origin: npt.NDArray[np.float64],
+    voxel_mm3: float,
+    perm: tuple[int, int, int],
+    faces: list[tuple[str, str]],
+    shape: tuple[int, ...],
+    units: str,
+) -> LabelStats:
+    mask = np.equal(arr[box], v, order="C")
+    flat = np.flatnonzero(mask)
+    n = int(flat.size)
+    _, ny, nz = mask.shape
+    lo = np.array([s.start for s in box], dtype=np.int64)
+
+    # Centroid from exact integer sums of the storage indices.
+    col = flat // nz  # (i * ny + j) of every voxel, non-decreasing
+    k = flat - col * nz
+    i = col // ny
+    j = col - i * ny
+    sums = np.array([i.sum(), j.sum(), k.sum()], dtype=np.float64)
+    centroid_idx = lo + sums / n
+    centroid = a_storage @ centroid_idx + origin
+
+    # Hull candidates: the first and last voxel of every (i, j) column (every other voxel lies
+    # on the segment between two of them), then of every line along j and along i among
+    # those: the hull's vertices, and so every extreme point, are among them.
+    starts = np.flatnonzero(np.diff(col)) + 1
+    first = np.concatenate(([0], starts))
+    last = np.concatenate((starts - 1, [n - 1]))
+    cand = np.unique(np.concatenate((first, last)))
+    cidx = np.stack([i[cand], j[cand], k[cand]], axis=1)
+    for axis in (0, 1):  # the same along the other two axes, among the candidates
+        cidx = cidx[_line_extremes(cidx, axis)]
+    cidx = cidx + lo
+    pts = cidx @ a_storage.T + origin
+    diameter = max_pairwise_distance(pts)
+    bmin = pts.min(axis=0)
+    bmax = pts.max(axis=0)
+
+    _, n_comp = connected_components(mask, CONNECTIVITY)
+
+    touched: list[str] = []
+    bbox_index: list[tuple[int, int]] = [(0, 0)] * 3
+    for s_axis, sl in enumerate(box):
+        o_axis = perm[s_axis]
+        bbox_index[o_axis] = (int(sl.start), int(sl.stop) - 1)
+        if sl.start == 0:
+            touched.append(faces[o_axis][0])
+        if sl.stop == shape[s_axis]:
+            touched.append(faces[o_axis][1])
+
+    intensity = None
+    if img is not None:
+        intensity = _intensity(img[box][mask], units)
+    return LabelStats(
+        case=case,
+        label=v,
+        name=name,
+        absent=False,
+        voxels=n,
+        volume_mm3=n * voxel_mm3,
+        volume_ml=n * voxel_mm3 / 1000.0,
+        components=int(n_comp),
+        touches_border=bool(touched),
+        border_faces=tuple(touched),
+        diameter_mm=diameter,
+        centroid_mm=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
+        bbox_min_mm=(float(bmin[0]), float(bmin[1]), float(bmin[2])),
+        bbox_max_mm=(float(bmax[0]), float(bmax[1]), float(bmax[2])),
+        bbox_index=tuple(bbox_index),
+        intensity=intensity,
+    )
+
+
+def _intensity(values: npt.NDArray[Any], units: str) -> Intensity:
+    vals = np.asarray(values)
+    if vals.dtype.kind not in "f":
+        vals = vals.astype(np.float64)
+    p5, p50, p95 = (float(x) for x in np.percentile(vals, PERCENTILES))
+    return Intensity(
+        mean=float(np.mean(vals, dtype=np.float64)),
+        median=p50,
+        std=float(np.std(vals, dtype=np.float64)),
+        min=float(vals.min()),
+        max=float(vals.max()),
+        p5=p5,
+        p95=p95,
+        units=units,
+    )
+
+
+__all__ = [
+    "CONNECTIVITY",
+    "INTENSITY_KEYS",
+    "PERCENTILES",
+    "VOLUME_FIELDS",
+    "Intensity",
+    "LabelStats",
+    "absent_record",
+    "label_statistics",
+    "max_pairwise_distance",
+]
