@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "medseg.cache": 4,
     "medseg.plan.fingerprint": 4,
     "medseg.models": 4,
+    "medseg.volumetry": 4,
     "medseg.plan.rules": 5,
     "medseg.loader": 5,
     "medseg.checkpoint": 5,
