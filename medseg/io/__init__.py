@@ -9,17 +9,25 @@ DICOM              a folder, or ``.dcm`` / files with the ``DICM`` preamble  pyd
 =================  ==========================  ===========================
 
 All readers return a :class:`~medseg.volume.Volume` in medseg's conventions (array in voxel
-index order, RAS+ affine in mm). Writers write atomically and refuse to overwrite unless asked.
+index order, RAS+ affine in mm). Label names stored in a file (medseg's NIfTI
+label extension, 3D Slicer segment fields) are kept in
+``meta.extra["label_names"]`` and used by :func:`read_label_map`. Writers write atomically and
+refuse to overwrite unless asked; segmentations with their label tables are written by
+:func:`medseg.io.segmentation.write_segmentation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medseg.errors import InputError, UnsupportedFormatError
 from medseg.io.atomic import full_suffix
 from medseg.volume import LabelMap, Volume
+
+if TYPE_CHECKING:
+    from medseg.io.labels import LabelInfo
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
@@ -93,22 +101,48 @@ def read_label_map(
     *,
     series: str | int | None = None,
 ) -> LabelMap:
-    """Read a label map (integer voxels; integral floats accepted, others refused)."""
-    return LabelMap.from_volume(read_volume(path, series=series), label_names)
+    """Read a label map (integer voxels; integral floats accepted, others refused).
+
+    ``label_names`` default to the names stored in the file, if any (see the module docstring).
+    """
+    vol = read_volume(path, series=series)
+    if label_names is None:
+        stored = vol.meta.extra.get("label_names")
+        label_names = stored if isinstance(stored, Mapping) else None
+    return LabelMap.from_volume(vol, label_names)
 
 
-def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``volume`` (NIfTI or ITK format by suffix) atomically."""
+def write_volume(
+    volume: Volume,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    label_table: Sequence[LabelInfo] | None = None,
+) -> Path:
+    """Write ``volume`` (NIfTI or ITK format by suffix) atomically.
+
+    ``label_table`` (for label maps) goes into the file: NIfTI label intent + comment
+    extension, or 3D Slicer segmentation fields in a ``.nrrd`` header; other formats refuse it.
+    """
     p = Path(path)
     suffix = full_suffix(p)
     if suffix in NIFTI_SUFFIXES:
         from medseg.io.nifti import write_nifti
 
-        return write_nifti(volume, p, overwrite=overwrite)
+        return write_nifti(volume, p, overwrite=overwrite, label_table=label_table)
     if suffix in ITK_SUFFIXES:
         from medseg.io.itk import write_itk
 
-        return write_itk(volume, p, overwrite=overwrite)
+        fields = None
+        if label_table is not None:
+            if suffix != ".nrrd":
+                raise UnsupportedFormatError(
+                    p, f"label tables are stored in NIfTI and NRRD files, not '{suffix}'"
+                )
+            from medseg.io.slicer import segmentation_fields
+
+            fields = segmentation_fields(label_table, volume.array)
+        return write_itk(volume, p, overwrite=overwrite, metadata=fields)
     raise UnsupportedFormatError(
         p, f"cannot write '{suffix or p.name}'; expected one of {', '.join(WRITE_SUFFIXES)}"
     )

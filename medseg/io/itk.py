@@ -3,10 +3,15 @@
 SimpleITK is imported lazily: it is needed only for these formats. ITK stores geometry in
 LPS+; it is converted to medseg's RAS+ here and nowhere else. ITK's array is ``(z, y, x)``;
 it is transposed to medseg's ``(i, j, k)`` index order.
+
+String key/value fields of a NRRD header (``key:=value``) are written from ``metadata`` and,
+when they describe a 3D Slicer segmentation (:mod:`medseg.io.slicer`), their label names are
+read back into ``meta.extra["label_names"]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +87,26 @@ def read_itk(path: str | Path, channel: int | None = None) -> Volume:
         arr = arr[..., channel]
         extra["channel"] = channel
     data = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))
+    if img.HasMetaDataKey("Segment0_LabelValue"):
+        from medseg.io.slicer import label_names_from_fields
+
+        fields = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys() if k.startswith("Segment")}
+        names = label_names_from_fields(fields)
+        if names is not None:
+            extra["label_names"] = names
     affine = itk_geometry_to_affine(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
     return Volume(data, affine, p, VolumeMeta(extra=extra))
 
 
-def write_itk(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``volume`` in the ITK format named by the suffix of ``path``, atomically."""
+def write_itk(
+    volume: Volume,
+    path: str | Path,
+    overwrite: bool = False,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``volume`` in the ITK format named by the suffix of ``path``, atomically;
+    ``metadata`` becomes string fields of the header (NRRD ``key:=value`` lines)."""
     sitk = _sitk()
     arr = volume.array
     if arr.dtype == np.bool_:
@@ -97,6 +116,8 @@ def write_itk(volume: Volume, path: str | Path, overwrite: bool = False) -> Path
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
     img.SetDirection(direction)
+    for key, value in (metadata or {}).items():
+        img.SetMetaData(key, value)
     target = Path(path)
     if target.name.lower().endswith(".mhd"):
         _write_mhd(sitk, img, target, overwrite)

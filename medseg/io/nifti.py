@@ -5,13 +5,22 @@ qform when its code is non-zero, else a diagonal affine from ``pixdim`` (reporte
 ``meta.extra["geometry_warning"]``). Scale slope/intercept are applied; unscaled data keep their
 stored dtype. Spatial units in metres or micrometres are converted to mm.
 Written files carry the affine in both sform and qform (code 1, scanner), units mm.
+
+Label tables: a segmentation written with ``label_table`` gets intent code
+``NIFTI_INTENT_LABEL`` (1002: "values are label indices") and a header extension of code 6
+(``NIFTI_ECODE_COMMENT``, plain text) holding the ``labels.json`` document (JSON, UTF-8; see
+:mod:`medseg.io.labels`); NIfTI has no registered code for label names, and a comment
+extension is kept by every NIfTI library. Reading such a file puts ``{value: name}`` in
+``meta.extra["label_names"]``.
 """
 
 from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +28,12 @@ import numpy as np
 from medseg.errors import InputError, InvalidVolumeError
 from medseg.io.atomic import atomic_path
 from medseg.volume import Volume, VolumeMeta
+
+if TYPE_CHECKING:
+    from medseg.io.labels import LabelInfo
+
+#: NIfTI extension code of a plain-text comment (where the label table is stored).
+COMMENT_ECODE = 6
 
 _UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
 
@@ -81,6 +96,9 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
     scaled = (slope, inter) != (1.0, 0.0)
     if scaled and data.dtype == np.float64 and np.dtype(img.get_data_dtype()).itemsize <= 4:
         data = data.astype(np.float32)  # nibabel scales in float64; the stored data are <= 32-bit
+    names = _label_names_from_extensions(hdr)
+    if names is not None:
+        extra["label_names"] = names
     meta = VolumeMeta(
         rescale_slope=float(slope) if scaled else None,
         rescale_intercept=float(inter) if scaled else None,
@@ -101,14 +119,48 @@ def _storage_array(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def write_nifti(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
+def _label_names_from_extensions(hdr: Any) -> dict[int, str] | None:
+    """``{value: name}`` from a medseg label-table comment extension, else ``None``."""
+    import json
+
+    from medseg.io.labels import FORMAT_TAG
+
+    for ext in hdr.extensions:
+        if ext.get_code() != COMMENT_ECODE:
+            continue
+        try:
+            doc = json.loads(ext.get_content().decode("utf-8").rstrip("\x00"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("format") == FORMAT_TAG:
+            try:
+                return {int(r["value"]): str(r["name"]) for r in doc["labels"]}
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+def write_nifti(
+    volume: Volume,
+    path: str | Path,
+    overwrite: bool = False,
+    *,
+    label_table: Sequence[LabelInfo] | None = None,
+) -> Path:
     """Write ``volume`` to ``path`` (``.nii`` / ``.nii.gz``) atomically; geometry kept exactly
-    (within float32 storage of the affine)."""
+    (within float32 storage of the affine). With ``label_table`` the file is marked as a label
+    image and carries the table (see the module docstring)."""
     arr = _storage_array(volume.array)
     img = nib.Nifti1Image(arr, volume.affine)
     img.set_qform(volume.affine, code=1)
     img.set_sform(volume.affine, code=1)
     img.header.set_xyzt_units(xyz="mm")
+    if label_table is not None:
+        from medseg.io.labels import label_table_text
+
+        img.header.set_intent("label")
+        text = label_table_text(label_table).encode("utf-8")
+        img.header.extensions.append(nib.nifti1.Nifti1Extension(COMMENT_ECODE, text))
     with atomic_path(path, overwrite) as tmp:
         nib.save(img, str(tmp))
     return Path(path)
