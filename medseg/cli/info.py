@@ -14,7 +14,12 @@ from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES, detect_format, read_volume
 from medseg.io.atomic import full_suffix
 from medseg.volume import Volume
 
-_FORMAT_NAMES = {"nifti": "NIfTI", "itk": "ITK (SimpleITK)", "dicom": "DICOM"}
+_FORMAT_NAMES = {
+    "nifti": "NIfTI",
+    "itk": "ITK (SimpleITK)",
+    "dicom": "DICOM",
+    "dicom-seg": "DICOM SEG",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

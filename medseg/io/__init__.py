@@ -6,11 +6,13 @@ format             suffixes                    backend
 NIfTI              ``.nii``, ``.nii.gz``        nibabel
 ITK formats        ``.nrrd``, ``.mha``, ``.mhd``  SimpleITK (imported lazily)
 DICOM              a folder, or ``.dcm`` / files with the ``DICM`` preamble  pydicom
+DICOM SEG          a Segmentation file (SOP classes ...66.4 / ...66.7)     highdicom
 =================  ==========================  ===========================
 
 All readers return a :class:`~medseg.volume.Volume` in medseg's conventions (array in voxel
-index order, RAS+ affine in mm). Label names stored in a file (medseg's NIfTI
-label extension, 3D Slicer segment fields) are kept in
+index order, RAS+ affine in mm); a DICOM SEG file is read as a :class:`~medseg.volume.LabelMap`
+(:func:`medseg.io.dicom.seg.read_dicom_seg`). Label names stored in a file (medseg's NIfTI
+label extension, 3D Slicer segment fields, DICOM SEG segments) are kept in
 ``meta.extra["label_names"]`` and used by :func:`read_label_map`. Writers write atomically and
 refuse to overwrite unless asked; segmentations with their label tables are written by
 :func:`medseg.io.segmentation.write_segmentation`.
@@ -35,7 +37,7 @@ WRITE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
 
 def detect_format(path: str | Path) -> str:
-    """Return ``"nifti"``, ``"itk"`` or ``"dicom"`` for ``path``, or raise
+    """Return ``"nifti"``, ``"itk"``, ``"dicom"`` or ``"dicom-seg"`` for ``path``, or raise
     :class:`UnsupportedFormatError` / :class:`InputError` (missing path)."""
     p = Path(path)
     if not p.exists():
@@ -51,7 +53,9 @@ def detect_format(path: str | Path) -> str:
 
     if suffix in (".dcm", ".dicom", ".ima", "") or is_dicom_file(p):
         if is_dicom_file(p):
-            return "dicom"
+            from medseg.io.dicom.seg import is_dicom_seg
+
+            return "dicom-seg" if is_dicom_seg(p) else "dicom"
         raise InputError(p, "expected a DICOM file (128-byte preamble + 'DICM'), found other data")
     raise UnsupportedFormatError(
         p,
@@ -67,7 +71,8 @@ def read_volume(
     series: str | int | None = None,
     check_finite: bool = True,
 ) -> Volume:
-    """Read one 3-D volume from a NIfTI/ITK file, a DICOM file or a DICOM folder.
+    """Read one 3-D volume from a NIfTI/ITK file, a DICOM file or a DICOM folder; a DICOM SEG
+    file gives a :class:`LabelMap`.
 
     Args:
         path: file or DICOM folder (searched recursively).
@@ -86,6 +91,10 @@ def read_volume(
         from medseg.io.itk import read_itk
 
         vol = read_itk(path, channel=channel)
+    elif fmt == "dicom-seg":
+        from medseg.io.dicom.seg import read_dicom_seg
+
+        vol = read_dicom_seg(path)
     else:
         from medseg.io.dicom import read_dicom
 

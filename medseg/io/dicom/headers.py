@@ -27,7 +27,12 @@ _NON_IMAGE_SOP = {
         "DICOMDIR (media directory; its images are found by walking the folder)"
     ),
     "1.2.840.10008.5.1.4.1.1.66.4": (
-        "DICOM-SEG segmentation object (not read as an image volume by medseg)"
+        "DICOM-SEG segmentation object (not an image series; read the file itself with "
+        "read_label_map / read_dicom_seg)"
+    ),
+    "1.2.840.10008.5.1.4.1.1.66.7": (
+        "DICOM-SEG label-map segmentation object (not an image series; read the file itself "
+        "with read_label_map / read_dicom_seg)"
     ),
 }
 
