@@ -83,17 +83,14 @@ def _highdicom_points(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, list[np.ndarray]] = {name: [] for n, name in labels.items() if n}
     for f, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
         ipp = np.array(item.PlanePositionSequence[0].ImagePositionPatient, float)
-        rc = np.argwhere(pixels[f] > 0)
         if seg.SegmentationType == "BINARY":
-            names = [labels[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]]
-            values = [1]
-        else:
-            names = [labels[v] for v in np.unique(pixels[f]) if v]
-            values = [v for v in np.unique(pixels[f]) if v]
-        for name, v in zip(names, values, strict=True):
+            number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            values = {labels[number]: 1}
+        else:  # LABELMAP: pixel values are segment numbers
+            values = {labels[int(v)]: int(v) for v in np.unique(pixels[f]) if v}
+        for name, v in values.items():
             rc = np.argwhere(pixels[f] == v)
-            pts = ipp + rc[:, 1:2] * dc * iop[:3] + rc[:, 0:1] * dr * iop[3:]
-            out[name].append(pts)
+            out[name].append(ipp + rc[:, 1:2] * dc * iop[:3] + rc[:, 0:1] * dr * iop[3:])
     return {k: np.concatenate(v) if v else np.zeros((0, 3)) for k, v in out.items()}
 
 

@@ -122,6 +122,7 @@ def test_nifti_output_carries_label_intent_and_table(tmp_path: Path) -> None:
     assert np.array_equal(np.asanyarray(img.dataobj), seg.array)
     side = json.loads((tmp_path / "out" / "labels.json").read_text())
     assert side["labels"] == doc["labels"]
+    assert side["background"] == {"value": 0, "name": "background"}
     assert read_label_map(w.path).label_names == seg.label_names
 
 

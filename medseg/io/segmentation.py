@@ -150,7 +150,10 @@ def write_segmentation(
         target = _with_suffix(p, fmt)
         write_volume(seg, target, overwrite=overwrite, label_table=table)
         p = target
-    lt = write_label_table(table, p.parent / LABEL_TABLE_NAME, overwrite=overwrite)
+    background = seg.label_names.get(0, "background")
+    lt = write_label_table(
+        table, p.parent / LABEL_TABLE_NAME, background=background, overwrite=overwrite
+    )
     return WrittenSegmentation(p, fmt, lt, labels, empty, notes)
 
 

@@ -194,6 +194,15 @@ def _source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
     return datasets, frame_index
 
 
+def _apply_lut(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
+    """``lut[arr]`` slab by slab along the last axis (numpy would otherwise make an 8-byte
+    index copy of the whole volume)."""
+    out = np.empty(arr.shape, dtype=lut.dtype)
+    for k in range(0, arr.shape[-1], 16):
+        out[..., k : k + 16] = lut[arr[..., k : k + 16]]
+    return out
+
+
 def _coded(code: Any) -> Any:
     from highdicom.sr import CodedConcept
 
@@ -305,7 +314,7 @@ def write_dicom_seg(
         lut = np.zeros(int(present[-1]) + 1, dtype=np.uint16 if len(written) > 255 else np.uint8)
         for n, li in zip(numbers, written, strict=True):
             lut[li.value] = n
-        planes = lut[arr.astype(np.intp, copy=False)]
+        planes = _apply_lut(lut, arr)
     else:
         numbers = [i.value for i in written]
         planes = arr.astype(np.uint16 if present[-1] > 255 else np.uint8, copy=False)
@@ -424,7 +433,7 @@ def read_dicom_seg(path: str | Path) -> LabelMap:
     lut = np.zeros(top + 1, dtype=lut_dtype)
     for number, value in to_value.items():
         lut[number] = value
-    array = lut[numbers.astype(np.intp, copy=False)].transpose(2, 1, 0)  # (col, row, slice)
+    array = _apply_lut(lut, numbers).transpose(2, 1, 0)  # (col, row, slice)
     perm = np.zeros((4, 4))
     perm[0, 2] = perm[1, 1] = perm[2, 0] = perm[3, 3] = 1.0
     lps = np.asarray(vol.affine, dtype=np.float64) @ perm
