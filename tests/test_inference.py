@@ -209,3 +209,29 @@ def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None
     assert lm.same_grid(vols[0])
     assert lm.label_names == {0: "background", 1: "left_atrium"}
     assert set(np.unique(lm.array)) <= {0, 1}
+
+
+def test_torch_restore_equals_the_scipy_inverse_of_preprocessing() -> None:
+    """labels_on_original_grid (torch, slabs) against restore_to_original (scipy zoom) on an
+    oblique LPS case that is cropped, reoriented and resampled."""
+    from medseg.inference import labels_on_original_grid
+    from medseg.transforms.preprocessing import preprocess_case, restore_to_original
+    from medseg.volume import Volume, affine_from_geometry
+
+    rng = np.random.default_rng(0)
+    arr = np.zeros((30, 26, 14), np.float32)
+    arr[3:27, 2:24, 1:13] = rng.normal(size=(24, 22, 12))  # a non-zero box: cropping applies
+    rot = np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+    aff = affine_from_geometry((0.9, 1.1, 2.5), (3.0, -4.0, 10.0), rot @ np.diag([-1, -1, 1]))
+    plan = tiny_plan(target_spacing=(1.5, 1.5, 1.5), crop=True)
+    pre = preprocess_case([Volume(arr, aff)], plan.preprocessing)
+    logits = torch.from_numpy(rng.normal(size=(3, *pre.info.resampled_shape)).astype(np.float32))
+    probs = torch.softmax(logits * 3, 0)
+    labels, half = labels_on_original_grid(probs, pre.info, with_probabilities=True)
+    ref = restore_to_original(probs.numpy(), pre.info, is_label=False)
+    assert labels.shape == arr.shape and half is not None and half.shape == (3, *arr.shape)
+    assert np.mean(labels == ref.argmax(0)) >= 0.999
+    np.testing.assert_allclose(half.astype(np.float32), ref, atol=2e-3)  # float16
+    nearest, _ = labels_on_original_grid(probs, pre.info, resample_probabilities=False)
+    lab = probs.argmax(0).numpy().astype(np.uint8)
+    assert np.array_equal(nearest, restore_to_original(lab, pre.info, is_label=True))

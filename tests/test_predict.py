@@ -128,7 +128,16 @@ def test_dicom_series_input_nifti_and_dicom_seg_agree(model: Path, tmp_path: Pat
 
 def test_postprocessing_options(model: Path, tmp_path: Path) -> None:
     _ball_folder(tmp_path / "in", {"a": np.eye(4)})
-    raw = predict_folder(model, tmp_path / "in", tmp_path / "raw", device="cpu")
+    raw = predict_folder(
+        model, tmp_path / "in", tmp_path / "raw", device="cpu", save_probabilities=True
+    )
+    with np.load(tmp_path / "raw" / "a.probabilities.npz") as npz:
+        assert sorted(npz.files) == ["background", "ball"]
+        p = np.stack([npz["background"], npz["ball"]])
+    assert p.dtype == np.float16 and p.shape == (2, 24, 24, 20)
+    np.testing.assert_allclose(p.astype(np.float32).sum(0), 1.0, atol=2e-3)
+    lab = read_label_map(tmp_path / "raw" / "a.nii.gz").array
+    assert np.mean(p.argmax(0) == lab) > 0.999  # the labels are the argmax of the probabilities
     gone = predict_folder(model, tmp_path / "in", tmp_path / "big", device="cpu", min_volume_ml=1e6)
     assert raw.ok and gone.ok
     assert read_label_map(tmp_path / "raw" / "a.nii.gz").array.any()

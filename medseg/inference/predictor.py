@@ -43,24 +43,36 @@ def labels_on_original_grid(
 ) -> tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.float16] | None]:
     """Labels ``(I, J, K)`` on a case's original grid from class probabilities ``(K, X, Y, Z)``
     on its preprocessed grid (the inverse of :func:`preprocess_case` for predictions), and,
-    with ``with_probabilities``, the probabilities there (float16).
+    with ``with_probabilities``, the probabilities there (float16; 1 for background outside
+    the crop box).
 
-    ``resample_probabilities`` (nnU-Net's order) maps the probabilities back (linear) and
-    takes the argmax there; ``False`` takes the argmax first and maps the labels (nearest),
-    cheaper but blockier when the training spacing is much coarser than the image's."""
+    ``resample_probabilities`` (nnU-Net's order) maps the probabilities back (linear, with
+    torch on the tensor's device, in slabs of bounded memory:
+    :func:`medseg.transforms.resample_torch.restore_labels`) and takes the argmax there;
+    ``False`` takes the argmax first and maps the labels (nearest), cheaper but blockier when
+    the training spacing is much coarser than the image's. Uncropping and reorientation are
+    index operations."""
     from medseg.transforms.preprocessing import restore_to_original
+    from medseg.transforms.resample_torch import restore_labels
+    from medseg.transforms.spatial import uncrop
 
-    dtype = np.uint8 if probs.shape[0] <= 256 else np.int32
-    p = probs.detach().float().cpu()
-    if resample_probabilities or with_probabilities:
-        back = restore_to_original(p.numpy(), info, is_label=False)
-        half = back.astype(np.float16) if with_probabilities else None
-        if resample_probabilities:
-            return np.argmax(back, axis=0).astype(dtype), half
-    else:
-        half = None
-    lab = p.argmax(dim=0).numpy().astype(dtype)
-    return np.asarray(restore_to_original(lab, info, is_label=True)), half
+    if not resample_probabilities:
+        lab = probs.argmax(dim=0).cpu().numpy()
+        lab = lab.astype(np.uint8 if probs.shape[0] <= 256 else np.uint16)
+        labels = np.asarray(restore_to_original(lab, info, is_label=True))
+        if not with_probabilities:
+            return labels, None
+    res = restore_labels(probs, info.cropped_shape, return_probabilities=with_probabilities)
+    if resample_probabilities:
+        full = uncrop(res.labels, info.crop_box, info.canonical_shape, fill=0)
+        labels = np.asarray(info.reorientation.invert(full))
+    half = None
+    if res.probabilities is not None:
+        fill = np.zeros(res.probabilities.shape[0], dtype=np.float16)
+        fill[0] = 1.0
+        back = uncrop(res.probabilities, info.crop_box, info.canonical_shape, fill=fill)
+        half = np.asarray(info.reorientation.invert(back))
+    return labels, half
 
 
 CHECKPOINTS = {"last": "checkpoint_last.pt", "best": "checkpoint_best.pt"}
