@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "medseg.inference": 6,
     "medseg.plan": 6,  # the package's lazy re-exports
     "medseg.training": 7,
+    "medseg.demo": 8,
     "medseg.cli": 8,
     "medseg.__main__": 9,
 }

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "predict",
     "check",
     "plan",
+    "demo",
 )
 
 
