@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "check",
     "plan",
+    "segment",
 )
 
 
