@@ -18,7 +18,17 @@ import numpy as np
 from medseg.metrics.pair import LabelRecord
 
 #: Metrics summarised, in output order.
-SUMMARY_METRICS: tuple[str, ...] = ("dice", "iou", "hd_mm", "hd95_mm", "assd_mm", "nsd")
+SUMMARY_METRICS: tuple[str, ...] = (
+    "dice",
+    "iou",
+    "hd_mm",
+    "hd95_mm",
+    "assd_mm",
+    "nsd",
+    "accuracy",
+)
+#: Metrics that are defined whatever the masks hold (never "undefined").
+_ALWAYS_DEFINED = ("accuracy",)
 _DISTANCES = ("hd_mm", "hd95_mm", "assd_mm")
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -79,12 +89,16 @@ class MetricSummary:
 
 
 def _is_undefined(rec: LabelRecord, metric: str) -> bool:
+    if metric in _ALWAYS_DEFINED:
+        return False
     if metric in _DISTANCES:
         return rec.ref_empty or rec.pred_empty
     return rec.ref_empty and rec.pred_empty
 
 
 def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
+    if metric in _ALWAYS_DEFINED:
+        return "all measured"
     parts: list[str] = []
     one_sided = [r for r in recs if r.ref_empty != r.pred_empty]
     both = [r for r in recs if r.ref_empty and r.pred_empty]
@@ -113,7 +127,8 @@ def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
     return "; ".join(parts) if parts else "all measured"
 
 
-def _stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+def stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+    """``(mean, std (ddof 0), median, p5, p95)`` of ``values``; NaN for none."""
     if values.size == 0:
         nan = float("nan")
         return nan, nan, nan, nan, nan
@@ -143,7 +158,7 @@ def summarize(
             finite = ~np.isnan(vals)
             undefined = [r for r in recs if _is_undefined(r, metric)]
             n_subst = sum(1 for r in undefined if not math.isnan(float(getattr(r, metric))))
-            mean, std, med, p5, p95 = _stats(vals[finite])
+            mean, std, med, p5, p95 = stats(vals[finite])
             out.append(
                 MetricSummary(
                     label=label,
