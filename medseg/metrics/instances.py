@@ -4,9 +4,9 @@ Instances are the connected components of each binary structure (``connectivity`
 26; 26 by default, as panoptica's connected-components approximator with cc3d). A reference
 and a predicted instance are matched **one to one** when their IoU is at least
 ``iou_threshold`` (default 0.5): the overlapping pairs are taken in decreasing IoU order and a
-pair is accepted when neither instance is matched yet (panoptica's ``NaiveThresholdMatching``;
-above 0.5 the matching is unique anyway, since an instance cannot have IoU > 0.5 with two
-disjoint ones). Then, with ``TP`` matched pairs, ``FP`` unmatched predicted and ``FN``
+pair is accepted when neither instance is matched yet (panoptica's ``NaiveThresholdMatching``,
+ties in its order; above 0.5 the matching is unique anyway, since an instance cannot have
+IoU > 0.5 with two disjoint ones). Then, with ``TP`` matched pairs, ``FP`` unmatched predicted and ``FN``
 unmatched reference instances:
 
 ==================  =========================================================================
@@ -107,7 +107,8 @@ def instance_scores(
         raise ValueError(f"expected two 3-D masks of one shape, found {p.shape} and {r.shape}")
     ref_cc, n_ref = connected_components(r, connectivity)
     pred_cc, n_pred = connected_components(p, connectivity)
-    pairs = sorted(_overlaps(ref_cc, pred_cc, n_ref, n_pred), key=lambda x: -x[0])
+    # Decreasing IoU; ties in panoptica's order (by predicted, then reference instance).
+    pairs = sorted(_overlaps(ref_cc, pred_cc, n_ref, n_pred), key=lambda x: (-x[0], x[3], x[2]))
     used_r: set[int] = set()
     used_p: set[int] = set()
     ious: list[float] = []
