@@ -121,8 +121,9 @@ def check_window(lower: float | None, upper: float | None) -> tuple[float, float
 
 
 def check_classes(classes: int, what: str = "classes") -> int:
-    if isinstance(classes, bool) or int(classes) != classes or classes < 2:
-        raise ConfigError(f"{what}: expected an integer K >= 2, found {classes!r}")
+    """``classes`` as an int if it is an integer in 2..255 (the labels are uint8)."""
+    if isinstance(classes, bool) or int(classes) != classes or not 2 <= classes <= 255:
+        raise ConfigError(f"{what}: expected an integer K >= 2 (at most 255), found {classes!r}")
     return int(classes)
 
 

@@ -1,23 +1,33 @@
-"""Marker-based watershed on the gradient magnitude, to split touching objects.
+"""Marker-based watershed, to split touching objects.
 
-The landscape is the 3-D Sobel gradient magnitude (per mm, :func:`~medseg.classical.edges.
-gradient_magnitude`) of the image, after a Gaussian of ``sigma_mm`` (0: none); it is flooded
-from markers (scikit-image ``watershed``, 6-connected flooding) inside ``mask``:
+The landscape flooded from the markers (scikit-image ``watershed``, 6-connected flooding,
+inside ``mask``) is, with ``landscape``:
 
-* **markers given** — a label map (or array) on the image's grid whose non-zero values are the
+* ``"gradient"`` (default) — the 3-D Sobel gradient magnitude (per mm, :func:`~medseg.
+  classical.edges.gradient_magnitude`) of the image after a Gaussian of ``sigma_mm`` (0:
+  none): objects are divided along their edges (touching vertebrae meeting at a darker disc,
+  organs of different intensity). Inside a region of uniform intensity the gradient is only
+  noise, and where objects meet is then decided by which flood spreads first;
+* ``"distance"`` — minus the distance (mm) of each mask voxel to the background: the classic
+  split of touching objects of one intensity along the "neck" between them (needs ``mask``).
+
+Markers:
+
+* **given** — a label map (or array) on the image's grid whose non-zero values are the
   markers; each value becomes one object (the output keeps the values). Without a mask the
-  whole image is divided among the markers, so give a background marker too.
-* **markers from the distance-transform peak rule** (``markers=None``; needs ``mask``, the
-  foreground to split) — the Euclidean distance (mm) of every mask voxel to the background
-  (``scipy.ndimage.distance_transform_edt`` with the spacing) has one peak near the middle of
-  each convex blob; a peak is a voxel where the distance is largest within a ball of
-  ``min_distance_mm`` (scikit-image ``peak_local_max`` with that ball as footprint, per
-  connected component of the mask, so every component gets a marker) and, when
-  ``min_peak_mm`` is set, at least that deep. Peaks closer than one voxel merge. Objects are
-  numbered ``1..N`` from the deepest peak (the largest inscribed ball) down.
+  whole image is divided among the markers, so give a background marker too. Markers are
+  best blobs (a few mm), not single voxels, on noisy data.
+* **distance-transform peak rule** (``markers=None``; needs ``mask``, the foreground to
+  split) — the Euclidean distance (mm) of every mask voxel to the background
+  (``scipy.ndimage.distance_transform_edt`` with the spacing) peaks near the middle of each
+  convex blob. Candidates are its local maxima (no deeper voxel among the 26 neighbours) at
+  least ``min_peak_mm`` deep; they are taken from the deepest down, and one closer than
+  ``min_distance_mm`` (Euclidean, mm) to a peak already kept in the same connected
+  component of the mask is dropped (non-maximum suppression with a KD-tree; this also
+  resolves plateaus and equal peaks). The deepest point of every component is kept, so each
+  component gets a marker. Objects are numbered ``1..N`` from the deepest peak down.
 
-The distance-peak rule is the usual one for splitting touching round objects (cells, nodules,
-vertebral bodies); ``min_distance_mm`` about the radius of the smallest object to separate.
+``min_distance_mm`` is about the radius of the smallest object to separate.
 """
 
 from __future__ import annotations
@@ -30,8 +40,10 @@ from scipy import ndimage
 from medseg.classical._common import MaskLike, float_image, make_label_map, mask_array
 from medseg.components import connected_components
 from medseg.errors import ConfigError, GeometryMismatchError
-from medseg.postprocess import structuring_element
 from medseg.volume import LabelMap, Volume
+
+#: Landscapes the markers flood (see the module docstring).
+LANDSCAPES: tuple[str, ...] = ("gradient", "distance")
 
 
 def _markers_array(markers: Volume | np.ndarray, volume: Volume) -> np.ndarray:
@@ -57,34 +69,37 @@ def distance_peak_markers(
     min_distance_mm: float,
     min_peak_mm: float = 0.0,
 ) -> np.ndarray:
-    """Markers ``int32 (X, Y, Z)`` at the peaks of the mask's distance transform (mm), numbered
-    from the deepest peak; see the module docstring."""
-    from skimage.feature import peak_local_max
+    """Markers ``int32 (X, Y, Z)``, one voxel each, at the peaks of the mask's distance
+    transform (mm), numbered from the deepest peak; see the module docstring."""
+    from scipy.spatial import cKDTree
 
     dist = ndimage.distance_transform_edt(mask, sampling=spacing)
     comps, _ = connected_components(mask, 26)
-    footprint = structuring_element(min_distance_mm, spacing)
-    coords = peak_local_max(
-        dist,
-        footprint=footprint,
-        labels=comps.astype(np.int64),
-        exclude_border=False,
-        threshold_abs=min_peak_mm if min_peak_mm > 0 else None,
-    )
-    peaks = np.zeros(mask.shape, dtype=bool)
-    if len(coords):
-        peaks[tuple(np.asarray(coords).T)] = True
-    blobs, n = connected_components(peaks, 26)
-    if n == 0:
+    candidates = mask & (dist >= ndimage.maximum_filter(dist, size=3))
+    if min_peak_mm > 0:
+        candidates &= dist >= min_peak_mm
+    coords = np.argwhere(candidates)
+    if len(coords) == 0:
         raise ConfigError(
             f"watershed: no distance peak deeper than {min_peak_mm:g} mm inside the mask"
         )
-    # Number the markers by decreasing depth of their peak.
-    depth = ndimage.maximum(dist, blobs, index=np.arange(1, n + 1))
-    order = np.argsort(-np.asarray(depth), kind="stable")
-    relabel = np.zeros(n + 1, dtype=np.int32)
-    relabel[order + 1] = np.arange(1, n + 1, dtype=np.int32)
-    return relabel[blobs]
+    idx = tuple(coords.T)
+    # Deepest first; equal depths in scan order.
+    order = np.lexsort((np.ravel_multi_index(idx, mask.shape), -dist[idx]))
+    coords = coords[order]
+    comp_of = comps[tuple(coords.T)]
+    pts = coords * np.asarray(spacing, dtype=np.float64)
+    tree = cKDTree(pts)
+    keep = np.ones(len(coords), dtype=bool)
+    for i in range(len(coords)):  # over candidates; only the kept ones query the tree
+        if keep[i]:
+            near = np.asarray(tree.query_ball_point(pts[i], r=min_distance_mm), dtype=int)
+            near = near[(near > i) & (comp_of[near] == comp_of[i])]
+            keep[near] = False
+    markers = np.zeros(mask.shape, dtype=np.int32)
+    kept = coords[keep]
+    markers[tuple(kept.T)] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    return markers
 
 
 def watershed(
@@ -95,6 +110,7 @@ def watershed(
     min_distance_mm: float = 5.0,
     min_peak_mm: float = 0.0,
     sigma_mm: float = 1.0,
+    landscape: str = "gradient",
 ) -> LabelMap:
     """Marker-based watershed of the gradient magnitude (see the module docstring).
 
@@ -105,6 +121,7 @@ def watershed(
         min_distance_mm: radius of the ball within which a distance peak must be the maximum.
         min_peak_mm: smallest depth (mm to the background) of a peak (0: any).
         sigma_mm: Gaussian smoothing before the gradient (mm; 0 for none).
+        landscape: ``"gradient"`` (default) or ``"distance"`` (needs ``mask``).
     """
     from skimage.segmentation import watershed as sk_watershed
 
@@ -117,8 +134,14 @@ def watershed(
         raise ConfigError(f"min_distance_mm: expected a distance > 0 mm, found {min_distance_mm!r}")
     if not (math.isfinite(min_peak_mm) and min_peak_mm >= 0):
         raise ConfigError(f"min_peak_mm: expected a depth >= 0 mm, found {min_peak_mm!r}")
+    if landscape not in LANDSCAPES:
+        raise ConfigError(
+            f"landscape: expected one of {', '.join(LANDSCAPES)}, found {landscape!r}"
+        )
     float_image(volume)  # numeric and finite
     m = mask_array(mask, volume)
+    if landscape == "distance" and m is None:
+        raise ConfigError("watershed: the distance landscape needs a mask")
     if markers is None:
         if m is None:
             raise ConfigError(
@@ -134,8 +157,11 @@ def watershed(
             if not mk.any():
                 raise ConfigError("watershed: no marker lies inside the mask")
         source = "given"
-    landscape = gradient_magnitude(smooth(volume, sigma_mm) if sigma_mm > 0 else volume).array
-    out = sk_watershed(landscape, markers=mk, mask=m, connectivity=1)
+    if landscape == "distance":
+        relief = -ndimage.distance_transform_edt(m, sampling=volume.spacing)
+    else:
+        relief = gradient_magnitude(smooth(volume, sigma_mm) if sigma_mm > 0 else volume).array
+    out = sk_watershed(relief, markers=mk, mask=m, connectivity=1)
     values = [int(v) for v in np.unique(mk) if v != 0]
     names = {v: f"object_{v}" for v in values}
     return make_label_map(
@@ -147,6 +173,7 @@ def watershed(
         n_objects=len(values),
         min_distance_mm=float(min_distance_mm),
         sigma_mm=float(sigma_mm),
+        landscape=landscape,
     )
 
 

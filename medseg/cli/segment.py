@@ -43,6 +43,7 @@ _APPLIES: dict[str, tuple[str, ...]] = {
     "markers": ("watershed",),
     "min_distance_mm": ("watershed",),
     "min_peak_mm": ("watershed",),
+    "landscape": ("watershed",),
     "sigma_mm": ("watershed", "edges"),
     "operator": ("edges",),
     "low": ("edges",),
@@ -123,6 +124,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-distance-mm", type=float, help="watershed: distance-peak ball radius, mm (5)"
     )
     g.add_argument("--min-peak-mm", type=float, help="watershed: minimum peak depth, mm (0)")
+    g.add_argument(
+        "--landscape",
+        choices=("gradient", "distance"),
+        help="watershed: flood the gradient magnitude (default) or minus the distance to the "
+        "mask's background (touching objects of one intensity)",
+    )
     g.add_argument(
         "--sigma-mm",
         type=float,
@@ -236,6 +243,7 @@ def method_params(args: argparse.Namespace, volume: Any) -> tuple[str, dict[str,
         put("min_distance_mm", args.min_distance_mm)
         put("min_peak_mm", args.min_peak_mm)
         put("sigma_mm", args.sigma_mm)
+        put("landscape", args.landscape)
         return "watershed", params
     # edges
     if args.low is None:

@@ -6,8 +6,8 @@ and a predicted instance are matched **one to one** when their IoU is at least
 ``iou_threshold`` (default 0.5): the overlapping pairs are taken in decreasing IoU order and a
 pair is accepted when neither instance is matched yet (panoptica's ``NaiveThresholdMatching``,
 ties in its order; above 0.5 the matching is unique anyway, since an instance cannot have
-IoU > 0.5 with two disjoint ones). Then, with ``TP`` matched pairs, ``FP`` unmatched predicted and ``FN``
-unmatched reference instances:
+IoU > 0.5 with two disjoint ones). Then, with ``TP`` matched pairs, ``FP`` unmatched
+predicted and ``FN`` unmatched reference instances:
 
 ==================  =========================================================================
 ``rq``              recognition quality ``TP / (TP + FP/2 + FN/2)`` — the instance F1 score;
