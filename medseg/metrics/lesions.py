@@ -180,7 +180,9 @@ def _hd95_surfels(
     pm: npt.NDArray[np.bool_], rm: npt.NDArray[np.bool_], spacing: Sequence[float]
 ) -> float:
     sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
-    sd = surfel_surface_distances(pm, rm, sp)
+    # KD-tree distances (exact, like the EDT): a small lesion matched with a large predicted
+    # component has a small surface on one side, where the EDT would cost the whole crop.
+    sd = surfel_surface_distances(pm, rm, sp, method="kdtree")
     return max(
         weighted_percentile(sd.pred_to_ref, sd.pred_weights, 95.0, border=False),
         weighted_percentile(sd.ref_to_pred, sd.ref_weights, 95.0, border=False),
