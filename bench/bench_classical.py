@@ -98,6 +98,25 @@ def brightest(labels: np.ndarray) -> np.ndarray:
     return labels == labels.max()
 
 
+def grown(
+    v: Volume, m: dict[str, np.ndarray], radius_mm: float, smooth_mm: float, post=None
+) -> np.ndarray:
+    """Confidence-connected growing (k = 2.5, 2 iterations) from the reference's deepest voxel."""
+    return (
+        segment(
+            v,
+            "confidence-connected",
+            seeds_mm=seed_mm(v, m["ref"]),
+            multiplier=2.5,
+            iterations=2,
+            radius_mm=radius_mm,
+            smooth_mm=smooth_mm,
+            post=post,
+        ).array
+        > 0
+    )
+
+
 # --- methods per case set ----------------------------------------------------------------------
 
 
@@ -120,18 +139,7 @@ def spleen_methods() -> dict[str, Method]:
             ).array
             > 0
         ),
-        "confidence connected k=2.5": lambda v, m: (
-            segment(
-                v,
-                "confidence-connected",
-                seeds_mm=seed_mm(v, m["ref"]),
-                multiplier=2.5,
-                iterations=2,
-                radius_mm=5.0,
-                smooth_mm=1.5,
-            ).array
-            > 0
-        ),
+        "confidence connected k=2.5": lambda v, m: grown(v, m, 5.0, 1.5),
     }
 
 
@@ -167,18 +175,8 @@ def tumour_methods() -> dict[str, Method]:
         "multi-Otsu K=3, brightest": lambda v, m: brightest(
             segment(v, "multi-otsu", classes=3, mask=m["brain"]).array
         ),
-        "confidence connected k=2.5 (+ fill)": lambda v, m: (
-            segment(
-                v,
-                "confidence-connected",
-                seeds_mm=seed_mm(v, m["ref"]),
-                multiplier=2.5,
-                iterations=2,
-                radius_mm=3.0,
-                smooth_mm=1.0,
-                post=PostOptions(fill_holes=True),
-            ).array
-            > 0
+        "confidence connected k=2.5 (+ fill)": lambda v, m: grown(
+            v, m, 3.0, 1.0, PostOptions(fill_holes=True)
         ),
     }
 

@@ -6,7 +6,7 @@
 * :class:`PostOptions` / :func:`postprocess` — on the label map, in this order: opening, then
   closing (balls of a radius in mm), hole filling, removal of the components below
   ``min_component_ml``, keeping only the largest component of each label
-  (:mod:`medseg.postprocess`, the same functions ``medseg predict`` uses).
+  (:mod:`medseg.postprocess`, the label-map post-processing meant for network predictions too).
 """
 
 from __future__ import annotations

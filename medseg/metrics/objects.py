@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.metrics.aggregate import MetricSummary, stats
+from medseg.metrics.aggregate import MetricSummary, by_structure, metric_summary
 from medseg.metrics.instances import InstanceScores, check_iou_threshold, instance_scores
 from medseg.metrics.lesions import (
     LesionRecord,
@@ -237,17 +237,12 @@ def summarize_objects(
     the BraTS scores of a case with no counted lesion and no false positive are 1 / 0 by the
     challenge's convention (counted in ``n_substituted``, in the mean); RQ, SQ and PQ are NaN
     for a case without instances (``n_nan``, excluded)."""
-    groups: dict[tuple[str, str, str], list[ObjectRecord]] = {}
-    for r in records:
-        groups.setdefault((r.kind, r.label, r.name), []).append(r)
     out: list[MetricSummary] = []
-    for (kind, label, name), recs in groups.items():
+    for (kind, label, name), recs in by_structure(records).items():
         for metric in metrics:
             vals = np.array([float(r.as_dict()[metric]) for r in recs], dtype=np.float64)
-            finite = ~np.isnan(vals)
             conv = [r for r in recs if _is_convention(r, metric)]
-            n_nan = int((~finite).sum())
-            mean, std, med, p5, p95 = stats(vals[finite])
+            n_nan = int(np.isnan(vals).sum())
             parts = []
             if conv:
                 v = float(conv[0].as_dict()[metric])
@@ -258,24 +253,13 @@ def summarize_objects(
             if n_nan:
                 parts.append(f"{n_nan} without instances NaN, excluded")
             out.append(
-                MetricSummary(
-                    label=label,
-                    name=name,
-                    kind=kind,
-                    metric=metric,
-                    n_cases=len(recs),
-                    n_ref_empty=sum(r.ref_empty for r in recs),
-                    n_pred_empty=sum(r.pred_empty for r in recs),
-                    n_both_empty=sum(r.ref_empty and r.pred_empty for r in recs),
+                metric_summary(
+                    (kind, label, name),
+                    metric,
+                    vals,
+                    [(r.ref_empty, r.pred_empty) for r in recs],
                     n_undefined=len(conv) + n_nan,
                     n_substituted=len(conv),
-                    n_nan=n_nan,
-                    n_used=int(finite.sum()),
-                    mean=mean,
-                    std=std,
-                    median=med,
-                    p5=p5,
-                    p95=p95,
                     treatment="; ".join(parts) if parts else "all measured",
                 )
             )
