@@ -177,3 +177,13 @@ def test_multi_otsu_brightest_flair_class_overlaps_the_tumour() -> None:
     m = multi_otsu(flair, classes=3, mask=ref["brain"])
     assert dice(m.array == 2, ref["whole_tumour"]) > 0.8
     assert not m.array[~ref["brain"]].any()
+
+
+@pytest.mark.realdata
+def test_flair_window_on_brats_finds_the_tumour() -> None:
+    """FLAIR here is z-scored inside the brain: oedema and tumour lie above 1.5 (the normal
+    brain's 99th percentile), the constant background below the brain."""
+    flair, ref = brats_case()
+    assert dice(threshold(flair, lower=1.5, mask=ref["brain"]).array > 0, ref["whole_tumour"]) > 0.8
+    background = float(flair.array[~ref["brain"]].max())
+    assert dice(threshold(flair, lower=background + 1e-3).array > 0, ref["brain"]) > 0.99
