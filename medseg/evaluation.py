@@ -17,6 +17,10 @@ Outputs in ``out_dir`` (written atomically, never overwritten unless ``overwrite
 ``summary.json``  the same statistics grouped by label, plus the failures
 ``failures.csv``  ``case, pred, ref, error`` (header only when every case succeeded)
 ``settings.json`` resolved labels, regions, tolerance, empty-case policy, surface definition
+``lesions.csv``   with ``lesion_wise``: one row per reference lesion (:data:`~medseg.metrics.
+                  LESION_FIELDS`); ``metrics.csv`` then also has the lesion-wise and instance
+                  columns (:data:`~medseg.metrics.OBJECT_FIELDS`) and the summaries their
+                  statistics (:data:`~medseg.metrics.OBJECT_SUMMARY_METRICS`)
 ================  ==================================================================
 """
 
@@ -39,16 +43,23 @@ from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
 from medseg.io.atomic import atomic_write_text, full_suffix
 from medseg.io.dicom.headers import is_dicom_file
 from medseg.metrics import (
+    LESION_FIELDS,
+    OBJECT_FIELDS,
     RECORD_FIELDS,
     SUMMARY_FIELDS,
     EmptyPolicy,
     LabelRecord,
+    LesionWiseOptions,
     MetricSummary,
+    ObjectRecord,
     Region,
     both_empty_record,
+    empty_object_record,
+    evaluate_objects,
     evaluate_pair,
     parse_regions,
     summarize,
+    summarize_objects,
 )
 from medseg.metrics.surface import METHODS, SURFACES, DistanceMethod, SurfaceKind
 
@@ -63,6 +74,8 @@ OUTPUT_FILES: tuple[str, ...] = (
     "failures.csv",
     "settings.json",
 )
+#: The per-lesion table, written with ``lesion_wise``.
+LESION_FILE = "lesions.csv"
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,8 @@ class EvaluationResult:
     n_cases: int
     settings: dict[str, Any]
     outputs: dict[str, Path] = field(default_factory=dict)
+    #: With ``lesion_wise``: one record per entry of ``records`` (same order).
+    objects: list[ObjectRecord] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -269,7 +284,8 @@ def summary_to_json(
 
 
 def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) -> str:
-    """A short terminal table: per label, cases used, mean±std Dice, mean HD95, mean NSD."""
+    """A short terminal table: per label, cases used, mean±std Dice, mean HD95, mean NSD (and,
+    with lesion-wise summaries, the mean lesion-wise Dice, HD95 and PQ)."""
     by_label: dict[tuple[str, str, str], dict[str, MetricSummary]] = {}
     for s in summary:
         by_label.setdefault((s.kind, s.label, s.name), {})[s.metric] = s
@@ -279,22 +295,27 @@ def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) 
             return "n/a"
         return f"{s.mean:.{digits}f}" + (f"±{s.std:.{digits}f}" if std else "")
 
-    head = ("label", "name", "cases", "dice", "hd95_mm", "nsd", "undefined")
+    head: tuple[str, ...] = ("label", "name", "cases", "dice", "hd95_mm", "nsd", "undefined")
+    lesion_wise = any(s.metric == "lesion_dice" for s in summary)
+    if lesion_wise:
+        head += ("lesion_dice", "lesion_hd95_mm", "pq")
     rows = []
     for (_, label, name), m in by_label.items():
         d = m.get("dice")
         h = m.get("hd95_mm")
-        rows.append(
-            (
-                label,
-                name,
-                str(d.n_cases if d else 0),
-                fmt(d, std=True),
-                fmt(h, digits=2),
-                fmt(m.get("nsd")),
-                str(h.n_undefined if h else 0),
-            )
+        row: tuple[str, ...] = (
+            label,
+            name,
+            str(d.n_cases if d else 0),
+            fmt(d, std=True),
+            fmt(h, digits=2),
+            fmt(m.get("nsd")),
+            str(h.n_undefined if h else 0),
         )
+        if lesion_wise:
+            row += (fmt(m.get("lesion_dice")), fmt(m.get("lesion_hd95_mm"), digits=2))
+            row += (fmt(m.get("pq")),)
+        rows.append(row)
     if not rows:
         return "no labels evaluated"
     shown = rows if max_rows is None else rows[:max_rows]
@@ -329,6 +350,7 @@ def evaluate_folders(
     label_names: Mapping[int, str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    lesion_wise: LesionWiseOptions | None = None,
 ) -> EvaluationResult:
     """Evaluate every matched case of ``pred`` against ``ref`` and write the outputs.
 
@@ -344,6 +366,8 @@ def evaluate_folders(
         label_names: names for label values (override names stored with the label maps).
         overwrite: replace existing outputs (otherwise :class:`OutputExistsError` up front).
         progress: show a tqdm progress bar on stderr.
+        lesion_wise: also compute the BraTS 2023 lesion-wise scores and the instance metrics
+            (:class:`~medseg.metrics.LesionWiseOptions`) and write ``lesions.csv``.
     """
     policy = policy or EmptyPolicy()
     region_list = parse_regions(regions)
@@ -356,7 +380,7 @@ def evaluate_folders(
         raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
     out = None if out_dir is None else Path(out_dir)
     if out is not None and not overwrite:
-        for name in OUTPUT_FILES:
+        for name in OUTPUT_FILES + ((LESION_FILE,) if lesion_wise else ()):
             if (out / name).exists():
                 raise OutputExistsError(out / name)
 
@@ -375,6 +399,9 @@ def evaluate_folders(
         "hd95": "max of the two directed 95th percentiles (linear interpolation)",
         "spacing": "mm per array axis, from the reference's affine",
     }
+    if lesion_wise is not None:
+        settings["lesion_wise"] = lesion_wise.describe()
+    objects: dict[tuple[str, str, str], ObjectRecord] = {}
 
     per_case: list[tuple[str, int, list[LabelRecord]]] = []
     from tqdm import tqdm
@@ -397,6 +424,17 @@ def evaluate_folders(
                 label_names=label_names,
             )
             n_total = int(ref_map.array.size)
+            if lesion_wise is not None:
+                for o in evaluate_objects(
+                    pred_map,
+                    ref_map,
+                    labels=[r.labels[0] for r in recs if r.kind == "label"],
+                    regions=region_list,
+                    options=lesion_wise,
+                    case=pair.case,
+                    label_names=label_names,
+                ):
+                    objects[(o.case, o.kind, o.label)] = o
         except (MedsegError, OSError, EOFError) as exc:
             failures.append(CaseFailure(pair.case, pair.pred, pair.ref, str(exc)))
             log.info("case %s failed: %s", pair.case, exc)
@@ -406,9 +444,23 @@ def evaluate_folders(
 
     records = _complete(per_case, region_list, tolerance_mm, policy, surface, label_list)
     summary = summarize(records)
+    object_list: list[ObjectRecord] = []
+    if lesion_wise is not None:
+        # Labels filled in as "both empty" have no lesion and no false positive.
+        object_list = [
+            objects.get((r.case, r.kind, r.label))
+            or empty_object_record(r.case, r.label, r.name, r.kind, lesion_wise)
+            for r in records
+        ]
+        summary += summarize_objects(object_list)
     failures.sort(key=lambda f: f.case)
     result = EvaluationResult(
-        records, summary, failures, len(pairs) + _n_unmatched(failures), settings
+        records,
+        summary,
+        failures,
+        len(pairs) + _n_unmatched(failures),
+        settings,
+        objects=object_list,
     )
     if out is not None:
         result.outputs.update(write_outputs(result, out, overwrite=overwrite))
@@ -453,10 +505,19 @@ def _complete(
 
 
 def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -> dict[str, Path]:
-    """Write the five output files atomically; returns ``{name: path}``."""
+    """Write the five output files (six with lesion-wise records) atomically; returns
+    ``{name: path}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows: Iterable[Mapping[str, Any]] = (r.as_dict() for r in result.records)
+    fields: tuple[str, ...] = RECORD_FIELDS
+    if result.objects:
+        rows = (
+            {**r.as_dict(), **o.as_dict()}
+            for r, o in zip(result.records, result.objects, strict=True)
+        )
+        fields = RECORD_FIELDS + OBJECT_FIELDS
     texts = {
-        "metrics.csv": rows_to_csv((r.as_dict() for r in result.records), RECORD_FIELDS),
+        "metrics.csv": rows_to_csv(rows, fields),
         "summary.csv": rows_to_csv((s.as_dict() for s in result.summary), SUMMARY_FIELDS),
         "summary.json": json.dumps(
             summary_to_json(result.summary, result.failures, result.n_cases), indent=2
@@ -467,6 +528,9 @@ def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -
         ),
         "settings.json": json.dumps(_json_safe(result.settings), indent=2) + "\n",
     }
+    if result.objects:
+        lesions = (les.as_dict() for o in result.objects for les in o.lesions)
+        texts[LESION_FILE] = rows_to_csv(lesions, LESION_FIELDS)
     paths: dict[str, Path] = {}
     for name, text in texts.items():
         paths[name] = atomic_write_text(out_dir / name, text, overwrite=overwrite)
@@ -475,6 +539,7 @@ def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -
 
 __all__ = [
     "CASE_SUFFIXES",
+    "LESION_FILE",
     "OUTPUT_FILES",
     "CaseFailure",
     "CasePair",

@@ -209,9 +209,12 @@ def test_labelmap_encoding_read_by_highdicom(tmp_path: Path) -> None:
     for value in (1, 3, 7):
         assert_same_points(points[NAMES[value]], world_points(seg.array == value, lps))
     errors, _ = dciodvfy(w.path)
-    if any("Information Object Not found" in e for e in errors):
-        pytest.skip("this dciodvfy predates Supplement 243 (Label Map Segmentation IOD)")
-    assert_dciodvfy_clean(w.path)
+    # Debian's dicom3tools predates Supplement 243: it does not know the Label Map
+    # Segmentation IOD and applies the BINARY rule that segment numbers run 1, 2, 3 (a label
+    # map's segment numbers are its pixel values, background 0). Those two complaints are all
+    # it may say; highdicom's read-back above checks the content.
+    old_validator = ("Information Object Not found", "SegmentNumber not monotonically")
+    assert all(any(k in e for k in old_validator) for e in errors), errors
 
 
 def test_folder_scan_still_skips_a_seg_beside_its_series(tmp_path: Path) -> None:

@@ -390,3 +390,117 @@ def test_dicom_series_case_folders_end_to_end(tmp_path, capsys) -> None:
     assert float(rows["2"]["dice"]) == pytest.approx(2 * 4 / 10)
     assert float(rows["1"]["hd_mm"]) == pytest.approx(0.8)
     assert "1/1 case(s) evaluated" in capsys.readouterr().out
+
+
+# --- pixel accuracy and the lesion-wise view ---------------------------------------------------
+
+
+def test_pixel_accuracy_is_tp_plus_tn_over_all_voxels(batch) -> None:
+    pred_dir, ref_dir = batch
+    res = evaluate_folders(pred_dir / "b.nii.gz", ref_dir / "b.nii.gz", None)
+    pred, ref = labels_ab()
+    n = ref.size
+    for r in res.records:
+        v = r.labels[0]
+        agree = np.count_nonzero((pred == v) == (ref == v))  # TP + TN, counted directly
+        assert r.accuracy == pytest.approx(agree / n)
+    # a prediction of nothing still scores 1 - ref/N: the background dominates accuracy
+    empty = evaluate_folders(pred_dir / "c.nii.gz", ref_dir / "c.nii.gz", None)
+    missed = next(r for r in empty.records if r.label == "2")
+    assert missed.dice == 0.0 and missed.accuracy == pytest.approx(1 - (ref == 2).sum() / n)
+    acc = {s.label: s for s in empty.summary if s.metric == "accuracy"}
+    assert acc["2"].n_undefined == 0 and acc["2"].treatment == "all measured"
+
+
+def lesion_batch(tmp_path: Path) -> tuple[Path, Path]:
+    """Two cases of label 1 with several lesions on an anisotropic grid (mm³ counts)."""
+    sp = (0.8, 0.5, 0.5)
+    ref = np.zeros((30, 40, 40), dtype=np.uint8)
+    ref[2:8, 2:12, 2:12] = 1  # 600 voxels = 120 mm³
+    ref[15:20, 20:30, 20:30] = 1  # 500 voxels = 100 mm³, missed in case a
+    ref[25:27, 2:5, 30:33] = 1  # 18 voxels = 3.6 mm³: left out of the scores
+    pred = np.zeros_like(ref)
+    pred[2:8, 2:12, 2:12] = 1
+    pred[20:24, 35:39, 2:6] = 1  # false positive
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    write_nii(ref_dir / "a.nii.gz", ref, sp)
+    write_nii(pred_dir / "a.nii.gz", pred, sp)
+    write_nii(ref_dir / "b.nii.gz", ref, sp)
+    write_nii(pred_dir / "b.nii.gz", ref, sp)  # perfect
+    write_nii(ref_dir / "c.nii.gz", np.zeros_like(ref), sp)  # no lesion at all...
+    write_nii(pred_dir / "c.nii.gz", np.zeros_like(ref), sp)  # ...and none predicted
+    return pred_dir, ref_dir
+
+
+def test_cli_lesion_wise_outputs(tmp_path, capsys) -> None:
+    pred_dir, ref_dir = lesion_batch(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["evaluate", str(pred_dir), str(ref_dir), "--out", str(out), "--lesion-wise"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "lesion_dice" in cap.out
+    rows = {r["case"]: r for r in read_csv(out / "metrics.csv")}
+    assert set(rows) == {"a", "b", "c"}
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a["num_tp"], a["num_fn"], a["num_fp"], a["num_small"]) == ("1", "1", "1", "1")
+    assert float(a["lesion_dice"]) == pytest.approx(1.0 / 3)  # (1 + 0) / (2 kept + 1 FP)
+    assert float(a["lesion_hd95_mm"]) == pytest.approx((0 + 374 + 374) / 3)
+    assert float(a["detection_f1"]) == pytest.approx(2 / 4)
+    assert (a["inst_ref"], a["inst_pred"], a["inst_tp"]) == ("3", "2", "1")
+    assert float(a["rq"]) == pytest.approx(1 / (1 + 0.5 + 1.0))
+    assert float(b["lesion_dice"]) == 1.0 and float(b["pq"]) == 1.0
+    # no lesion and no false positive: BraTS's 1 and 0; RQ/SQ/PQ undefined
+    assert c["undefined"] == "both_empty"
+    assert float(c["lesion_dice"]) == 1.0 and float(c["lesion_hd95_mm"]) == 0.0
+    assert c["rq"] == "nan"
+    lesions = read_csv(out / "lesions.csv")
+    assert list(lesions[0]) == [
+        "case", "label", "name", "kind", "lesion", "voxels", "volume_mm3", "counted",
+        "detected", "n_pred_components", "dice", "hd95_mm",
+    ]  # fmt: skip
+    in_a = [r for r in lesions if r["case"] == "a"]
+    assert len(in_a) == 3 and sum(r["counted"] == "True" for r in in_a) == 2
+    vols = sorted(float(r["volume_mm3"]) for r in in_a)
+    assert vols == pytest.approx([3.6, 100.0, 120.0])
+    missed = next(r for r in in_a if float(r["volume_mm3"]) == pytest.approx(100.0))
+    assert missed["detected"] == "False" and float(missed["hd95_mm"]) == 374.0
+    summary = {(r["label"], r["metric"]): r for r in read_csv(out / "summary.csv")}
+    lw = summary[("1", "lesion_dice")]
+    assert float(lw["mean"]) == pytest.approx((1 / 3 + 1 + 1) / 3)
+    assert lw["n_substituted"] == "1" and "no lesion and no false positive" in lw["treatment"]
+    assert summary[("1", "pq")]["n_nan"] == "1"
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["lesion_wise"]["dilation"] == 3
+    assert settings["lesion_wise"]["min_volume_mm3"] == 50.0
+    # lesions.csv is protected from overwriting like the other outputs
+    assert main(["evaluate", str(pred_dir), str(ref_dir), "--out", str(out), "--lesion-wise"]) == 1
+    assert "output exists" in capsys.readouterr().err
+
+
+def test_cli_lesion_options(tmp_path, capsys) -> None:
+    pred_dir, ref_dir = lesion_batch(tmp_path)
+    out = tmp_path / "o"
+    args = ["evaluate", str(pred_dir / "a.nii.gz"), str(ref_dir / "a.nii.gz"), "--out", str(out)]
+    assert main([*args, "--lesion-min-volume", "2"]) == 1  # needs --lesion-wise
+    assert "apply with --lesion-wise" in capsys.readouterr().err
+    assert main([*args, "--lesion-wise", "--lesion-dilation", "-1"]) == 1
+    assert "dilation" in capsys.readouterr().err
+    rc = main([
+        *args, "--lesion-wise", "--lesion-min-volume", "2", "--lesion-dilation", "1",
+        "--connectivity", "6", "--iou-threshold", "0.3", "--quiet",
+    ])  # fmt: skip
+    assert rc == 0
+    (row,) = read_csv(out / "metrics.csv")
+    assert row["num_small"] == "0" and row["num_fn"] == "2"  # the 3.6 mm³ lesion now counts
+    s = json.loads((out / "settings.json").read_text())["lesion_wise"]
+    assert (s["dilation"], s["connectivity"], s["iou_threshold"]) == (1, 6, 0.3)
+
+
+def test_outputs_without_lesion_wise_are_unchanged(batch, tmp_path) -> None:
+    pred_dir, ref_dir = batch
+    out = tmp_path / "plain"
+    assert main(["evaluate", str(pred_dir / "b.nii.gz"), str(ref_dir / "b.nii.gz"),
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    (row, *_) = read_csv(out / "metrics.csv")
+    assert "lesion_dice" not in row and "accuracy" in row
+    assert "lesion_wise" not in json.loads((out / "settings.json").read_text())

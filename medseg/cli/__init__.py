@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "check",
     "plan",
     "demo",
+    "segment",
 )
 
 

@@ -78,6 +78,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="distance algorithm (all exact; auto picks per label by size)",
     )
+    lw = p.add_argument_group(
+        "lesion-wise (instance) view",
+        "Instances are connected components per label. --lesion-wise adds the BraTS 2023 "
+        "lesion-wise Dice/HD95 and lesion counts and panoptica's RQ/SQ/PQ to metrics.csv and the "
+        "summaries, and writes lesions.csv (one row per reference lesion).",
+    )
+    lw.add_argument(
+        "--lesion-wise", action="store_true", help="compute the lesion-wise and instance metrics"
+    )
+    lw.add_argument(
+        "--lesion-dilation",
+        type=int,
+        metavar="N",
+        help="BraTS dilation iterations (18-neighbour) merging and matching lesions (3)",
+    )
+    lw.add_argument(
+        "--lesion-min-volume",
+        type=float,
+        metavar="MM3",
+        help="reference lesions of this volume (mm³) or less are left out of the scores (50)",
+    )
+    lw.add_argument(
+        "--connectivity",
+        type=int,
+        choices=(6, 18, 26),
+        help="of the connected components: 6 faces, 18 + edges, 26 + corners (26)",
+    )
+    lw.add_argument(
+        "--iou-threshold",
+        type=float,
+        metavar="T",
+        help="IoU at or above which instances match one to one (0.5)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.add_argument(
@@ -173,6 +206,27 @@ def load_label_names(path: Path, key: str | None) -> dict[int, str]:
     return out
 
 
+def lesion_options(args: argparse.Namespace) -> Any:
+    """The :class:`~medseg.metrics.LesionWiseOptions` of the command line, or None."""
+    from medseg.metrics import LesionWiseOptions
+
+    given = {
+        "dilation": args.lesion_dilation,
+        "min_volume_mm3": args.lesion_min_volume,
+        "connectivity": args.connectivity,
+        "iou_threshold": args.iou_threshold,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not args.lesion_wise:
+        if given:
+            raise ConfigError(
+                "--lesion-dilation, --lesion-min-volume, --connectivity and --iou-threshold "
+                "apply with --lesion-wise"
+            )
+        return None
+    return LesionWiseOptions(**given)
+
+
 def run(args: argparse.Namespace) -> int:
     from medseg.evaluation import evaluate_folders, format_table
     from medseg.metrics import EmptyPolicy
@@ -187,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     regions = parse_regions(args.regions) if args.regions else None
     names = load_label_names(args.label_names, args.label_names_key) if args.label_names else None
     progress = not args.quiet and sys.stderr.isatty()
+    lesion_wise = lesion_options(args)
     result = evaluate_folders(
         args.pred,
         args.ref,
@@ -200,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         label_names=names,
         overwrite=args.overwrite,
         progress=progress,
+        lesion_wise=lesion_wise,
     )
     if not args.quiet:
         print(format_table(result.summary, max_rows=args.max_rows))

@@ -11,14 +11,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from medseg.metrics.pair import LabelRecord
 
 #: Metrics summarised, in output order.
-SUMMARY_METRICS: tuple[str, ...] = ("dice", "iou", "hd_mm", "hd95_mm", "assd_mm", "nsd")
+SUMMARY_METRICS: tuple[str, ...] = (
+    "dice",
+    "iou",
+    "hd_mm",
+    "hd95_mm",
+    "assd_mm",
+    "nsd",
+    "accuracy",
+)
+#: Metrics that are defined whatever the masks hold (never "undefined").
+_ALWAYS_DEFINED = ("accuracy",)
 _DISTANCES = ("hd_mm", "hd95_mm", "assd_mm")
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -79,12 +89,16 @@ class MetricSummary:
 
 
 def _is_undefined(rec: LabelRecord, metric: str) -> bool:
+    if metric in _ALWAYS_DEFINED:
+        return False
     if metric in _DISTANCES:
         return rec.ref_empty or rec.pred_empty
     return rec.ref_empty and rec.pred_empty
 
 
 def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
+    if metric in _ALWAYS_DEFINED:
+        return "all measured"
     parts: list[str] = []
     one_sided = [r for r in recs if r.ref_empty != r.pred_empty]
     both = [r for r in recs if r.ref_empty and r.pred_empty]
@@ -113,7 +127,8 @@ def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
     return "; ".join(parts) if parts else "all measured"
 
 
-def _stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+def stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+    """``(mean, std (ddof 0), median, p5, p95)`` of ``values``; NaN for none."""
     if values.size == 0:
         nan = float("nan")
         return nan, nan, nan, nan, nan
@@ -126,6 +141,64 @@ def _stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
     )
 
 
+class _Structure(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Structure)
+
+
+def by_structure(records: Iterable[R]) -> dict[tuple[str, str, str], list[R]]:
+    """Records grouped by ``(kind, label, name)`` in first-seen order (records with those
+    three attributes: one per case)."""
+    groups: dict[tuple[str, str, str], list[R]] = {}
+    for r in records:
+        groups.setdefault((r.kind, r.label, r.name), []).append(r)
+    return groups
+
+
+def metric_summary(
+    key: tuple[str, str, str],
+    metric: str,
+    values: np.ndarray,
+    empty: Sequence[tuple[bool, bool]],
+    *,
+    n_undefined: int,
+    n_substituted: int,
+    treatment: str,
+) -> MetricSummary:
+    """The :class:`MetricSummary` of one metric of one structure ``key = (kind, label, name)``
+    from its per-case ``values`` (NaN = excluded) and ``(ref_empty, pred_empty)`` flags."""
+    kind, label, name = key
+    finite = ~np.isnan(values)
+    mean, std, med, p5, p95 = stats(values[finite])
+    return MetricSummary(
+        label=label,
+        name=name,
+        kind=kind,
+        metric=metric,
+        n_cases=len(values),
+        n_ref_empty=sum(r for r, _ in empty),
+        n_pred_empty=sum(p for _, p in empty),
+        n_both_empty=sum(r and p for r, p in empty),
+        n_undefined=n_undefined,
+        n_substituted=n_substituted,
+        n_nan=int((~finite).sum()),
+        n_used=int(finite.sum()),
+        mean=mean,
+        std=std,
+        median=med,
+        p5=p5,
+        p95=p95,
+        treatment=treatment,
+    )
+
+
 def summarize(
     records: Iterable[LabelRecord], metrics: Sequence[str] = SUMMARY_METRICS
 ) -> list[MetricSummary]:
@@ -133,40 +206,31 @@ def summarize(
 
     Labels are grouped by ``(kind, label, name)`` in first-seen order. Each record is one case.
     """
-    groups: dict[tuple[str, str, str], list[LabelRecord]] = {}
-    for r in records:
-        groups.setdefault((r.kind, r.label, r.name), []).append(r)
     out: list[MetricSummary] = []
-    for (kind, label, name), recs in groups.items():
+    for (kind, label, name), recs in by_structure(records).items():
         for metric in metrics:
             vals = np.array([float(getattr(r, metric)) for r in recs], dtype=np.float64)
-            finite = ~np.isnan(vals)
             undefined = [r for r in recs if _is_undefined(r, metric)]
             n_subst = sum(1 for r in undefined if not math.isnan(float(getattr(r, metric))))
-            mean, std, med, p5, p95 = _stats(vals[finite])
             out.append(
-                MetricSummary(
-                    label=label,
-                    name=name,
-                    kind=kind,
-                    metric=metric,
-                    n_cases=len(recs),
-                    n_ref_empty=sum(r.ref_empty for r in recs),
-                    n_pred_empty=sum(r.pred_empty for r in recs),
-                    n_both_empty=sum(r.ref_empty and r.pred_empty for r in recs),
+                metric_summary(
+                    (kind, label, name),
+                    metric,
+                    vals,
+                    [(r.ref_empty, r.pred_empty) for r in recs],
                     n_undefined=len(undefined),
                     n_substituted=n_subst,
-                    n_nan=int((~finite).sum()),
-                    n_used=int(finite.sum()),
-                    mean=mean,
-                    std=std,
-                    median=med,
-                    p5=p5,
-                    p95=p95,
                     treatment=_treatment(metric, recs),
                 )
             )
     return out
 
 
-__all__ = ["SUMMARY_FIELDS", "SUMMARY_METRICS", "MetricSummary", "summarize"]
+__all__ = [
+    "SUMMARY_FIELDS",
+    "SUMMARY_METRICS",
+    "MetricSummary",
+    "by_structure",
+    "metric_summary",
+    "summarize",
+]

@@ -50,6 +50,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "labels",
     "dice",
     "iou",
+    "accuracy",
     "tp",
     "fp",
     "fn",
@@ -169,6 +170,7 @@ class LabelRecord:
     distances_substituted: bool = False
     surface: str = "border"
     kind: str = "label"
+    accuracy: float = NAN
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -460,6 +462,7 @@ def _record(
         labels=values,
         dice=float(dice),
         iou=float(iou),
+        accuracy=(tp + tn) / n_total if n_total else NAN,
         tp=int(tp),
         fp=int(fp),
         fn=int(fn),

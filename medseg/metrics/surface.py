@@ -177,7 +177,9 @@ def _neighbour_codes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
     for a in range(2):
         for b in range(2):
             for c in range(2):
-                code |= padded[a : a + shape[0], b : b + shape[1], c : c + shape[2]] << bit
+                code |= np.left_shift(
+                    padded[a : a + shape[0], b : b + shape[1], c : c + shape[2]], np.uint8(bit)
+                )
                 bit -= 1
     return code
 

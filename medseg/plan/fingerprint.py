@@ -27,7 +27,7 @@ def _case_fingerprint(
     stack = np.stack([np.asarray(v.array) for v in vols])
     box = nonzero_box(stack)
     crop_shape = reo.shape([hi - lo for lo, hi in box])
-    values = np.zeros((n_channels, 0), dtype=np.float32)
+    values: np.ndarray = np.zeros((n_channels, 0), dtype=np.float32)
     volumes: dict[int, float] = {}
     if lab is not None:
         flat = lab.array.ravel()

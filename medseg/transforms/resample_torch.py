@@ -162,7 +162,7 @@ def restore_labels(
                 slab = tnf.interpolate(slab, size=(Y, Z), mode="bilinear", align_corners=False)
             # max(dim).indices: the first maximal class, as argmax, but faster on this layout
             best = slab.max(dim=1).indices
-            labels[a:b] = best.to(torch.uint8 if small else torch.int32).cpu()
+            labels[a:b] = best.to(torch.uint8 if small else torch.int32).cpu().numpy()
             if out_probs is not None:
                 torch.from_numpy(out_probs[:, a:b]).copy_(slab.permute(1, 0, 2, 3))
             del slab

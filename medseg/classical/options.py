@@ -1,0 +1,116 @@
+"""Options shared by every classical method: smoothing before, post-processing after.
+
+* :func:`smooth` — a Gaussian with ``sigma_mm`` millimetres along every axis (``sigma_mm /
+  spacing`` voxels per axis, ``scipy.ndimage.gaussian_filter``, truncated at 4 sigma, image
+  border replicated), so the blur is isotropic in space on an anisotropic grid.
+* :class:`PostOptions` / :func:`postprocess` — on the label map, in this order: opening, then
+  closing (balls of a radius in mm), hole filling, removal of the components below
+  ``min_component_ml``, keeping only the largest component of each label
+  (:mod:`medseg.postprocess`, the label-map post-processing meant for network predictions too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.classical._common import float_image
+from medseg.components import check_connectivity
+from medseg.errors import ConfigError
+from medseg.postprocess import (
+    check_radius,
+    closing,
+    fill_holes,
+    keep_largest_component,
+    opening,
+    remove_small_components,
+)
+from medseg.volume import LabelMap, Volume
+
+
+def smooth(volume: Volume, sigma_mm: float) -> Volume:
+    """The volume blurred by a Gaussian of ``sigma_mm`` mm (isotropic in space; see the
+    module docstring); float32 (float64 for float64 input), same grid. ``sigma_mm = 0``
+    returns the volume unchanged."""
+    s = float(sigma_mm)
+    if not (math.isfinite(s) and s >= 0):
+        raise ConfigError(f"smoothing sigma: expected a width >= 0 mm, found {sigma_mm!r}")
+    if s == 0:
+        return volume
+    arr = float_image(volume)
+    sig = [s / sp for sp in volume.spacing]
+    out = ndimage.gaussian_filter(arr, sigma=sig, mode="nearest", truncate=4.0)
+    return Volume(out, volume.affine, volume.source, volume.meta)
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """Post-processing of a label map (all off by default).
+
+    Attributes:
+        opening_mm: radius (mm) of the ball of a morphological opening of each label.
+        closing_mm: radius (mm) of the ball of a closing (after the opening).
+        fill_holes: fill each label's 3-D holes.
+        min_component_ml: remove the components of each label smaller than this (mL).
+        keep_largest: keep only the largest component of each label.
+        connectivity: 6, 18 or 26 (default), for the two component steps.
+    """
+
+    opening_mm: float = 0.0
+    closing_mm: float = 0.0
+    fill_holes: bool = False
+    min_component_ml: float = 0.0
+    keep_largest: bool = False
+    connectivity: int = 26
+
+    def __post_init__(self) -> None:
+        check_radius(self.opening_mm, "opening_mm")
+        check_radius(self.closing_mm, "closing_mm")
+        if not (math.isfinite(self.min_component_ml) and self.min_component_ml >= 0):
+            raise ConfigError(
+                f"min_component_ml: expected a volume >= 0 mL, found {self.min_component_ml!r}"
+            )
+        check_connectivity(self.connectivity)
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.opening_mm
+            or self.closing_mm
+            or self.fill_holes
+            or self.min_component_ml
+            or self.keep_largest
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def postprocess(labels: LabelMap, options: PostOptions) -> LabelMap:
+    """Apply :class:`PostOptions` to every label of ``labels`` (see the module docstring);
+    returns a new label map on the same grid with the same names."""
+    arr = np.asarray(labels.array)
+    sp = labels.spacing
+    if options.opening_mm:
+        arr = opening(arr, options.opening_mm, sp)
+    if options.closing_mm:
+        arr = closing(arr, options.closing_mm, sp)
+    if options.fill_holes:
+        arr = fill_holes(arr)
+    if options.min_component_ml:
+        arr = remove_small_components(
+            arr, options.min_component_ml, labels.voxel_volume_ml, connectivity=options.connectivity
+        )
+    if options.keep_largest:
+        arr = keep_largest_component(arr, connectivity=options.connectivity)
+    meta = labels.meta
+    if options.active:
+        meta = replace(meta, extra={**meta.extra, "postprocess": options.as_dict()})
+    return LabelMap(arr, labels.affine, labels.source, meta, labels.label_names)
+
+
+__all__ = ["PostOptions", "postprocess", "smooth"]
