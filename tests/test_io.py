@@ -13,6 +13,7 @@ from support.paths import SAMPLE
 from medseg.errors import (
     InputError,
     InvalidVolumeError,
+    OutputError,
     OutputExistsError,
     UnsupportedFormatError,
 )
@@ -159,7 +160,7 @@ def test_failed_write_leaves_no_partial_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(nib, "save", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"x\.nii\.gz: cannot write: disk full"):
         write_volume(Volume(np.zeros((2, 2, 2)), np.eye(4)), tmp_path / "x.nii.gz")
     assert list(tmp_path.iterdir()) == []
 
