@@ -116,8 +116,8 @@ def test_compressed_frame_larger_than_declared_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "expect"),
     [
-        ({"PixelSpacing": ["-0.5", "0.7"]}, r"PixelSpacing \(-0.5, 0.7\) mm in im0002\.dcm"),
-        ({"PixelSpacing": ["0", "0.7"]}, r"PixelSpacing \(0, 0.7\) mm in im0002\.dcm"),
+        ({"PixelSpacing": ["-0.5", "0.7"]}, r"im0002\.dcm: PixelSpacing \(-0.5, 0.7\) mm: exp"),
+        ({"PixelSpacing": ["0", "0.7"]}, r"im0002\.dcm: PixelSpacing \(0, 0.7\) mm: expected"),
         ({"RescaleSlope": "0"}, r"im0002\.dcm: RescaleSlope 0: expected a non-zero number"),
         ({"RescaleSlope": "abc"}, r"im0002\.dcm: RescaleSlope 'abc': expected one finite"),
         ({"RescaleIntercept": "x1"}, r"im0002\.dcm: RescaleIntercept 'x1': expected one"),

@@ -391,6 +391,15 @@ def _frames_from_dataset(
     if sop_class is None and meta is not None:
         sop_class = _str(meta.get("MediaStorageSOPClassUID"))
     sop_class = sop_class or ""
+    if not sop_class and "Rows" not in ds:
+        # Every DICOM object names its SOP class; a file with the preamble and neither a SOP
+        # class nor image attributes is damaged, not a non-image object to skip.
+        raise UnreadableDicomError(
+            path,
+            "corrupt: a file with the DICOM preamble but no SOP Class UID (file meta or "
+            "dataset) and no image attributes",
+            _str(_get(ds, "SeriesInstanceUID")),
+        )
     if sop_class in _NON_IMAGE_SOP:
         return _NON_IMAGE_SOP[sop_class]
     if "DirectoryRecordSequence" in ds:
@@ -470,7 +479,7 @@ def _frames_from_dataset(
             frame=None if n_frames == 1 else 0,
             ipp=_floats(_get(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
             iop=_floats(_get(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),  # type: ignore[arg-type]
+            pixel_spacing=_spacing(path, _floats(_get(ds, "PixelSpacing"), 2), real_uid),
             slice_thickness=_float(_get(ds, "SliceThickness")),
             spacing_between_slices=_float(_get(ds, "SpacingBetweenSlices")),
             image_type=image_type_top,
@@ -534,8 +543,11 @@ def _frames_from_dataset(
                 iop=_floats(  # type: ignore[arg-type]
                     _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
                 ),
-                pixel_spacing=_floats(  # type: ignore[arg-type]
-                    _lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
+                pixel_spacing=_spacing(
+                    path,
+                    _floats(_lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2),
+                    real_uid,
+                    f"frame {i}: ",
                 ),
                 slice_thickness=_float(_lookup(groups, "PixelMeasuresSequence", "SliceThickness")),
                 spacing_between_slices=_float(
@@ -562,6 +574,24 @@ def _frames_from_dataset(
     return out
 
 
+def _spacing(
+    path: Path, values: tuple[float, ...] | None, uid: str | None, where: str = ""
+) -> tuple[float, float] | None:
+    """PixelSpacing, refused unless two positive finite numbers (a negative spacing would flip
+    an axis, a zero one collapse it)."""
+    if values is None:
+        return None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise UnreadableDicomError(
+            path,
+            f"{where}PixelSpacing ({shown}) mm: expected two positive numbers (a negative or "
+            "zero spacing would flip or collapse an axis)",
+            uid,
+        )
+    return (values[0], values[1])
+
+
 def _rescale(path: Path, name: str, raw: Any, default: float, uid: str | None) -> float:
     """A RescaleSlope / RescaleIntercept value: ``default`` when absent or empty (the
     standard's identity transform); refused when not one finite number or a slope of 0."""
@@ -575,9 +605,10 @@ def _rescale(path: Path, name: str, raw: Any, default: float, uid: str | None) -
         raise UnreadableDicomError(path, f"{name} {raw!r}: expected one finite number", uid)
     if value == 0 and name.endswith("RescaleSlope"):
         raise UnreadableDicomError(
-            path, f"{name} 0: expected a non-zero number (every voxel would equal the intercept)",
+            path,
+            f"{name} 0: expected a non-zero number (every voxel would equal the intercept)",
             uid,
-        )  # fmt: skip
+        )
     return value
 
 

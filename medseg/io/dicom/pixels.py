@@ -131,9 +131,10 @@ def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
         got, want = len(ds.PixelData), rows * cols * n * spp * bits // 8
         if got not in (want, want + want % 2):
             raise InputError(
-                path, f"pixel data holds {got} bytes; the header declares {declared} x "
+                path,
+                f"pixel data holds {got} bytes; the header declares {declared} x "
                 f"{bits} bits = {want} bytes",
-            )  # fmt: skip
+            )
     try:
         if ts == _RLE:
             from pydicom.encaps import generate_frames
@@ -183,8 +184,9 @@ def decode_encapsulated(h: FrameHeader) -> np.ndarray:
         if h.transfer_syntax_uid == _RLE:
             from pydicom.encaps import generate_frames
 
-            _check_rle_frame(h.path, next(generate_frames(data, number_of_frames=1)), h.rows,
-                             h.cols)  # fmt: skip
+            _check_rle_frame(
+                h.path, next(generate_frames(data, number_of_frames=1)), h.rows, h.cols
+            )
         arr, _ = get_decoder(h.transfer_syntax_uid).as_array(data, **opts)
     except InputError:
         raise

@@ -44,9 +44,20 @@ SPACING_ATOL_MM = 0.01
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: PhotometricInterpretation values of colour images (refused: medseg reads grayscale).
 _COLOUR = frozenset(
-    {"PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420",
-     "YBR_ICT", "YBR_RCT", "HSV", "ARGB", "CMYK"}
-)  # fmt: skip
+    {
+        "PALETTE COLOR",
+        "RGB",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_PARTIAL_422",
+        "YBR_PARTIAL_420",
+        "YBR_ICT",
+        "YBR_RCT",
+        "HSV",
+        "ARGB",
+        "CMYK",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -313,17 +324,20 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
     first = frames[0]
     if any(h.mosaic for h in frames):
         return _mosaic_geometry(frames)
-    pis = {h.photometric for h in frames}
-    named = ", ".join(sorted(v for v in pis if v))
-    if first.samples_per_pixel != 1 or pis & _COLOUR:
+    colour = [h for h in frames if h.samples_per_pixel != 1 or h.photometric in _COLOUR]
+    if colour:
+        h = colour[0]
+        more = f" and {len(colour) - 1} more" if len(colour) > 1 else ""
         return (
-            f"colour image ({named + ', ' if named else ''}{first.samples_per_pixel} samples "
-            "per pixel); expected grayscale (MONOCHROME1/MONOCHROME2)"
+            f"colour image ({h.photometric or 'PhotometricInterpretation absent'}, "
+            f"{h.samples_per_pixel} samples per pixel in {h.path.name}{more}); expected "
+            "grayscale (MONOCHROME1/MONOCHROME2)"
         )
-    unknown = sorted(v for v in pis - {"MONOCHROME1", "MONOCHROME2", None} if v)
+    unknown = [h for h in frames if h.photometric not in (None, "MONOCHROME1", "MONOCHROME2")]
     if unknown:
+        h = unknown[0]
         return (
-            f"unknown PhotometricInterpretation {', '.join(map(repr, unknown))}; expected "
+            f"unknown PhotometricInterpretation {h.photometric!r} in {h.path.name}; expected "
             "MONOCHROME1 or MONOCHROME2 (grayscale)"
         )
     missing = [
@@ -343,13 +357,6 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
     sizes = {(h.rows, h.cols) for h in frames}
     if len(sizes) > 1:
         return f"slices have different matrix sizes {sorted(sizes)}; expected one size"
-    for h in frames:
-        assert h.pixel_spacing is not None
-        if not all(np.isfinite(v) and v > 0 for v in h.pixel_spacing):
-            return (
-                f"PixelSpacing {_fmt_pos(h.pixel_spacing)} mm in {h.path.name}: expected two "
-                "positive numbers (a negative or zero spacing would flip or collapse an axis)"
-            )
     assert first.pixel_spacing is not None and first.iop is not None
     ps = np.array([h.pixel_spacing for h in frames], dtype=np.float64)
     if np.max(np.abs(ps - ps[0])) > 1e-4:
@@ -627,8 +634,9 @@ def _explain_orientation_outliers(parts: list[SeriesInfo]) -> list[SeriesInfo]:
             angle = _plane_angle_deg(info.frames[0], other.frames[0])
             if angle is None:
                 continue
-            inside = all(h.ipp is not None and lo < float(np.dot(h.ipp, na)) < hi
-                         for h in other.frames)  # fmt: skip
+            inside = all(
+                h.ipp is not None and lo < float(np.dot(h.ipp, na)) < hi for h in other.frames
+            )
             if angle <= _OUTLIER_MAX_DEG and inside:
                 found += [(angle, h) for h in other.frames]
         if found:
