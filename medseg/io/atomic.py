@@ -145,8 +145,9 @@ def _ensure_folder(folder: Path) -> None:
 def _probe(folder: Path) -> None:
     """Create and remove one temporary file in ``folder``: refuses read-only locations."""
     try:
-        fd, name = tempfile.mkstemp(prefix=f".probe.medseg-{_host()}-{os.getpid()}-",
-                                    suffix=".part", dir=folder)  # fmt: skip
+        fd, name = tempfile.mkstemp(
+            prefix=f".probe.medseg-{_host()}-{os.getpid()}-", suffix=".part", dir=folder
+        )
     except OSError as exc:
         raise OutputError(folder, f"cannot write in this folder: {_reason(exc)}") from None
     os.close(fd)
@@ -291,8 +292,9 @@ def atomic_files(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     an existing companion is refused like the main file, before anything is moved."""
     target = check_writable(path, overwrite, probe=False)
     with _wrap_os_errors(target):
-        tmpdir = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".part",
-                                       dir=target.parent))  # fmt: skip
+        tmpdir = Path(
+            tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".part", dir=target.parent)
+        )
     _register(tmpdir)
     try:
         with _wrap_os_errors(target):

@@ -129,6 +129,19 @@ def _geometry_notes(p: Path, img: Any, raw: Any) -> list[str]:
             f"{p}: no sform or qform: the affine is built from pixdim {zooms} only, with "
             "nibabel's default orientation and origin (NIfTI method 1: scanner position unknown)"
         )
+    elif sform_code == 0:  # the qform: rotation + offset from quaternions, sizes from pixdim
+        zooms = tuple(float(v) for v in raw["pixdim"][1:4])
+        if not all(np.isfinite(z) and z != 0 for z in zooms):
+            raise InvalidVolumeError(
+                p,
+                f"qform with pixdim {zooms}: a voxel size is zero or not finite; the voxel grid "
+                "is unknown (refusing to invent one)",
+            )
+        if any(z < 0 for z in zooms):
+            notes.append(
+                f"{p}: pixdim {zooms} has negative voxel sizes; the qform uses their absolute "
+                "values (as nibabel and niftilib do)"
+            )
     elif sform_code > 0 and qform_code > 0:
         diff = float(np.max(np.abs(hdr.get_sform() - hdr.get_qform())))
         if diff > FORM_ATOL_MM:
