@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from support.paths import shared_path
+from support.realdata import brats_dataset_json
 
 from medseg.cli import main
 from medseg.datasets import (
@@ -221,40 +222,6 @@ def test_la2018_loads_and_checks_clean(capsys: pytest.CaptureFixture[str]) -> No
     assert len(ds.cases) == 12 and ds.label_names == {0: "background", 1: "left_atrium"}
     assert main(["check", str(root)]) == 0
     assert "OK: 12 case(s)" in capsys.readouterr().out
-
-
-def brats_dataset_json(out: Path) -> Path:
-    """Write a dataset.json (medseg's per-channel list form) for the 6 BraTS cases."""
-    root = shared_path("brats2015_deepmedic")
-    training = [
-        {
-            "case_id": d.name,
-            "image": [
-                str(d / "Flair_subtrMeanDivStd.nii.gz"),
-                str(d / "T1c_subtrMeanDivStd.nii.gz"),
-            ],
-            "label": str(d / "OTMultiClass.nii.gz"),
-        }
-        for d in sorted(root.glob("*/brats_2013_pat*"))
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset.json").write_text(
-        json.dumps(
-            {
-                "name": "BraTS2015-DeepMedic",
-                "modality": {"0": "FLAIR", "1": "T1c"},
-                "labels": {
-                    "0": "background",
-                    "1": "necrosis",
-                    "2": "oedema",
-                    "3": "non_enhancing",
-                    "4": "enhancing",
-                },
-                "training": training,
-            }
-        )
-    )
-    return out
 
 
 @pytest.mark.realdata

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from support.paths import shared_path
+from support.realdata import brats_dataset_json
 
 from medseg.cli import main
 from medseg.datasets import load_dataset
@@ -253,8 +254,6 @@ def test_cli_plan_la2018(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.realdata
 def test_cli_plan_brats_multichannel(tmp_path: Path) -> None:
-    from test_datasets import brats_dataset_json
-
     root = brats_dataset_json(tmp_path / "brats")
     # (`medseg check` on the same dataset is covered in test_datasets.py)
     argv = ["plan", str(root), "--out", str(tmp_path / "p"), "--gpu-memory-gb", "11"]
