@@ -289,3 +289,24 @@ def test_unreadable_middle_slice_is_named_not_called_uneven_spacing(tmp_path: Pa
     with pytest.raises(InputError) as ei:
         read_dicom(tmp_path / "s")
     assert ei.value.path == files[2]
+
+
+def test_parallel_decoding_keeps_peak_memory_low(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded frames are dropped as soon as they are copied into the volume (no future keeps
+    its result alive), as in the serial path."""
+    import tracemalloc
+
+    write_series(
+        tmp_path / "s", n=24, rows=256, cols=256, shuffle=False, transfer_syntax=RLELossless
+    )
+    monkeypatch.setattr(pixels_mod, "_usable_cpus", lambda: 2)
+    scan = scan_dicom_folder(tmp_path / "s")
+    tracemalloc.start()
+    try:
+        vol = read_dicom(tmp_path / "s", scan=scan, parallel=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.5 * vol.array.nbytes, (peak, vol.array.nbytes)
