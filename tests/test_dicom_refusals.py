@@ -90,6 +90,7 @@ def test_damaged_end_slice_refuses_the_series(
 def test_short_text_file_beside_a_series_is_not_dicom(tmp_path: Path) -> None:
     _series(tmp_path / "s", n=3)
     (tmp_path / "s" / "notes.txt").write_text("hello")
+    (tmp_path / "s" / ".gitkeep").write_bytes(b"")
     scan = scan_dicom_folder(tmp_path / "s")
     assert scan.unreadable == [] and scan.series[0].problem is None
 

@@ -78,7 +78,8 @@ def sniff_dicom(path: Path) -> bool:
     opened, is empty, or is shorter than the 132-byte preamble + ``DICM`` marker while its
     content (all NUL bytes, as a DICOM preamble usually is) or its suffix (``.dcm``,
     ``.dicom``, ``.ima``) says it may be the beginning of a DICOM file. A folder holding such
-    a file is refused rather than read with a slice possibly missing.
+    a file is refused rather than read with a slice possibly missing. Short hidden files
+    (``.gitkeep``) are not DICOM.
     """
     try:
         with open(path, "rb") as f:
@@ -87,6 +88,8 @@ def sniff_dicom(path: Path) -> bool:
         raise UnreadableDicomError(path, f"cannot open: {exc.strerror or exc}") from None
     if len(head) == _PREAMBLE:
         return head[128:132] == b"DICM"
+    if path.name.startswith("."):  # .gitkeep, .lock, ...: no scanner writes slices like that
+        return False
     if not head:
         raise UnreadableDicomError(
             path, "empty file (0 bytes): too short to tell whether it is a DICOM file"
