@@ -24,16 +24,18 @@ import contextlib
 import gzip
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 
-def phantom(size: int, slices: int) -> np.ndarray:
+def phantom(size: int, slices: int) -> np.ndarray:  # (size, size, slices), square slices
     """int16 HU-like volume: a body ellipse, a brighter core, noise (compresses like CT)."""
     rng = np.random.default_rng(0)
     g = np.indices((size, size, slices), dtype=np.float32)
@@ -46,8 +48,10 @@ def phantom(size: int, slices: int) -> np.ndarray:
 
 
 def write_inputs(root: Path, vol: np.ndarray) -> dict[str, Path]:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+    from pydicom.uid import RLELossless, generate_uid
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_dicom_read import _dataset
 
     single = root / "ct.nii.gz"
     nib.save(nib.Nifti1Image(vol, np.eye(4)), single)
@@ -57,24 +61,14 @@ def write_inputs(root: Path, vol: np.ndarray) -> dict[str, Path]:
     multi.write_bytes(b"".join(gzip.compress(raw[i : i + step]) for i in range(0, len(raw), step)))
     folder = root / "rle"
     folder.mkdir()
-    series = generate_uid()
-    for k in range(vol.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID, ds.Modality = series, "CT"
-        ds.ImagePositionPatient = [0, 0, float(k)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [1, 1]
-        ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 1
-        ds.PixelData = np.ascontiguousarray(vol[:, :, k].T).tobytes()
+    series, study = generate_uid(), generate_uid()
+    for k in range(vol.shape[2]):  # the DICOM benchmark's CT header, stored HU + 1024
+        ds: Any = _dataset(k, vol.shape[2], series, study, vol.shape[0])
+        ds.PixelData = (
+            (np.ascontiguousarray(vol[:, :, k].T).astype(np.int32) + 1024)
+            .astype(np.uint16)
+            .tobytes()
+        )
         ds.compress(RLELossless)
         ds.save_as(folder / f"im{k:04d}.dcm", enforce_file_format=True)
     return {"nii.gz (single member)": single, "nii.gz (64 KiB members)": multi, "DICOM RLE": folder}
