@@ -16,6 +16,7 @@ Usage::
 
     python bench/bench_dicom_read.py                 # 400 slices
     python bench/bench_dicom_read.py --slices 100 --repeats 3
+    python bench/bench_dicom_read.py --smoke         # 8 slices of 64x64, seconds (tests)
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ import numpy as np
 
 
 def phantom_slice(k: int, n: int, rows: int = 512, cols: int = 512) -> np.ndarray:
-    """HU slice of an abdomen/chest-like phantom: air, body, fat rim, lungs, spine, noise."""
+    """HU slice of an abdomen/chest-like phantom: air, body, fat rim, lungs, spine, noise
+    (drawn on a 512-pixel scale whatever ``rows``/``cols``)."""
     rng = np.random.default_rng(k)
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    cy, cx = rows / 2, cols / 2
+    y, x = y * (512 / rows), x * (512 / cols)
+    cy, cx = 256.0, 256.0
     z = k / max(n - 1, 1)
     hu = np.full((rows, cols), -1000.0, dtype=np.float32)
     body = ((x - cx) / 220) ** 2 + ((y - cy) / 160) ** 2 < 1
@@ -58,7 +61,7 @@ def phantom_slice(k: int, n: int, rows: int = 512, cols: int = 512) -> np.ndarra
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def _dataset(k: int, n: int, series_uid: str, study_uid: str) -> object:
+def _dataset(k: int, n: int, series_uid: str, study_uid: str, size: int = 512) -> object:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -115,9 +118,9 @@ def _dataset(k: int, n: int, series_uid: str, study_uid: str) -> object:
     ds.SliceLocation = f"{-200.0 + k:.2f}"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = 512
-    ds.Columns = 512
-    ds.PixelSpacing = ["0.7", "0.7"]
+    ds.Rows = size
+    ds.Columns = size
+    ds.PixelSpacing = [f"{0.7 * 512 / size:g}"] * 2
     ds.BitsAllocated = 16
     ds.BitsStored = 12
     ds.HighBit = 11
@@ -130,10 +133,10 @@ def _dataset(k: int, n: int, series_uid: str, study_uid: str) -> object:
     return ds
 
 
-def _write_one(args: tuple[int, int, str, str, str, bool]) -> None:
-    k, n, folder, series_uid, study_uid, j2k = args
-    ds = _dataset(k, n, series_uid, study_uid)
-    stored = (phantom_slice(k, n).astype(np.int32) + 1024).astype(np.uint16)
+def _write_one(args: tuple[int, int, str, str, str, bool, int]) -> None:
+    k, n, folder, series_uid, study_uid, j2k, size = args
+    ds = _dataset(k, n, series_uid, study_uid, size)
+    stored = (phantom_slice(k, n, size, size).astype(np.int32) + 1024).astype(np.uint16)
     ds.PixelData = stored.tobytes()  # type: ignore[attr-defined]
     if j2k:
         from pydicom.uid import JPEG2000Lossless
@@ -144,12 +147,12 @@ def _write_one(args: tuple[int, int, str, str, str, bool]) -> None:
     ds.save_as(Path(folder) / name, enforce_file_format=True)  # type: ignore[attr-defined]
 
 
-def write_series(folder: Path, n: int, j2k: bool) -> None:
+def write_series(folder: Path, n: int, j2k: bool, size: int = 512) -> None:
     from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     series_uid, study_uid = generate_uid(), generate_uid()
-    jobs = [(k, n, str(folder), series_uid, study_uid, j2k) for k in range(n)]
+    jobs = [(k, n, str(folder), series_uid, study_uid, j2k, size) for k in range(n)]
     with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
         list(ex.map(_write_one, jobs, chunksize=8))
 
@@ -270,7 +273,11 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the series here")
+    ap.add_argument("--size", type=int, default=512, help="rows = columns of each slice")
+    ap.add_argument("--smoke", action="store_true", help="8 slices of 64x64, 1 repeat")
     args = ap.parse_args()
+    if args.smoke:
+        args.slices, args.repeats, args.size = 8, 1, 64
     import warnings
 
     warnings.filterwarnings("ignore", message="The value length")  # long generated UIDs
@@ -284,7 +291,7 @@ def main() -> None:
         folder = root / ("j2k" if j2k else "raw")
         if not folder.exists():
             t0 = time.perf_counter()
-            write_series(folder, args.slices, j2k)
+            write_series(folder, args.slices, j2k, args.size)
             print(f"wrote {label} series ({args.slices} files) in {time.perf_counter() - t0:.1f} s")
         ours = read_dicom(folder)
         import SimpleITK as sitk
@@ -303,7 +310,7 @@ def main() -> None:
         loops.append((label, statistics.median(t_p), statistics.median(t_s), t_p))
 
     print(
-        f"\n512x512x{args.slices} CT, int16 HU ({rows[0][5]:.0f} MiB); median of "
+        f"\n{args.size}x{args.size}x{args.slices} CT, int16 HU ({rows[0][5]:.1f} MiB); median of "
         f"{args.repeats} warm-cache runs; {os.cpu_count()} CPU cores\n"
     )
     hdr = (

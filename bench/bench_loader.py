@@ -14,6 +14,7 @@ Usage::
 
     python bench/bench_loader.py [--data /work/shared/data/la2018_msd] [--workers 2]
         [--batches 15] [--rounds 3] [--patch 128 128 80]
+    python bench/bench_loader.py --smoke    # 4 synthetic 24x24x20 cases, seconds (tests)
 
 The two pipelines are timed in alternating rounds (workers of one are shut down before the other
 runs), and the median of the per-round ratios is reported, so that load from other jobs on a
@@ -146,6 +147,29 @@ def _time(make_iter: Any, warmup: int, batches: int) -> tuple[float, int, tuple[
     return dt, n, shape
 
 
+def write_smoke_dataset(root: Path, n: int = 4, shape: tuple[int, int, int] = (24, 24, 20)) -> Path:
+    """A tiny Decathlon-layout dataset: noisy images with one ball label each (1 mm voxels)."""
+    import json
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(exist_ok=True)
+    g = np.indices(shape, dtype=float)
+    training = []
+    for i in range(n):
+        centre = [int(rng.integers(7, s - 7)) for s in shape]
+        label = (sum((g[a] - centre[a]) ** 2 for a in range(3)) <= 25).astype(np.uint8)
+        image = (label + rng.normal(0, 0.5, shape)).astype(np.float32)
+        for sub, arr in (("imagesTr", image), ("labelsTr", label)):
+            nib.save(nib.Nifti1Image(arr, np.eye(4)), root / sub / f"c{i}.nii.gz")
+        training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
+    doc = {"name": "smoke", "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "ball"}}
+    (root / "dataset.json").write_text(json.dumps({**doc, "training": training}))
+    return root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/la2018_msd"))
@@ -159,7 +183,14 @@ def main() -> None:
     )
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--cache", type=Path, default=None, help="cache folder (default: temp)")
+    ap.add_argument("--smoke", action="store_true", help="tiny synthetic dataset (tests)")
     args = ap.parse_args()
+    smoke_dir = tempfile.TemporaryDirectory(prefix="medseg_bench_smoke_") if args.smoke else None
+    if smoke_dir is not None:  # removed at exit
+        args.data = write_smoke_dataset(Path(smoke_dir.name) / "data")
+        args.cache = Path(smoke_dir.name) / "cache"
+        args.workers, args.batches, args.rounds, args.warmup = 0, 2, 1, 1
+        args.patch, args.cases = [16, 16, 16], 4
 
     import torch
 

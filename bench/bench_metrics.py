@@ -24,6 +24,7 @@ grid of clinical CT size.
 Usage::
 
     python bench/bench_metrics.py [--big 512 512 200] [--repeats 1] [--no-deepmind]
+    python bench/bench_metrics.py --smoke     # synthetic 5-label pair, 48x44x36, seconds (tests)
 """
 
 from __future__ import annotations
@@ -108,13 +109,36 @@ def max_diff(recs: list[Any], ref_vals: dict[int, tuple[float, float]]) -> tuple
     return d95, dmax
 
 
-def load_pairs(big: tuple[int, int, int]) -> list[tuple[str, LabelMap, LabelMap]]:
-    d = SHARED / "totalsegmentator_example"
-    if not d.is_dir():
-        sys.exit(f"{d}: not found (set MEDSEG_SHARED_DATA); this benchmark needs the real data")
-    ref = read_label_map(d / "example_seg.nii.gz")
-    pred = read_label_map(d / "example_seg_fast.nii.gz")
-    pairs = [("TotalSeg 117-class CT 122x101x30 @3mm", pred, ref)]
+def synthetic_pair() -> tuple[LabelMap, LabelMap]:
+    """Five ball labels (reference) and the same balls shifted by one voxel and grown by one
+    (prediction), on a 40x36x30 grid of 1.5x1.5x3 mm: a tiny multi-label case."""
+    shape = (40, 36, 30)
+    g = np.indices(shape, dtype=float)
+    ref = np.zeros(shape, np.uint8)
+    pred = np.zeros(shape, np.uint8)
+    centres = [(10, 10, 8), (28, 12, 10), (12, 26, 18), (30, 26, 20), (20, 18, 15)]
+    for v, (c, r) in enumerate(zip(centres, (5, 4, 6, 3, 4), strict=True), start=1):
+        d2 = sum((g[i] - c[i]) ** 2 for i in range(3))
+        ref[d2 <= r * r] = v
+        d2p = sum((g[i] - c[i] - (1 if i == 0 else 0)) ** 2 for i in range(3))
+        pred[d2p <= (r + 1) ** 2] = v
+    aff = np.diag([1.5, 1.5, 3.0, 1.0])
+    return LabelMap(pred, aff, "synthetic_pred"), LabelMap(ref, aff, "synthetic_ref")
+
+
+def load_pairs(
+    big: tuple[int, int, int], smoke: bool = False
+) -> list[tuple[str, LabelMap, LabelMap]]:
+    if smoke:
+        pred, ref = synthetic_pair()
+        pairs = [("synthetic 5-label 40x36x30 @1.5x1.5x3mm", pred, ref)]
+    else:
+        d = SHARED / "totalsegmentator_example"
+        if not d.is_dir():
+            sys.exit(f"{d}: not found (set MEDSEG_SHARED_DATA); this benchmark needs the data")
+        ref = read_label_map(d / "example_seg.nii.gz")
+        pred = read_label_map(d / "example_seg_fast.nii.gz")
+        pairs = [("TotalSeg 117-class CT 122x101x30 @3mm", pred, ref)]
     zoom = [b / s for b, s in zip(big, ref.shape, strict=True)]
     sp = [s * n / b for s, n, b in zip(ref.spacing, ref.shape, big, strict=True)]
     aff = np.diag([*sp, 1.0])
@@ -168,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="best of N for each timing")
     ap.add_argument("--no-deepmind", action="store_true", help="skip surface-distance")
     ap.add_argument("--no-monai", action="store_true", help="skip MONAI")
+    ap.add_argument("--smoke", action="store_true", help="synthetic pair, tiny grid (tests)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.big = (48, 44, 36)
 
     print(f"python {platform.python_version()}, {os.cpu_count()} CPU(s), no GPU used")
     # Warm-up outside the timings: imports (MONAI's surfel-area table pulls in torch).
@@ -179,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_monai:
         monai_case(warm, warm, [1])
     rows: list[tuple[str, ...]] = []
-    for name, pred, ref in load_pairs(tuple(args.big)):
+    for name, pred, ref in load_pairs(tuple(args.big), smoke=args.smoke):
         rows += bench_pair(name, pred, ref, args)
 
     head = ("pair", "implementation", "seconds", "ref/medseg", "max|dHD95| mm", "max|dHD| mm")

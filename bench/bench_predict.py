@@ -281,9 +281,8 @@ def main() -> None:
     )
     cases: list[tuple[str, Path]] = []
     if args.smoke:
-        cases.append(
-            ("tiny_ct", synthetic_ct(work / "tiny_ct.nii.gz", (40, 36, 24), (1.5, 1.5, 2.0)))
-        )
+        for name, shape in (("tiny_ct", (40, 36, 24)), ("tiny_ct_2", (32, 30, 20))):
+            cases.append((name, synthetic_ct(work / f"{name}.nii.gz", shape, (1.5, 1.5, 2.0))))
     else:
         if not args.gpu:
             for name, rel in REAL:

@@ -15,6 +15,7 @@ Usage::
     python bench/bench_train_throughput.py                     # CPU, 48x48x32 patch
     python bench/bench_train_throughput.py --device cuda --patch 128 128 128 --batch 2 \\
         --base-filters 32 --amp bf16 --compile
+    python bench/bench_train_throughput.py --smoke     # 16^3 patch, 1 round, seconds (tests)
 """
 
 from __future__ import annotations
@@ -164,7 +165,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round (tests)")
     args = ap.parse_args()
+    if args.smoke:
+        args.patch, args.batch, args.iterations, args.epochs = [16, 16, 16], 1, 2, 2
+        args.base_filters, args.rounds, args.compile = 4, 1, False
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = make_batches(args.iterations, args.batch, args.patch, 2)
@@ -194,6 +199,8 @@ def main() -> None:
                 lambda: run_medseg(spec, batches, args.epochs, args.device, args.amp, compile=True),
             )
         )
+    if args.smoke:  # the reference and medseg's default: enough to show the table works
+        variants = variants[:2]
     # alternate the variants in rounds so that background load hits all of them alike
     pps: dict[str, list[float]] = {n: [] for n, _ in variants}
     first: dict[str, list[float]] = {n: [] for n, _ in variants}

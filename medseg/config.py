@@ -11,7 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import ConfigError, InputError
+from medseg.errors import ConfigError
+
+
+def _one_line(exc: Exception) -> str:
+    """A YAML error in one line: the problem and where it was found."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
@@ -22,22 +31,19 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
         what: what the file is, for messages (e.g. ``"plan"``, ``"augmentation config"``).
 
     Raises:
-        InputError: the file is missing or unreadable.
+        InputError: the file is missing, not a regular file, unreadable or binary.
         ConfigError: invalid YAML, or the top level is not a mapping.
     """
     import yaml
 
+    from medseg.io.files import read_text_file
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(p, f"{what} not found") from None
-    except OSError as exc:
-        raise InputError(p, f"cannot read {what}: {exc}") from exc
+    text = read_text_file(p, what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{p}: invalid YAML: {_one_line(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(
             f"{p}: expected a mapping at the top level of the {what}, found {type(data).__name__}"

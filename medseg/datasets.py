@@ -23,7 +23,9 @@ Everything here is torch-free. Paths inside a :class:`Case` are absolute.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from medseg.errors import (
 )
 from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES, read_label_map, read_volume
 from medseg.io.atomic import atomic_write_text, full_suffix
+from medseg.io.files import path_problem, read_text_file
 from medseg.volume import LabelMap, Volume
 
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
@@ -145,11 +148,12 @@ def load_dataset(path: str | Path) -> Dataset:
         InputError: the path does not exist or no layout is recognised.
         ConfigError: ``dataset.json`` / CSV content is malformed (the message names the key).
     """
+    problem = path_problem(Path(path).expanduser(), allow_dir=True)
+    if problem is not None:
+        if problem.startswith("no such"):
+            problem = "no such file or folder; expected a dataset folder, dataset.json or .csv"
+        raise InputError(Path(path), problem)
     p = Path(path).expanduser().resolve()
-    if not p.exists():
-        raise InputError(
-            p, "no such file or folder; expected a dataset folder, dataset.json or .csv"
-        )
     if p.is_dir():
         if (p / "dataset.json").is_file():
             return _load_json(p / "dataset.json")
@@ -167,11 +171,19 @@ def load_dataset(path: str | Path) -> Dataset:
     raise InputError(p, f"unsupported dataset description '{p.suffix}'; expected .json or .csv")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _abs(p: Path) -> Path:
+    """``p`` made absolute with links resolved; a link loop is kept as it is (absolute), so
+    that checking the case reports it instead of failing here."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read: {exc}") from exc
+        return p.resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        return Path(os.path.abspath(p))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    text = read_text_file(path, "JSON file")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -236,13 +248,13 @@ def _load_json(path: Path) -> Dataset:
         for i, e in enumerate(entries):
             if not isinstance(e, Mapping) or "image" not in e:
                 raise ConfigError(f"{path}: training[{i}]: expected {{'image': ..., 'label': ...}}")
-            lab = (root / str(e["label"])).resolve() if e.get("label") else None
+            lab = _abs(root / str(e["label"])) if e.get("label") else None
             if isinstance(e["image"], list):  # medseg extension: one file per channel
-                imgs = tuple((root / str(x)).resolve() for x in e["image"])
+                imgs = tuple(_abs(root / str(x)) for x in e["image"])
                 cid = str(e.get("case_id", _strip_suffix(imgs[0].name)))
                 cases.append(Case(cid, imgs, lab))
                 continue
-            img = (root / str(e["image"])).resolve()
+            img = _abs(root / str(e["image"]))
             cid = str(e.get("case_id", _strip_suffix(img.name)))
             cases.append(_v1_case(cid, img, lab, len(channels)))
         return _finish(name, channels, labels, cases, root, path)
@@ -287,12 +299,12 @@ def _v1_case(cid: str, img: Path, lab: Path | None, n_channels: int) -> Case:
 
 def _load_csv(path: Path) -> Dataset:
     root = path.parent
+    text = read_text_file(path, "CSV file")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-            header = list(rows[0].keys()) if rows else []
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc}") from exc
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a readable CSV file: {exc}") from None
+    header = list(rows[0].keys()) if rows else []
     if not rows or "case_id" not in header:
         raise ConfigError(
             f"{path}: expected a header 'case_id,<image column(s)>[,label]', found {header}"
@@ -310,9 +322,9 @@ def _load_csv(path: Path) -> Dataset:
             v = (r.get(c) or "").strip()
             if not v:
                 raise ConfigError(f"{path}: line {i}: empty '{c}'")
-            imgs.append((root / v).resolve())
+            imgs.append(_abs(root / v))
         lab_s = (r.get("label") or "").strip()
-        cases.append(Case(cid, tuple(imgs), (root / lab_s).resolve() if lab_s else None))
+        cases.append(Case(cid, tuple(imgs), _abs(root / lab_s) if lab_s else None))
     channels = ["image"] if img_cols == ["image"] else img_cols
     return _finish(path.stem, channels, {}, cases, root, path)
 
@@ -321,10 +333,7 @@ def _load_folder_pairs(root: Path) -> Dataset:
     imgs = sorted(f for f in (root / "images").iterdir() if full_suffix(f) in IMAGE_SUFFIXES)
     if not imgs:
         raise InputError(root / "images", f"no image files ({', '.join(IMAGE_SUFFIXES)})")
-    cases = [
-        Case(_strip_suffix(f.name), (f.resolve(),), (root / "labels" / f.name).resolve())
-        for f in imgs
-    ]
+    cases = [Case(_strip_suffix(f.name), (_abs(f),), _abs(root / "labels" / f.name)) for f in imgs]
     return _finish(root.name, ["image"], {}, cases, root, root)
 
 
@@ -441,6 +450,16 @@ def check_dataset(ds: Dataset, *, require_labels: bool = True) -> list[Problem]:
     return problems
 
 
+def _problem(case_id: str, path: Path, exc: MedsegError) -> Problem:
+    """A reading error as a problem of ``path``; when the error is about another file (a
+    damaged slice inside a DICOM series folder), that file is the problem's path."""
+    where = getattr(exc, "path", None)
+    problem = getattr(exc, "problem", None)
+    if isinstance(where, Path) and problem is not None:
+        return Problem(case_id, where, str(problem))
+    return Problem(case_id, path, str(exc))
+
+
 def _check_case(
     case: Case, declared: set[int], require_labels: bool
 ) -> tuple[list[Problem], set[int] | None]:
@@ -468,7 +487,7 @@ def _check_case(
             if case.channel_indices is not None:
                 _check_multichannel(v, case)
         except MedsegError as exc:
-            out.append(Problem(cid, path, str(getattr(exc, "problem", exc))))
+            out.append(_problem(cid, path, exc))
             if case.channel_indices is not None and "out of range" not in str(exc):
                 break  # one multi-channel file: the same problem for every channel
             continue
@@ -499,12 +518,12 @@ def _check_case(
     try:
         lab = read_volume(case.label, check_finite=False)
     except MedsegError as exc:
-        out.append(Problem(cid, case.label, str(getattr(exc, "problem", exc))))
+        out.append(_problem(cid, case.label, exc))
         return out, None
     try:
         lm = LabelMap.from_volume(lab)
     except MedsegError as exc:
-        out.append(Problem(cid, case.label, str(getattr(exc, "problem", exc))))
+        out.append(_problem(cid, case.label, exc))
         return out, None
     if vols:
         try:

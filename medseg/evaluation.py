@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from medseg import __version__
-from medseg.errors import InputError, MedsegError, OutputExistsError
+from medseg.errors import ConfigError, InputError, MedsegError, UnreadableDicomError
 from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
-from medseg.io.atomic import atomic_write_text, full_suffix
-from medseg.io.dicom.headers import is_dicom_file
+from medseg.io.atomic import atomic_write_text, check_output_dir, full_suffix
+from medseg.io.dicom.headers import sniff_dicom
+from medseg.io.files import path_problem
 from medseg.metrics import (
     LESION_FIELDS,
     OBJECT_FIELDS,
@@ -132,14 +133,25 @@ def case_name(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix else path.name
 
 
+def _dicom_like(path: Path) -> bool:
+    """A DICOM file, or a file too short or unreadable to tell (a damaged slice)."""
+    try:
+        return sniff_dicom(path)
+    except UnreadableDicomError:
+        return True
+
+
 def is_single_case(path: Path) -> bool:
-    """A file, or a folder with no sub-folders holding only DICOM files (one series)."""
+    """A file, or a folder with no sub-folders holding only DICOM files (one series; damaged
+    slices included, so that reading the series names them). Entries that are not regular
+    files (links to nowhere, FIFOs) are not looked into."""
     if not path.is_dir():
         return True
     entries = [e for e in path.iterdir() if not e.name.startswith(".")]
     if not entries or any(e.is_dir() for e in entries):
         return False
-    return all(is_dicom_file(e) for e in entries)
+    files = [e for e in entries if path_problem(e) is None]
+    return all(_dicom_like(e) for e in files)
 
 
 def _list_cases(folder: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
@@ -364,7 +376,8 @@ def evaluate_folders(
         policy: empty-mask conventions (:class:`~medseg.metrics.EmptyPolicy`).
         surface: ``"border"`` (default) or ``"surfels"``; method: distance algorithm.
         label_names: names for label values (override names stored with the label maps).
-        overwrite: replace existing outputs (otherwise :class:`OutputExistsError` up front).
+        overwrite: replace existing outputs (otherwise :class:`OutputExistsError` up front;
+            an ``out_dir`` that cannot be written is an :class:`OutputError` up front).
         progress: show a tqdm progress bar on stderr.
         lesion_wise: also compute the BraTS 2023 lesion-wise scores and the instance metrics
             (:class:`~medseg.metrics.LesionWiseOptions`) and write ``lesions.csv``.
@@ -373,18 +386,16 @@ def evaluate_folders(
     region_list = parse_regions(regions)
     label_list = None if labels is None else sorted({int(v) for v in labels})
     if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
-        raise ValueError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
+        raise ConfigError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
     if surface not in SURFACES:
-        raise ValueError(f"unknown surface definition {surface!r}; expected one of {SURFACES}")
+        raise ConfigError(f"unknown surface definition {surface!r}; expected one of {SURFACES}")
     if method not in METHODS:
-        raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
+        raise ConfigError(f"unknown distance method {method!r}; expected one of {METHODS}")
     out = None if out_dir is None else Path(out_dir)
-    if out is not None and not overwrite:
-        for name in OUTPUT_FILES + ((LESION_FILE,) if lesion_wise else ()):
-            if (out / name).exists():
-                raise OutputExistsError(out / name)
-
     pairs, failures = match_cases(pred, ref)
+    if out is not None:  # before any case is read: a bad --out fails at once
+        files = OUTPUT_FILES + ((LESION_FILE,) if lesion_wise else ())
+        check_output_dir(out, overwrite=overwrite, files=files)
     settings: dict[str, Any] = {
         "medseg_version": __version__,
         "pred": str(Path(pred)),
@@ -507,7 +518,6 @@ def _complete(
 def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -> dict[str, Path]:
     """Write the five output files (six with lesion-wise records) atomically; returns
     ``{name: path}``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows: Iterable[Mapping[str, Any]] = (r.as_dict() for r in result.records)
     fields: tuple[str, ...] = RECORD_FIELDS
     if result.objects:

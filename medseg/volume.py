@@ -20,6 +20,7 @@ Two volumes are combined only after :meth:`Volume.check_same_grid`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,15 @@ class VolumeMeta:
         }
         out.update(dict(self.extra))
         return {k: v for k, v in out.items() if v is not None}
+
+
+def add_warning(extra: dict[str, Any], message: str) -> None:
+    """Record ``message`` (which names the file and what was assumed or found) in a volume's
+    ``extra["warnings"]`` list and log it as a warning (``medseg.io``)."""
+    warnings = list(extra.get("warnings", ()))
+    warnings.append(message)
+    extra["warnings"] = warnings
+    logging.getLogger("medseg.io").warning("%s", message)
 
 
 def affine_from_geometry(
@@ -125,11 +135,27 @@ class Volume:
             raise InvalidVolumeError(
                 source, f"expected a 3-D voxel array, found {arr.ndim}-D with shape {arr.shape}"
             )
+        if 0 in arr.shape:
+            raise InvalidVolumeError(
+                source,
+                f"shape {arr.shape} has a zero-length axis; expected at least one voxel along "
+                "each axis",
+            )
+        if arr.dtype.kind not in "biuf":
+            what = "complex-valued" if arr.dtype.kind == "c" else f"non-numeric ({arr.dtype})"
+            raise InvalidVolumeError(
+                source, f"{what} voxels ({arr.dtype}); expected real scalar values"
+            )
         aff = np.asarray(affine, dtype=np.float64)
         if aff.shape != (4, 4):
             raise InvalidVolumeError(source, f"expected a 4x4 affine, found shape {aff.shape}")
         if not np.all(np.isfinite(aff)) or abs(np.linalg.det(aff[:3, :3])) < 1e-12:
-            raise InvalidVolumeError(source, f"affine is singular or not finite:\n{aff}")
+            rows = "; ".join(" ".join(f"{v:.6g}" for v in row) for row in aff[:3])
+            raise InvalidVolumeError(
+                source,
+                f"affine is singular or not finite (rows: {rows}); expected an invertible "
+                "voxel-to-world matrix",
+            )
         self.array = arr
         self._affine = aff.copy()
         self._affine.flags.writeable = False
@@ -265,8 +291,9 @@ class Volume:
 class LabelMap(Volume):
     """An integer-valued :class:`Volume` with label names (``{value: name}``, 0 = background).
 
-    Float arrays are accepted only when every value is integral (some public datasets store
-    masks as float); they are converted to the smallest fitting integer type.
+    Label values are >= 0 (negative values are refused). Float arrays are accepted only when
+    every value is integral (some public datasets store masks as float); they are converted to
+    the smallest fitting integer type.
     """
 
     __slots__ = ("label_names",)
@@ -313,12 +340,25 @@ class LabelMap(Volume):
 def _as_integer_labels(arr: np.ndarray, source: str | Path | None) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and int(arr.min()) < 0:
+        n = int(np.count_nonzero(arr < 0))
+        raise InvalidVolumeError(
+            source,
+            f"label map has negative values (min {int(arr.min())}, {n} voxels); expected labels "
+            ">= 0 (0 = background)",
+        )
     if np.issubdtype(arr.dtype, np.integer):
         return arr
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise InvalidVolumeError(source, "label map contains NaN or infinite values")
         rounded = np.rint(arr)
+        if rounded.size and float(rounded.min()) < 0:
+            raise InvalidVolumeError(
+                source,
+                f"label map has negative values (min {float(rounded.min()):.6g}); expected "
+                "labels >= 0 (0 = background)",
+            )
         if not np.array_equal(rounded, arr):
             bad = arr[rounded != arr]
             raise InvalidVolumeError(
@@ -339,6 +379,7 @@ __all__ = [
     "LabelMap",
     "Volume",
     "VolumeMeta",
+    "add_warning",
     "affine_from_geometry",
     "orientation_code",
 ]

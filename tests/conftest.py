@@ -6,7 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.paths import SAMPLE
+from support.paths import SAMPLE, shared_path_calls
+
+
+@pytest.fixture(autouse=True)
+def _realdata_marker_matches_use(request: pytest.FixtureRequest) -> object:
+    """A test that reads ``../shared`` (through ``shared_path``) carries ``realdata``, and only
+    such a test does; a mismatch fails the test at teardown."""
+    before = shared_path_calls()
+    yield
+    used = shared_path_calls() > before
+    marked = request.node.get_closest_marker("realdata") is not None
+    if used and not marked:
+        pytest.fail(f"{request.node.nodeid} reads ../shared but is not marked realdata")
+    if marked and not used:
+        pytest.fail(f"{request.node.nodeid} is marked realdata but never reads ../shared")
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "medseg.config": 1,
     "medseg.volume": 1,
     "medseg.components": 1,
+    "medseg.io.files": 1,
     "medseg.io": 2,
     "medseg.metrics": 2,
     "medseg.postprocess": 2,

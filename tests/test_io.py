@@ -13,6 +13,7 @@ from support.paths import SAMPLE
 from medseg.errors import (
     InputError,
     InvalidVolumeError,
+    OutputError,
     OutputExistsError,
     UnsupportedFormatError,
 )
@@ -159,7 +160,7 @@ def test_failed_write_leaves_no_partial_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(nib, "save", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"x\.nii\.gz: cannot write: disk full"):
         write_volume(Volume(np.zeros((2, 2, 2)), np.eye(4)), tmp_path / "x.nii.gz")
     assert list(tmp_path.iterdir()) == []
 
@@ -182,3 +183,140 @@ def test_fractional_label_map_refused(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / "soft.nii.gz")
     with pytest.raises(InvalidVolumeError, match=r"soft\.nii\.gz: label map stored as float32"):
         read_label_map(tmp_path / "soft.nii.gz")
+
+
+# --- NIfTI headers that must be refused or reported --------------------------------------------
+def _set_dims(path: Path, dims: tuple[int, int, int]) -> None:
+    """Rewrite dim[1..3] of an uncompressed NIfTI-1 header in place (bytes 42-47)."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    raw[42:48] = struct.pack("<hhh", *dims)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_header_claiming_huge_dimensions_refused_before_allocating(
+    tmp_path: Path, suffix: str
+) -> None:
+    import tracemalloc
+
+    raw = tmp_path / "huge.nii"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), raw)
+    _set_dims(raw, (30000, 30000, 30000))
+    path = raw if suffix == ".nii" else tmp_path / "huge.nii.gz"
+    if suffix == ".nii.gz":
+        path.write_bytes(gzip.compress(raw.read_bytes()))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"huge\.nii(\.gz)?: .*shape \(30000, 30000, 30000\)"):
+            read_volume(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+
+
+def test_gzip_voxel_data_shorter_than_the_header_says(tmp_path: Path) -> None:
+    raw = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), raw)
+    _set_dims(raw, (8, 8, 9))  # one slice more than the file holds
+    path = tmp_path / "v.nii.gz"
+    path.write_bytes(gzip.compress(raw.read_bytes()))
+    with pytest.raises(InputError, match=r"v\.nii\.gz: truncated or corrupt: .*decompresses to"):
+        read_volume(path)
+
+
+def test_multi_member_gzip_is_read(tmp_path: Path) -> None:
+    """Concatenated gzip members (BGZF-style): the ISIZE trailer is only the last member's,
+    so the size is confirmed by streaming; the file is valid and must be read."""
+    arr = np.arange(8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8)
+    raw = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), raw)
+    data = raw.read_bytes()
+    path = tmp_path / "v.nii.gz"
+    path.write_bytes(b"".join(gzip.compress(data[i : i + 700]) for i in range(0, len(data), 700)))
+    np.testing.assert_array_equal(read_volume(path).array, arr)
+
+
+def test_zero_length_axis_says_so(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((0, 4, 4), np.float32), np.eye(4)), tmp_path / "z.nii")
+    with pytest.raises(InvalidVolumeError, match=r"shape \(0, 4, 4\): axis 0 has length 0"):
+        read_volume(tmp_path / "z.nii")
+    with pytest.raises(InvalidVolumeError, match="zero-length axis"):
+        Volume(np.zeros((3, 0, 2)), np.eye(4))
+
+
+def _no_forms(path: Path, pixdim: tuple[float, float, float]) -> None:
+    import struct
+
+    img = nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), None)
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, path)
+    raw = bytearray(path.read_bytes())
+    raw[80:92] = struct.pack("<fff", *pixdim)  # pixdim[1..3], bypassing nibabel's fixes
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("pixdim", [(0.0, 1.0, 1.0), (-1.0, 1.0, 1.0)])
+def test_no_forms_and_bad_pixdim_refused(tmp_path: Path, pixdim: tuple[float, ...]) -> None:
+    _no_forms(tmp_path / "p.nii", pixdim)  # type: ignore[arg-type]
+    with pytest.raises(InvalidVolumeError, match=r"p\.nii: no sform or qform, and pixdim"):
+        read_volume(tmp_path / "p.nii")
+
+
+def test_geometry_assumptions_are_recorded_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _no_forms(tmp_path / "pix.nii", (0.5, 0.5, 2.0))
+    vol = read_volume(tmp_path / "pix.nii")
+    assert vol.spacing == pytest.approx((0.5, 0.5, 2.0))
+    (note,) = vol.meta.extra["warnings"]
+    assert note.startswith(f"{tmp_path / 'pix.nii'}: no sform or qform") and note in caplog.text
+
+    img = nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), np.eye(4))
+    shifted = np.eye(4)
+    shifted[:3, 3] = [0.0, 0.0, 5.0]
+    img.set_sform(np.eye(4), code=1)
+    img.set_qform(shifted, code=1)
+    nib.save(img, tmp_path / "two.nii")
+    vol = read_volume(tmp_path / "two.nii")
+    (note,) = vol.meta.extra["warnings"]
+    assert "sform (code 1) and qform (code 1) disagree by up to 5 mm" in note
+    np.testing.assert_allclose(vol.affine, np.eye(4))  # the sform, as nibabel
+
+
+def test_complex_voxels_refused(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.complex64), np.eye(4)), tmp_path / "c.nii")
+    with pytest.raises(InvalidVolumeError, match=r"c\.nii: complex-valued voxels \(complex64\)"):
+        read_volume(tmp_path / "c.nii")
+    with pytest.raises(InvalidVolumeError, match="complex-valued"):
+        Volume(np.zeros((2, 2, 2), np.complex64), np.eye(4))
+
+
+def test_negative_labels_refused_by_label_map(tmp_path: Path) -> None:
+    from medseg.volume import LabelMap
+
+    nib.save(nib.Nifti1Image(-np.ones((2, 2, 2), np.int16), np.eye(4)), tmp_path / "n.nii")
+    with pytest.raises(InvalidVolumeError, match=r"n\.nii: label map has negative values"):
+        read_label_map(tmp_path / "n.nii")
+    with pytest.raises(InvalidVolumeError, match="negative values"):
+        LabelMap(np.full((2, 2, 2), -2.0, np.float32), np.eye(4))
+
+
+# --- what is written, checked with nibabel (independent of medseg's reader) --------------------
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_written_nifti_header_read_by_nibabel(tmp_path: Path, suffix: str) -> None:
+    aff = _oblique_affine().astype(np.float32).astype(np.float64)
+    arr = np.arange(7 * 6 * 5, dtype=np.int16).reshape(7, 6, 5)
+    write_volume(Volume(arr, aff), tmp_path / f"w{suffix}")
+    img = nib.load(tmp_path / f"w{suffix}")
+    hdr = img.header
+    assert int(hdr["sform_code"]) == 1 and int(hdr["qform_code"]) == 1  # scanner coordinates
+    assert hdr.get_xyzt_units()[0] == "mm"
+    np.testing.assert_allclose(hdr.get_sform(), aff, atol=1e-5)
+    np.testing.assert_allclose(hdr.get_qform(), aff, atol=1e-4)
+    assert img.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), arr)
+    assert tuple(float(z) for z in hdr.get_zooms()) == pytest.approx((0.8, 0.47, 2.5), abs=1e-5)

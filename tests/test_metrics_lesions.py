@@ -273,11 +273,17 @@ def test_instance_edge_cases_follow_panoptica() -> None:
 # --- real MS lesion masks, perturbed ---------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
 def ms_crop(patient: str, shape=(64, 160, 160)):
+    """A crop around the lesions of a consensus mask (cached; shared_path on every call, so
+    each test using it is seen reading ../shared)."""
     path = shared_path(
         "ms_lesions_ljubljana", "consensus_gt_flair_space", patient, "consensus_gt.nii.gz"
     )
+    return _ms_crop(path, tuple(shape))
+
+
+@functools.lru_cache(maxsize=4)
+def _ms_crop(path, shape):
     lm = read_label_map(path)
     r = lm.array > 0
     c = np.argwhere(r).mean(0).astype(int)

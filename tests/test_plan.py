@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from support.datasets import brats_dataset_json
 from support.paths import shared_path
+from support.realdata import brats_dataset_json
 
 from medseg.cli import main
 from medseg.datasets import load_dataset

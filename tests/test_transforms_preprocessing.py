@@ -91,7 +91,9 @@ def test_resampled_round_trip_returns_original_grid(
     # The preprocessed grid is RAS and puts the ball where the original has it (world mm).
     paff = info.preprocessed_affine()
     ijk = np.argwhere(pre.label == 2).mean(0)
-    np.testing.assert_allclose(paff[:3, :3] @ ijk + paff[:3, 3], world_centre, atol=1.0)
+    # (the centroid of the centred core is exact by symmetry: a fraction of a voxel, e.g. the
+    # half-voxel offset of a wrong sampling convention, fails)
+    np.testing.assert_allclose(paff[:3, :3] @ ijk + paff[:3, 3], world_centre, atol=0.05)
     back = restore_to_original(pre.label, info, is_label=True)
     assert back.shape == lab.shape
     for v in (1, 2):
@@ -145,7 +147,33 @@ def test_info_json_round_trip(rng: np.random.Generator) -> None:
     assert again == info
 
 
-@pytest.mark.realdata
+@pytest.mark.parametrize("direction", [None, np.diag([-1.0, -1.0, 1.0]), _oblique_lps()])
+def test_preprocessed_affine_puts_every_voxel_at_its_world_position(direction) -> None:
+    """An image that is a linear ramp of the world position (within the CT window, so the
+    normalisation is linear): after linear resampling to 1.5 mm, voxel ``o`` must hold the
+    ramp's value at ``preprocessed_affine() @ o``. Unlike a centroid, a ramp also catches
+    flips and permutations; 1e-3 normalised units is ~0.02 mm of position."""
+    spacing, shape = (0.9, 1.2, 2.5), (40, 34, 18)
+    aff = affine_from_geometry(spacing, (30.0, -12.0, 7.0), direction)
+    centre = aff[:3, :3] @ ((np.asarray(shape) - 1) / 2) + aff[:3, 3]
+    w = np.array([2.0, -1.5, 3.0])  # HU per mm
+
+    def ramp(world: np.ndarray) -> np.ndarray:  # (..., 3) RAS mm -> HU in [-100, 300]
+        return 100.0 + (world - centre) @ w
+
+    ijk = np.indices(shape).reshape(3, -1).T
+    img = Volume(ramp(ijk @ aff[:3, :3].T + aff[:3, 3]).reshape(shape).astype(np.float32), aff)
+    assert img.array.min() > -100 and img.array.max() < 300
+    plan = make_plan((1.5, 1.5, 1.5), channels=("CT",), crop=False, scheme="ct")
+    pre = preprocess_case([img], plan)
+    paff = pre.info.preprocessed_affine()
+    out_shape = pre.image.shape[1:]
+    o = np.indices(out_shape).reshape(3, -1).T
+    expected = ((ramp(o @ paff[:3, :3].T + paff[:3, 3]) - 50) / 80).reshape(out_shape)
+    inner = tuple(slice(1, s - 1) for s in out_shape)  # edge voxels extrapolate
+    np.testing.assert_allclose(pre.image[0][inner], expected[inner], atol=1e-3)
+
+
 def test_sample_ct_round_trip_exact_grid() -> None:
     """Shipped spleen CT (0.795 x 0.795 x 5 mm): to 1.5 mm isotropic-ish and back."""
     img = read_volume(SAMPLE / "spleen_ct.nii.gz")

@@ -4,16 +4,23 @@ Each module ``medseg.cli.<name>`` defines ``register(subparsers)``, which adds i
 sets ``func`` to a function ``(argparse.Namespace) -> int`` (the exit code). Subcommand modules
 import heavy dependencies (torch, SimpleITK) inside that function so start-up stays fast.
 Deliberate errors (:class:`~medseg.errors.MedsegError`) become one line on stderr and exit
-code 1; anything else is a bug and keeps its traceback.
+code 1; anything else is a bug and keeps its traceback. Third-party log messages and Python
+warnings are shown only with ``-vv``; on SIGTERM the temporary files of unfinished outputs are
+removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 
 from medseg import __version__
 from medseg.errors import MedsegError
@@ -49,20 +56,138 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Third-party loggers silenced unless ``-vv``: their messages (pydicom's ERROR line and
+#: traceback for an undecodable slice, nibabel's header warnings) duplicate or precede the one
+#: line medseg prints about the same problem.
+LIBRARY_LOGGERS: tuple[str, ...] = (
+    "pydicom",
+    "nibabel",
+    "nibabel.global",
+    "SimpleITK",
+    "PIL",
+    "matplotlib",
+    "monai",
+    "torch",
+    "numexpr",
+)
+
+
+class _DropLibraryRecords(logging.Filter):
+    """Drops records of :data:`LIBRARY_LOGGERS` (and their children)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return not any(name == lib or name.startswith(lib + ".") for lib in LIBRARY_LOGGERS)
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: int) -> Iterator[None]:
+    """Below ``-vv``: third-party log records dropped and Python warnings (numpy's
+    RuntimeWarnings, library UserWarnings) ignored, so medseg's message is the one a user
+    reads. Restores the previous state on exit (``main`` may run inside a test or notebook).
+
+    Records are dropped by a filter on the root handlers (pydicom resets its logger's level
+    when imported, so a level set beforehand would not hold); nibabel also prints through a
+    handler of its own, silenced by its logger's level."""
+    nib = logging.getLogger("nibabel.global")
+    if verbose >= 2:  # shown, once: nibabel's own handler prints them, no propagation
+        propagate = nib.propagate
+        nib.propagate = False
+        try:
+            yield
+        finally:
+            nib.propagate = propagate
+        return
+    drop = _DropLibraryRecords()
+    handlers = list(logging.getLogger().handlers)
+    nib_level = nib.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for h in handlers:
+            h.addFilter(drop)
+        nib.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            for h in handlers:
+                h.removeFilter(drop)
+            nib.setLevel(nib_level)
+
+
+class Terminated(SystemExit):
+    """Raised by the SIGTERM / SIGHUP handler so that ``finally`` blocks still run."""
+
+
+@contextlib.contextmanager
+def remove_temporaries_on_signals(command: str) -> Iterator[None]:
+    """On SIGTERM or SIGHUP: remove the temporary files the atomic writer registered, print
+    one line and exit with ``128 + signal``. (SIGINT raises ``KeyboardInterrupt``, handled in
+    :func:`main`.) Only installed in the main thread; previous handlers are restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked worker: die as if no handler were installed
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        from medseg.io.atomic import remove_temporaries
+
+        remove_temporaries()
+        print(f"medseg {command}: terminated by {signal.Signals(signum).name}", file=sys.stderr)
+        raise Terminated(128 + signum)
+
+    sigs = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``medseg`` command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(int(args.verbose), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except MedsegError as exc:
-        print(f"medseg {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"medseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    name = f"medseg {args.command}"
+    from medseg.io import atomic
+
+    with remove_temporaries_on_signals(args.command), quiet_libraries(int(args.verbose)):
+        code = 1
+        try:
+            code = int(args.func(args))
+            return code
+        except MedsegError as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            from medseg.io.atomic import remove_temporaries
+
+            remove_temporaries()
+            print(f"{name}: interrupted", file=sys.stderr)
+            return 130
+        except MemoryError:
+            print(
+                f"{name}: error: out of memory (MemoryError): the input needs more memory than "
+                "this machine has free",
+                file=sys.stderr,
+            )
+            return 1
+        except BrokenPipeError:  # e.g. `medseg info ... | head`
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+            return 1
+        finally:
+            if code == 0:
+                atomic.forget_created_folders()
+            else:  # a refused or failed run leaves no empty output folder behind
+                atomic.remove_created_folders()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from medseg.errors import InputError, MedsegError, UnsupportedFormatError
-from medseg.io import WRITE_SUFFIXES, read_volume, write_volume
-from medseg.io.atomic import full_suffix
+from medseg.io import WRITE_SUFFIXES, detect_format, read_volume, write_volume
+from medseg.io.atomic import check_output_dir, check_writable, full_suffix
 from medseg.volume import LabelMap
 
 
@@ -48,13 +48,18 @@ def convert_file(
     label: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Read ``src`` and write it to ``dst`` (format by suffix). Returns ``dst``."""
+    """Read ``src`` and write it to ``dst`` (format by suffix). Returns ``dst``.
+
+    The output is checked first (suffix, existing file, writable folder), so a bad output
+    path fails before a long read."""
     if full_suffix(dst) not in WRITE_SUFFIXES:
         raise UnsupportedFormatError(
             dst,
             f"cannot write '{full_suffix(dst) or dst.name}'; "
             f"expected one of {', '.join(WRITE_SUFFIXES)}",
         )
+    detect_format(src)  # a missing or unsupported input is named before the output is touched
+    check_writable(dst, overwrite)
     vol = read_volume(src, channel=channel, series=series)
     if label:
         vol = LabelMap.from_volume(vol)
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             args.input, f"no DICOM series found ({len(scan.skipped)} non-image file(s) skipped)"
         )
+    check_output_dir(args.output)
     failures: list[str] = []
     written = 0
     for s in scan.series:

@@ -146,9 +146,9 @@ def parse_label_list(items: list[str]) -> list[int]:
 
 
 def _load_mapping(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise InputError(path, f"{what} file does not exist")
-    text = path.read_text(encoding="utf-8")
+    from medseg.io.files import read_text_file
+
+    text = read_text_file(path, f"{what} file")
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -156,8 +156,9 @@ def _load_mapping(path: Path, what: str) -> Any:
             return yaml.safe_load(text)
         return json.loads(text)
     except Exception as exc:  # parse errors of either format
+        reason = " ".join(str(exc).split())
         raise InputError(
-            path, f"expected a JSON/YAML {what} mapping, could not parse: {exc}"
+            path, f"expected a JSON/YAML {what} mapping, could not parse: {reason}"
         ) from None
 
 
@@ -167,9 +168,12 @@ def parse_regions(items: list[str]) -> dict[str, list[int]]:
     for item in items:
         if "=" in item:
             name, values = item.split("=", 1)
-            if not name.strip():
-                raise ConfigError(f"regions: expected NAME=L,L,..., found {item!r}")
-            regions[name.strip()] = parse_label_list([values])
+            labels = parse_label_list([values])
+            if not name.strip() or not labels:
+                raise ConfigError(
+                    f"--regions: expected NAME=L,L,... (e.g. core=1,3), found {item!r}"
+                )
+            regions[name.strip()] = labels
             continue
         data = _load_mapping(Path(item), "regions")
         if isinstance(data, dict) and "regions" in data and isinstance(data["regions"], dict):
@@ -235,8 +239,10 @@ def run(args: argparse.Namespace) -> int:
         policy = EmptyPolicy.parse(args.both_empty_dice, args.empty_distance)
     except ValueError as exc:
         raise ConfigError(f"--empty-distance/--both-empty-dice: {exc}") from None
-    if args.tolerance_mm < 0:
-        raise ConfigError(f"--tolerance-mm: expected >= 0, found {args.tolerance_mm}")
+    from medseg.cli._args import check_number
+
+    check_number("--tolerance-mm", args.tolerance_mm, minimum=0)
+    check_number("--max-rows", args.max_rows, minimum=0)
     labels = parse_label_list(args.labels) if args.labels else None
     regions = parse_regions(args.regions) if args.regions else None
     names = load_label_names(args.label_names, args.label_names_key) if args.label_names else None

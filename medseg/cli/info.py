@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 from medseg.errors import InputError, MedsegError
 from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES, detect_format, read_volume
 from medseg.io.atomic import full_suffix
+from medseg.io.files import path_problem
 from medseg.volume import Volume
 
 _FORMAT_NAMES = {
@@ -102,10 +104,13 @@ def _file_record(path: Path, headers_only: bool) -> dict[str, Any]:
 
 def describe_folder(folder: Path, headers_only: bool = False) -> dict[str, Any]:
     """Scan a folder: DICOM series (read unless ``headers_only``), NIfTI/ITK files and the
-    files skipped, as a plain record."""
+    files skipped, as a plain record. ``n_unreadable`` counts the files that could not be
+    read (corrupt, truncated, undecodable) and the series and volume files whose reading
+    failed; series refused for their geometry are described, not counted."""
     from medseg.io.dicom import read_dicom, scan_dicom_folder
 
     scan = scan_dicom_folder(folder)
+    n_unreadable = len(scan.unreadable)
     series: list[dict[str, Any]] = []
     for s in scan.series:
         rec: dict[str, Any] = {
@@ -133,18 +138,26 @@ def describe_folder(folder: Path, headers_only: bool = False) -> dict[str, Any]:
                 rec.update(volume_summary(vol))
             except MedsegError as exc:
                 rec["problem"] = str(exc)
+                n_unreadable += 1
         series.append(rec)
     volumes: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for path, reason in scan.skipped:
-        if full_suffix(path) in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        if full_suffix(path) in NIFTI_SUFFIXES + ITK_SUFFIXES and path_problem(path) is None:
             try:
                 volumes.append(_file_record(path, headers_only))
             except MedsegError as exc:
                 skipped.append({"path": str(path), "reason": str(exc)})
+                n_unreadable += 1
         else:
             skipped.append({"path": str(path), "reason": reason})
-    return {"path": str(folder), "dicom_series": series, "volumes": volumes, "skipped": skipped}
+    return {
+        "path": str(folder),
+        "dicom_series": series,
+        "volumes": volumes,
+        "skipped": skipped,
+        "n_unreadable": n_unreadable,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     out = describe_folder(path, args.headers_only)
     if args.json:
         print(json.dumps(out, indent=2))
-        return 0
+        return 1 if out["n_unreadable"] else 0
     n_ok = sum("problem" not in s for s in out["dicom_series"])
     print(
         f"{path}: {len(out['dicom_series'])} DICOM series ({n_ok} readable as volumes), "
@@ -175,6 +188,13 @@ def run(args: argparse.Namespace) -> int:
         print("\nskipped:")
         for sk in out["skipped"]:
             print(f"  {sk['path']}: {sk['reason']}")
+    if out["n_unreadable"]:
+        print(
+            f"medseg info: {path}: {out['n_unreadable']} file(s) or series could not be read "
+            "(listed above)",
+            file=sys.stderr,
+        )
+        return 1
     if not out["dicom_series"] and not out["volumes"]:
         raise InputError(path, "no DICOM series or volume files found")
     return 0

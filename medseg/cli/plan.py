@@ -50,16 +50,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from medseg.cli._args import check_number
     from medseg.datasets import check_dataset, load_dataset, make_splits, write_splits
-    from medseg.io.atomic import check_writable
+    from medseg.io.atomic import check_output_dir
     from medseg.plan import explain_plan, load_augmentation, plan_dataset, save_plan
 
+    check_number("--gpu-memory-gb", args.gpu_memory_gb, above=0)
+    check_number("--foreground-ratio", args.foreground_ratio, minimum=0, maximum=1)
+    check_number("--folds", args.folds, minimum=2)
+    check_number("--seed", args.seed, minimum=0)
+    check_number("--voxels-per-case", args.voxels_per_case, minimum=1)
     ds = load_dataset(args.dataset)
     aug = load_augmentation(args.augmentation) if args.augmentation is not None else None
     out = Path(args.out)
     plan_path, splits_path = out / "plan.yaml", out / "splits.json"
-    for path in (plan_path, splits_path):
-        check_writable(path, args.overwrite)
+    check_output_dir(out, overwrite=args.overwrite, files=(plan_path.name, splits_path.name))
     if not args.skip_check:
         errors = [p for p in check_dataset(ds) if p.severity == "error"]
         if errors:
@@ -86,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     print(explain_plan(plan))
     print(f"wrote {plan_path}")
     if n_folds >= 2:
-        print(f"wrote {splits_path} ({n_folds} folds, seed {args.seed})")
+        fewer = f"; --folds {args.folds} > {len(ds.cases)} cases" if n_folds < args.folds else ""
+        print(f"wrote {splits_path} ({n_folds} folds{fewer}, seed {args.seed})")
     else:
-        print("no splits written: fewer than 2 cases")
+        print(
+            f"no splits written: the dataset has {len(ds.cases)} case; cross-validation needs "
+            "at least 2"
+        )
     return 0

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from medseg.errors import InputError, UnsupportedFormatError
 from medseg.io.atomic import full_suffix
+from medseg.io.files import path_problem
 from medseg.volume import LabelMap, Volume
 
 if TYPE_CHECKING:
@@ -38,10 +39,12 @@ WRITE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
 def detect_format(path: str | Path) -> str:
     """Return ``"nifti"``, ``"itk"``, ``"dicom"`` or ``"dicom-seg"`` for ``path``, or raise
-    :class:`UnsupportedFormatError` / :class:`InputError` (missing path)."""
+    :class:`UnsupportedFormatError` / :class:`InputError` (missing path, dangling link, FIFO
+    or other non-regular file: such paths are never opened)."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(p, "no such file or folder")
+    problem = path_problem(p, allow_dir=True)
+    if problem is not None:
+        raise InputError(p, problem)
     if p.is_dir():
         return "dicom"
     suffix = full_suffix(p)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import InputError, InvalidVolumeError
-from medseg.io.atomic import atomic_path
+from medseg.errors import InputError, InvalidVolumeError, OutputError
+from medseg.io.atomic import atomic_files, atomic_path
 from medseg.volume import Volume, VolumeMeta
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -119,28 +119,23 @@ def write_itk(
     for key, value in (metadata or {}).items():
         img.SetMetaData(key, value)
     target = Path(path)
-    if target.name.lower().endswith(".mhd"):
-        _write_mhd(sitk, img, target, overwrite)
-    else:
-        with atomic_path(target, overwrite) as tmp:
-            sitk.WriteImage(img, str(tmp), True)
+    try:
+        if target.name.lower().endswith(".mhd"):
+            _write_mhd(sitk, img, target, overwrite)
+        else:
+            with atomic_path(target, overwrite) as tmp:
+                sitk.WriteImage(img, str(tmp), True)
+    except RuntimeError as exc:  # SimpleITK reports write failures (disk full, ...) this way
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "")
+        raise OutputError(target, f"SimpleITK could not write the file: {reason}") from exc
     return target
 
 
 def _write_mhd(sitk: Any, img: Any, target: Path, overwrite: bool) -> None:
-    """``.mhd`` keeps voxels in a separate file named inside the header: write both under
-    their final names in a temporary folder beside the target, move the data file first and
-    the header last, so a header never points at a missing or partial data file."""
-    import shutil
-    import tempfile
-
-    from medseg.io.atomic import check_writable
-
-    check_writable(target, overwrite)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    """``.mhd`` keeps voxels in a separate file named inside the header (``.zraw``): both are
+    written under their final names in a temporary folder beside the target and moved by
+    :func:`~medseg.io.atomic.atomic_files` (data file first, header last; an existing data
+    file is refused like the header unless ``overwrite``)."""
+    with atomic_files(target, overwrite) as tmpdir:
         sitk.WriteImage(img, str(tmpdir / target.name), True)
-        for f in sorted(tmpdir.iterdir(), key=lambda q: q.suffix.lower() == ".mhd"):
-            (tmpdir / f.name).replace(target.parent / f.name)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from medseg.errors import ConfigError
 from medseg.metrics.surface import (
     DistanceMethod,
     SurfaceKind,
@@ -90,17 +91,17 @@ class EmptyPolicy:
 
     def __post_init__(self) -> None:
         if self.both_empty_dice not in ("nan", "one"):
-            raise ValueError(
+            raise ConfigError(
                 f"both_empty_dice must be 'nan' or 'one', found {self.both_empty_dice!r}"
             )
         d = self.one_empty_distance
         if isinstance(d, str):
             if d not in ("diagonal", "nan"):
-                raise ValueError(
+                raise ConfigError(
                     f"one_empty_distance must be 'diagonal', 'nan' or a distance in mm, found {d!r}"
                 )
         elif not (isinstance(d, (int, float)) and math.isfinite(d) and d >= 0):
-            raise ValueError(f"one_empty_distance in mm must be finite and >= 0, found {d!r}")
+            raise ConfigError(f"one_empty_distance in mm must be finite and >= 0, found {d!r}")
 
     @classmethod
     def parse(
@@ -112,7 +113,7 @@ class EmptyPolicy:
             try:
                 d = float(d)
             except ValueError:
-                raise ValueError(
+                raise ConfigError(
                     f"empty distance must be 'diagonal', 'nan' or a number of mm, found {d!r}"
                 ) from None
         return cls(both_empty_dice=both_empty_dice, one_empty_distance=d)  # type: ignore[arg-type]
@@ -202,22 +203,13 @@ def parse_regions(spec: Mapping[str, Iterable[int]] | Iterable[Region] | None) -
     for name, values in items:
         vals = tuple(sorted({int(v) for v in values}))
         if not vals:
-            raise ValueError(f"region {name!r} has no labels")
+            raise ConfigError(
+                f"regions: {name!r} has no labels; expected at least one (NAME=L,L,...)"
+            )
         if any(v <= 0 for v in vals):
-            raise ValueError(f"region {name!r}: labels must be positive, found {list(vals)}")
+            raise ConfigError(f"region {name!r}: labels must be positive, found {list(vals)}")
         out.append(Region(str(name), vals))
     return out
-
-
-def _check_labels(lm: LabelMap) -> None:
-    arr = lm.array
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
-        from medseg.errors import InvalidVolumeError
-
-        raise InvalidVolumeError(
-            lm.source,
-            f"label map has negative values (min {int(arr.min())}); expected labels >= 0",
-        )
 
 
 def _bboxes(arr: npt.NDArray[Any], max_label: int) -> list[tuple[slice, ...] | None]:
@@ -286,10 +278,8 @@ def evaluate_pair(
         One :class:`LabelRecord` per label (ascending), then one per region (in given order).
     """
     ref.check_same_grid(pred)
-    _check_labels(pred)
-    _check_labels(ref)
     if not (tolerance_mm >= 0 and math.isfinite(tolerance_mm)):
-        raise ValueError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
+        raise ConfigError(f"tolerance_mm must be finite and >= 0, found {tolerance_mm}")
     policy = policy or EmptyPolicy()
     names: dict[int, str] = {**pred.label_names, **ref.label_names, **dict(label_names or {})}
     region_list = parse_regions(regions)
@@ -319,7 +309,7 @@ def evaluate_pair(
     else:
         wanted = sorted({int(v) for v in labels})
         if any(v <= 0 for v in wanted):
-            raise ValueError(f"labels must be positive (0 is background), found {wanted}")
+            raise ConfigError(f"labels must be positive (0 is background), found {wanted}")
 
     worst = policy.worst_distance(shape, spacing)
     records: list[LabelRecord] = []
@@ -384,7 +374,7 @@ def evaluate_arrays(
     """
     sp = [float(v) for v in spacing]
     if len(sp) != 3:
-        raise ValueError(f"spacing must have 3 values (mm per array axis), found {spacing!r}")
+        raise ConfigError(f"spacing must have 3 values (mm per array axis), found {spacing!r}")
     aff = np.diag([*sp, 1.0])
     return evaluate_pair(
         LabelMap(np.asarray(pred), aff, source="<pred array>"),

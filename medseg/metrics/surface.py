@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from medseg.errors import ConfigError
+
 SurfaceKind = Literal["border", "surfels"]
 DistanceMethod = Literal["auto", "edt", "kdtree"]
 
@@ -111,7 +113,7 @@ def _directed_distances(
         d_rp = ndimage.distance_transform_edt(~bp, sampling=spacing).ravel()[idx_r]
         return d_pr.astype(np.float64), idx_p, d_rp.astype(np.float64), idx_r
     if method != "kdtree":
-        raise ValueError(f"unknown distance method {method!r}; expected one of {METHODS}")
+        raise ConfigError(f"unknown distance method {method!r}; expected one of {METHODS}")
     from scipy.spatial import cKDTree
 
     # One scan of the crop for both surfaces, then two trees over surface points only.
@@ -212,7 +214,7 @@ def surface_distances(
         return border_surface_distances(pred, ref, spacing, method)
     if surface == "surfels":
         return surfel_surface_distances(pred, ref, spacing, method)
-    raise ValueError(f"unknown surface definition {surface!r}; expected one of {SURFACES}")
+    raise ConfigError(f"unknown surface definition {surface!r}; expected one of {SURFACES}")
 
 
 def weighted_percentile(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -28,11 +29,16 @@ def spleen_ct() -> tuple[Volume, Masks]:
     return ct, {"spleen": ref.array > 0}
 
 
-@lru_cache(maxsize=2)
 def totalseg_ct(small: bool = True) -> tuple[Volume, Masks]:
     """TotalSegmentator's example CT (3 mm, HU) with its model-made reference: ``bone``
     (vertebrae, ribs and other bones, not cartilage) and ``vertebrae``, plus each vertebra."""
-    folder = shared_path("totalsegmentator_example")
+    return _totalseg_ct(shared_path("totalsegmentator_example"), small)
+
+
+# The readers below are cached per process; the public functions above/below call
+# shared_path on every use, so every test using them is seen reading ../shared.
+@lru_cache(maxsize=2)
+def _totalseg_ct(folder: Path, small: bool) -> tuple[Volume, Masks]:
     ct_name, seg_name = (
         ("example_ct_sm", "example_seg")
         if small
@@ -51,22 +57,28 @@ def totalseg_ct(small: bool = True) -> tuple[Volume, Masks]:
     return ct, masks
 
 
-@lru_cache(maxsize=6)
 def brats_case(case: str = "validation/brats_2013_pat0003_1") -> tuple[Volume, Masks]:
     """A BraTS 2015 case as redistributed by DeepMedic: z-scored FLAIR (1 mm), the ``brain``
     mask (stored as 0.99999997, thresholded at 0.5) and the ``whole_tumour`` (labels 1-4)."""
-    folder = shared_path("brats2015_deepmedic", *case.split("/"))
+    return _brats_case(shared_path("brats2015_deepmedic", *case.split("/")))
+
+
+@lru_cache(maxsize=6)
+def _brats_case(folder: Path) -> tuple[Volume, Masks]:
     flair = read_volume(folder / "Flair_subtrMeanDivStd.nii.gz")
     seg = read_label_map(folder / "OTMultiClass.nii.gz").array
     brain = read_volume(folder / "brainmask.nii.gz").array > 0.5
     return flair, {"brain": brain, "whole_tumour": seg > 0}
 
 
-@lru_cache(maxsize=3)
 def ms_flair(patient: str = "patient19") -> tuple[Volume, Masks]:
     """An MS patient's skull-stripped FLAIR in MNI space (1 mm) with its consensus lesion mask
     and ``brain`` (the non-zero voxels)."""
-    folder = shared_path("ms_lesions_ljubljana", "mni", patient)
+    return _ms_flair(shared_path("ms_lesions_ljubljana", "mni", patient))
+
+
+@lru_cache(maxsize=3)
+def _ms_flair(folder: Path) -> tuple[Volume, Masks]:
     flair = read_volume(folder / "FLAIR.nii.gz")
     lesions = read_label_map(folder / "GOLD_STANDARD.nii.gz").array > 0
     return flair, {"lesions": lesions, "brain": flair.array != 0}

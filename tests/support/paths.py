@@ -19,9 +19,20 @@ SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO.parent / "shared" /
 REQUIRE_SHARED = os.environ.get("MEDSEG_REQUIRE_SHARED_DATA", "") not in ("", "0")
 
 
+_CALLS = [0]
+
+
+def shared_path_calls() -> int:
+    """How many times :func:`shared_path` was called (conftest checks each test's markers)."""
+    return _CALLS[0]
+
+
 def shared_path(*parts: str) -> Path:
     """Path under the real-data folder; skips the test (with the reason) when it is absent,
-    or fails it when ``MEDSEG_REQUIRE_SHARED_DATA`` is set."""
+    or fails it when ``MEDSEG_REQUIRE_SHARED_DATA`` is set. The only way a test reaches
+    ``../shared``: a test that calls it must be marked ``realdata``, and a test marked
+    ``realdata`` must call it (checked for every test by ``conftest.py``)."""
+    _CALLS[0] += 1
     p = SHARED_DATA.joinpath(*parts)
     if not p.exists():
         msg = f"real-data tier: {p} not present (set MEDSEG_SHARED_DATA or add ../shared)"

@@ -17,21 +17,23 @@ and checked, :mod:`medseg.io.dicom.pixels` for decoding and dtypes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from medseg.errors import DicomSeriesError, InputError
+from medseg.errors import DicomSeriesError, InputError, UnreadableDicomError
 from medseg.io.dicom.headers import (
     FrameHeader,
-    UnreadableDicomError,
     is_dicom_file,
     read_frame_headers,
+    sniff_dicom,
 )
 from medseg.io.dicom.series import DicomScan, SeriesInfo, build_series
-from medseg.volume import Volume, VolumeMeta
+from medseg.io.files import path_problem, walk_files
+from medseg.volume import Volume, VolumeMeta, add_warning
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,14 @@ def _skip_reason(path: Path) -> str:
     return "not a DICOM file (no 128-byte preamble + 'DICM' marker)"
 
 
-def _walk(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
-    return files
+def _files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Regular files under ``root`` (or ``root`` itself) and the entries skipped with why."""
+    problem = path_problem(root, allow_dir=True)
+    if problem is not None:
+        raise InputError(root, problem)
+    if root.is_dir():
+        return walk_files(root)
+    return [root], []
 
 
 def scan_dicom_folder(path: Path | str) -> DicomScan:
@@ -61,21 +65,22 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
     types, echoes, stacks, time points) and each volume is sorted and checked; see
     :class:`SeriesInfo`. A DICOMDIR is not needed: its images are found by walking the tree.
     Non-DICOM files, non-image DICOM objects (DICOMDIR, reports, presentation states,
-    DICOM-SEG) and unreadable files are listed in :attr:`DicomScan.skipped` with the reason.
+    DICOM-SEG), entries that are not regular files (FIFOs, devices, dangling symbolic links,
+    link loops; never opened) and unreadable files are listed in :attr:`DicomScan.skipped`
+    with the reason. *Unreadable* files (cannot be opened, too short to tell whether they are
+    DICOM, corrupt header or pixel data) are also in :attr:`DicomScan.unreadable`; a series
+    they may belong to gets them as its ``problem`` and is refused by :func:`read_dicom`.
     """
     root = Path(path)
-    if not root.exists():
-        raise InputError(root, "no such file or folder")
-    paths = [root] if root.is_file() else _walk(root)
+    paths, skipped = _files(root)
     frames: list[FrameHeader] = []
-    skipped: list[tuple[Path, str]] = []
     unreadable: list[tuple[Path, str]] = []
     uids: dict[Path, str | None] = {}
     for p in paths:
-        if not is_dicom_file(p):
-            skipped.append((p, _skip_reason(p)))
-            continue
         try:
+            if not sniff_dicom(p):
+                skipped.append((p, _skip_reason(p)))
+                continue
             res = read_frame_headers(p)
         except UnreadableDicomError as exc:
             skipped.append((p, exc.problem))
@@ -86,13 +91,31 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
             skipped.append((p, res))
         else:
             frames.extend(res)
-    return DicomScan(
+    scan = DicomScan(
         root=root,
         series=build_series(frames),
         skipped=skipped,
         unreadable=unreadable,
         unreadable_uids=uids,
     )
+    scan.series = [_with_unreadable(s, scan) for s in scan.series]
+    return scan
+
+
+def _with_unreadable(s: SeriesInfo, scan: DicomScan) -> SeriesInfo:
+    """``s`` with its ``problem`` naming the unreadable files that may hold its slices."""
+    bad = scan.unreadable_for(s)
+    if not bad:
+        return s
+    path, why = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    problem = (
+        f"{len(bad)} unreadable file(s) may hold slices of this series, e.g. {path.name}: "
+        f"{why}{more}; refusing to build a volume that may be missing slices"
+    )
+    if s.problem is not None:
+        problem += f" (the {s.n_slices} readable slices: {s.problem})"
+    return dataclasses.replace(s, problem=problem)
 
 
 _SCAN_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], DicomScan]] = {}
@@ -105,11 +128,8 @@ def _cached_scan(root: Path) -> DicomScan:
     if not root.exists():
         raise InputError(root, "no such file or folder")
     key = root.resolve()
-    sig = tuple(
-        (str(p), st.st_size, st.st_mtime_ns)
-        for p in ([root] if root.is_file() else _walk(root))
-        for st in [p.stat()]
-    )
+    paths, skipped = _files(root)
+    sig = tuple((str(p), *_stat_key(p)) for p in [*paths, *(q for q, _ in skipped)])
     hit = _SCAN_CACHE.get(key)
     if hit is not None and hit[0] == sig:
         return hit[1]
@@ -118,6 +138,14 @@ def _cached_scan(root: Path) -> DicomScan:
         _SCAN_CACHE.pop(next(iter(_SCAN_CACHE)))
     _SCAN_CACHE[key] = (sig, sc)
     return sc
+
+
+def _stat_key(p: Path) -> tuple[int, int]:
+    try:
+        st = os.lstat(p)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def _describe(s: SeriesInfo) -> str:
@@ -134,6 +162,13 @@ def select_series(scan: DicomScan, series: str | int | None) -> SeriesInfo:
     :class:`DicomSeriesError` listing the series found."""
     listing = "\n".join(_describe(s) for s in scan.series)
     if not scan.series:
+        if scan.unreadable:
+            bad, why = scan.unreadable[0]
+            raise InputError(
+                bad,
+                f"{why} (no readable DICOM series in {scan.root}; "
+                f"{len(scan.unreadable)} unreadable file(s))",
+            )
         raise DicomSeriesError(
             scan.root, f"no DICOM image series found ({len(scan.skipped)} file(s) skipped)"
         )
@@ -194,8 +229,6 @@ def read_dicom(
     if root.is_file() and not sc.series and sc.skipped:
         raise DicomSeriesError(root, f"not an image volume: {sc.skipped[0][1]}")
     info = select_series(sc, series)
-    if info.problem is not None:
-        raise DicomSeriesError(root, f"series [{info.index}] {info.key}: {info.problem}")
     blockers = sc.unreadable_for(info)
     if blockers:
         bad, why = blockers[0]
@@ -204,6 +237,8 @@ def read_dicom(
             f"{why} (series [{info.index}] in {root}; refusing to build a volume that may be "
             f"missing this file's slices; {len(blockers)} unreadable file(s))",
         )
+    if info.problem is not None:
+        raise DicomSeriesError(root, f"series [{info.index}] {info.key}: {info.problem}")
     from medseg.io.dicom.pixels import assemble
 
     assert info.affine is not None
@@ -219,6 +254,13 @@ def read_dicom(
         extra["slice_spacing_source"] = info.slice_spacing_source
     if rescale.slope is None or rescale.intercept is None:
         extra["rescale"] = "per-slice RescaleSlope/Intercept applied"
+    no_pi = sorted({h.path.name for h in info.frames if h.photometric is None})
+    if no_pi:
+        add_warning(
+            extra,
+            f"{root}: PhotometricInterpretation absent in {len(no_pi)} file(s) (e.g. {no_pi[0]});"
+            " assumed MONOCHROME2 (grayscale stored values, one sample per pixel)",
+        )
     meta = VolumeMeta(
         modality=info.modality,
         series_description=info.description,

@@ -13,13 +13,16 @@ to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.series`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import InputError
+from medseg.errors import UnreadableDicomError
+from medseg.io.files import path_problem
 
 #: SOP classes that are DICOM files but never image volumes (reason shown in ``skipped``).
 _NON_IMAGE_SOP = {
@@ -51,31 +54,58 @@ _PIXEL_TAGS = {
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-class UnreadableDicomError(InputError):
-    """A file with the DICOM preamble whose header or pixel data is truncated or corrupt.
-
-    ``series_uid`` is the series it belongs to when that much of the header could be read.
-    """
-
-    def __init__(self, path: Path, problem: str, series_uid: str | None = None) -> None:
-        super().__init__(path, problem)
-        self.series_uid = series_uid
-
-
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 
 
-def is_dicom_file(path: Path) -> bool:
-    """True when ``path`` is a file with the DICOM Part 10 header (128-byte preamble + ``DICM``).
+#: Suffixes under which a file shorter than the DICOM preamble is taken for a truncated slice.
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+_PREAMBLE = 132
 
-    Reads at most 132 bytes.
+
+def is_dicom_file(path: Path) -> bool:
+    """True when ``path`` is a regular file with the DICOM Part 10 header (128-byte preamble +
+    ``DICM``). Reads at most 132 bytes; never opens a FIFO, socket or device."""
+    if path_problem(path) is not None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PREAMBLE)
+    except OSError:
+        return False
+    return len(head) == _PREAMBLE and head[128:132] == b"DICM"
+
+
+def sniff_dicom(path: Path) -> bool:
+    """Whether the regular file ``path`` is a DICOM Part 10 file (True) or certainly not one
+    (False); reads at most 132 bytes.
+
+    Raises :class:`~medseg.errors.UnreadableDicomError` when it cannot tell: the file cannot be
+    opened, is empty, or is shorter than the 132-byte preamble + ``DICM`` marker while its
+    content (all NUL bytes, as a DICOM preamble usually is) or its suffix (``.dcm``,
+    ``.dicom``, ``.ima``) says it may be the beginning of a DICOM file. A folder holding such
+    a file is refused rather than read with a slice possibly missing. Short hidden files
+    (``.gitkeep``) are not DICOM.
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
+            head = f.read(_PREAMBLE)
+    except OSError as exc:
+        raise UnreadableDicomError(path, f"cannot open: {exc.strerror or exc}") from None
+    if len(head) == _PREAMBLE:
+        return head[128:132] == b"DICM"
+    if path.name.startswith("."):  # .gitkeep, .lock, ...: no scanner writes slices like that
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    if not head:
+        raise UnreadableDicomError(
+            path, "empty file (0 bytes): too short to tell whether it is a DICOM file"
+        )
+    if head.count(0) == len(head) or path.name.lower().endswith(_DICOM_SUFFIXES):
+        raise UnreadableDicomError(
+            path,
+            f"truncated: {len(head)} bytes, shorter than the 132-byte DICOM preamble + 'DICM' "
+            "marker, so it cannot be read or told apart from a DICOM slice",
+        )
+    return False
 
 
 @dataclass(frozen=True)
@@ -134,6 +164,8 @@ class FrameHeader:
     #: encapsulated Pixel Data value (its items), so a worker can decode it without parsing
     #: the header again; ``None`` otherwise.
     encapsulated_offset: int | None = None
+    #: PhotometricInterpretation (upper case), ``None`` when absent.
+    photometric: str | None = None
 
     @property
     def transfer_syntax(self) -> str:
@@ -326,16 +358,30 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
             ts = ts or "1.2.840.10008.1.2"
             has_pixels, loc, enc = _pixel_location(f, ts)
             end = f.seek(0, 2)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as exc:
+    except MemoryError:
         raise UnreadableDicomError(
-            path, f"unreadable DICOM header (truncated or corrupt): {exc}"
+            path, "corrupt DICOM header (an element declares a length larger than memory)"
+        ) from None
+    except Exception as exc:  # pydicom raises many types on corrupt input; all mean "corrupt"
+        reason = (
+            exc
+            if isinstance(exc, InvalidDicomError | OSError | EOFError)
+            else (f"{type(exc).__name__}: {exc}")
+        )
+        raise UnreadableDicomError(
+            path, f"unreadable DICOM header (truncated or corrupt): {reason}"
         ) from exc
 
     try:
         return _frames_from_dataset(path, ds, meta, ts, has_pixels, loc, end, enc)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+    except UnreadableDicomError:
+        raise
+    except Exception as exc:  # a value pydicom cannot convert (bad DS/IS/US, sequences)
+        uid = None
+        with contextlib.suppress(Exception):
+            uid = _str(_get(ds, "SeriesInstanceUID"))
         raise UnreadableDicomError(
-            path, f"invalid DICOM header value: {exc}", _str(ds.get("SeriesInstanceUID"))
+            path, f"invalid DICOM header value ({type(exc).__name__}: {exc})", uid
         ) from exc
 
 
@@ -353,6 +399,15 @@ def _frames_from_dataset(
     if sop_class is None and meta is not None:
         sop_class = _str(meta.get("MediaStorageSOPClassUID"))
     sop_class = sop_class or ""
+    if not sop_class and "Rows" not in ds:
+        # Every DICOM object names its SOP class; a file with the preamble and neither a SOP
+        # class nor image attributes is damaged, not a non-image object to skip.
+        raise UnreadableDicomError(
+            path,
+            "corrupt: a file with the DICOM preamble but no SOP Class UID (file meta or "
+            "dataset) and no image attributes",
+            _str(_get(ds, "SeriesInstanceUID")),
+        )
     if sop_class in _NON_IMAGE_SOP:
         return _NON_IMAGE_SOP[sop_class]
     if "DirectoryRecordSequence" in ds:
@@ -371,6 +426,7 @@ def _frames_from_dataset(
     if "Rows" not in ds or "Columns" not in ds:
         return f"no image (Rows/Columns absent; SOP class {sop_name})"
     series_uid = _str(_get(ds, "SeriesInstanceUID"))
+    real_uid = series_uid
     if series_uid is None:
         # Some anonymisers blank the UID: group by folder + series number instead (documented).
         series_uid = f"nouid:{path.parent}:{_int(_get(ds, 'SeriesNumber'))}"
@@ -387,6 +443,15 @@ def _frames_from_dataset(
     mosaic = "MOSAIC" in (x.upper() for x in image_type_top)
     mosaic_n, mosaic_normal = _mosaic_csa(ds) if mosaic else (None, None)
     bits_allocated = _int(_get(ds, "BitsAllocated")) or 16
+    bits_stored = _int(_get(ds, "BitsStored")) or bits_allocated
+    if bits_stored > bits_allocated:
+        raise UnreadableDicomError(
+            path,
+            f"BitsStored {bits_stored} > BitsAllocated {bits_allocated}: invalid pixel "
+            "description (a stored value cannot have more bits than its container)",
+            real_uid,
+        )
+    photometric = _str(_get(ds, "PhotometricInterpretation"))
     common: dict[str, Any] = {
         "path": path,
         "n_frames_in_file": n_frames,
@@ -403,7 +468,8 @@ def _frames_from_dataset(
         "acquisition_time": _str(_get(ds, "AcquisitionTime")) or _str(_get(ds, "ContentTime")),
         "transfer_syntax_uid": ts,
         "bits_allocated": bits_allocated,
-        "bits_stored": _int(_get(ds, "BitsStored")) or bits_allocated,
+        "bits_stored": bits_stored,
+        "photometric": photometric.upper() if photometric else None,
         "pixel_representation": _int(_get(ds, "PixelRepresentation")) or 0,
         "samples_per_pixel": _int(_get(ds, "SamplesPerPixel")) or 1,
         "mosaic": bool(mosaic),
@@ -412,6 +478,8 @@ def _frames_from_dataset(
     }
     frame_bytes = common["rows"] * common["cols"] * common["samples_per_pixel"] * bits_allocated
     frame_bytes //= 8
+    if loc is not None and bits_allocated % 8 == 0:
+        _check_pixel_length(path, loc, end, frame_bytes, n_frames, common, real_uid)
 
     if per_frame is None or len(per_frame) == 0:
         rescale_type = _str(_get(ds, "RescaleType"))
@@ -419,7 +487,7 @@ def _frames_from_dataset(
             frame=None if n_frames == 1 else 0,
             ipp=_floats(_get(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
             iop=_floats(_get(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),  # type: ignore[arg-type]
+            pixel_spacing=_spacing(path, _floats(_get(ds, "PixelSpacing"), 2), real_uid),
             slice_thickness=_float(_get(ds, "SliceThickness")),
             spacing_between_slices=_float(_get(ds, "SpacingBetweenSlices")),
             image_type=image_type_top,
@@ -428,8 +496,10 @@ def _frames_from_dataset(
             temporal_index=_int(_get(ds, "TemporalPositionIdentifier")),
             trigger_time=_float(_get(ds, "TriggerTime")),
             stack_id=None,
-            slope=_float(_get(ds, "RescaleSlope")) or 1.0,
-            intercept=_float(_get(ds, "RescaleIntercept")) or 0.0,
+            slope=_rescale(path, "RescaleSlope", _get(ds, "RescaleSlope"), 1.0, real_uid),
+            intercept=_rescale(
+                path, "RescaleIntercept", _get(ds, "RescaleIntercept"), 0.0, real_uid
+            ),
             units=_units(ds, [], modality, rescale_type),
             pixel_offset=loc[0] if loc else None,
             pixel_length=loc[1] if loc else None,
@@ -450,10 +520,11 @@ def _frames_from_dataset(
         ]
 
     if len(per_frame) != n_frames:
-        raise InputError(
+        raise UnreadableDicomError(
             path,
             f"NumberOfFrames is {n_frames} but the Per-Frame Functional Groups hold "
             f"{len(per_frame)} items; expected one item per frame",
+            real_uid,
         )
     out: list[FrameHeader] = []
     for i, fg in enumerate(per_frame):
@@ -462,11 +533,14 @@ def _frames_from_dataset(
         if frame_type is None:
             frame_type = _lookup(groups, "CTImageFrameTypeSequence", "FrameType")
         rescale_type = _str(_lookup(groups, "PixelValueTransformationSequence", "RescaleType"))
-        slope = _float(_lookup(groups, "PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _float(_lookup(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
-        if slope is None:
-            slope = _float(_get(ds, "RescaleSlope"))
-            intercept = _float(_get(ds, "RescaleIntercept"))
+        pvt = "PixelValueTransformationSequence"
+        slope_raw = _lookup(groups, pvt, "RescaleSlope")
+        intercept_raw = _lookup(groups, pvt, "RescaleIntercept")
+        if slope_raw is None:
+            slope_raw, intercept_raw = _get(ds, "RescaleSlope"), _get(ds, "RescaleIntercept")
+        where = f"frame {i}: "
+        slope = _rescale(path, where + "RescaleSlope", slope_raw, 1.0, real_uid)
+        intercept = _rescale(path, where + "RescaleIntercept", intercept_raw, 0.0, real_uid)
         content = _item(fg, "FrameContentSequence")
         out.append(
             FrameHeader(
@@ -477,8 +551,11 @@ def _frames_from_dataset(
                 iop=_floats(  # type: ignore[arg-type]
                     _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
                 ),
-                pixel_spacing=_floats(  # type: ignore[arg-type]
-                    _lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
+                pixel_spacing=_spacing(
+                    path,
+                    _floats(_lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2),
+                    real_uid,
+                    f"frame {i}: ",
                 ),
                 slice_thickness=_float(_lookup(groups, "PixelMeasuresSequence", "SliceThickness")),
                 spacing_between_slices=_float(
@@ -494,8 +571,8 @@ def _frames_from_dataset(
                     )
                 ),
                 stack_id=_str(content.get("StackID")) if content else None,
-                slope=slope if slope is not None else 1.0,
-                intercept=intercept if intercept is not None else 0.0,
+                slope=slope,
+                intercept=intercept,
                 units=_units(ds, groups, modality, rescale_type),
                 pixel_offset=loc[0] + i * frame_bytes if loc else None,
                 pixel_length=frame_bytes if loc else None,
@@ -503,6 +580,74 @@ def _frames_from_dataset(
             )
         )
     return out
+
+
+def _spacing(
+    path: Path, values: tuple[float, ...] | None, uid: str | None, where: str = ""
+) -> tuple[float, float] | None:
+    """PixelSpacing, refused unless two positive finite numbers (a negative spacing would flip
+    an axis, a zero one collapse it)."""
+    if values is None:
+        return None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise UnreadableDicomError(
+            path,
+            f"{where}PixelSpacing ({shown}) mm: expected two positive numbers (a negative or "
+            "zero spacing would flip or collapse an axis)",
+            uid,
+        )
+    return (values[0], values[1])
+
+
+def _rescale(path: Path, name: str, raw: Any, default: float, uid: str | None) -> float:
+    """A RescaleSlope / RescaleIntercept value: ``default`` when absent or empty (the
+    standard's identity transform); refused when not one finite number or a slope of 0."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise UnreadableDicomError(path, f"{name} {raw!r}: expected one finite number", uid)
+    if value == 0 and name.endswith("RescaleSlope"):
+        raise UnreadableDicomError(
+            path,
+            f"{name} 0: expected a non-zero number (every voxel would equal the intercept)",
+            uid,
+        )
+    return value
+
+
+def _check_pixel_length(
+    path: Path,
+    loc: tuple[int, int],
+    end: int,
+    frame_bytes: int,
+    n_frames: int,
+    common: dict[str, Any],
+    uid: str | None,
+) -> None:
+    """The native Pixel Data element must hold exactly what the header declares (one padding
+    byte allowed for an odd length) and lie inside the file: more data than declared means
+    Rows/Columns/NumberOfFrames are wrong (the image would be scrambled or cropped)."""
+    start, length = loc
+    expected = frame_bytes * n_frames
+    if length not in (expected, expected + (expected % 2)):
+        raise UnreadableDicomError(
+            path,
+            f"pixel data holds {length} bytes; the header declares Rows {common['rows']} x "
+            f"Columns {common['cols']} x {n_frames} frame(s) x {common['samples_per_pixel']} "
+            f"sample(s) x {common['bits_allocated']} bits = {expected} bytes",
+            uid,
+        )
+    if start + expected > end:
+        raise UnreadableDicomError(
+            path,
+            f"truncated file: pixel data expected {expected} bytes, found {max(0, end - start)}",
+            uid,
+        )
 
 
 def _mosaic_csa(ds: Any) -> tuple[int | None, tuple[float, float, float] | None]:
@@ -535,5 +680,6 @@ __all__ = [
     "UnreadableDicomError",
     "is_dicom_file",
     "read_frame_headers",
+    "sniff_dicom",
     "transfer_syntax_name",
 ]

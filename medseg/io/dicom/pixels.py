@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections import defaultdict
+import signal
+from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,43 @@ def stored_dtype(h: FrameHeader) -> np.dtype[Any]:
     return np.dtype(f"{kind}{h.bits_allocated // 8}")
 
 
+def _one_line(exc: BaseException) -> str:
+    """A decoder's (often multi-line, per-plugin) message as one line."""
+    return "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()) or repr(exc)
+
+
+def _is_decoder_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means "this data cannot be decoded". Rust-based plugins (pylibjpeg-rle)
+    raise ``PanicException``, a ``BaseException``, on corrupt input."""
+    if isinstance(exc, Exception):
+        return True
+    return type(exc).__name__ == "PanicException"
+
+
+_RLE = "1.2.840.10008.1.2.5"
+
+
+def _check_rle_frame(path: Path, fragment: bytes, rows: int, cols: int) -> None:
+    """An RLE frame must decode to exactly Rows x Columns bytes per segment (one padding byte
+    allowed): the decoders silently crop a longer segment, which a wrong Rows/Columns causes.
+    Only the first segment (the most significant bytes, which compress best) is decoded again,
+    a fraction of the frame's decoding time (measured in ``bench/bench_input_checks.py``)."""
+    from rle.rle import decode_segment, parse_header
+
+    n = int.from_bytes(fragment[:4], "little")
+    offsets = list(parse_header(bytes(fragment[:64])))[:n] if 0 < n <= 15 else []
+    if not offsets or not all(64 <= o < len(fragment) for o in offsets):
+        raise InputError(path, f"corrupt RLE header ({n} segments declared)")
+    end = offsets[1] if len(offsets) > 1 else len(fragment)
+    got = len(decode_segment(bytes(fragment[offsets[0] : end])))  # the MSB plane: cheapest
+    if got > rows * cols + 1:
+        raise InputError(
+            path,
+            f"RLE segment decodes to {got} bytes; the header declares Rows {rows} x Columns "
+            f"{cols} = {rows * cols} pixels",
+        )
+
+
 def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
     """Decode the stored values of one DICOM file, shape ``(n_frames, rows, cols)``.
 
@@ -74,17 +113,47 @@ def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
     """
     import pydicom
     from pydicom.pixels import pixel_array
+    from pydicom.uid import UID
 
     from medseg.io.dicom.headers import transfer_syntax_name
 
     name = "unknown transfer syntax"
     try:
         ds = pydicom.dcmread(path)
-        name = transfer_syntax_name(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+        name = transfer_syntax_name(ts)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        n = int(ds.get("NumberOfFrames") or 1)
+        spp = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.get("BitsAllocated") or 16)
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise InputError(path, f"cannot read the file for decoding ({name}): {exc}") from exc
+    declared = f"Rows {rows} x Columns {cols} x {n} frame(s) x {spp} sample(s)"
+    if not ts.is_compressed and "PixelData" in ds and bits % 8 == 0:
+        got, want = len(ds.PixelData), rows * cols * n * spp * bits // 8
+        if got not in (want, want + want % 2):
+            raise InputError(
+                path,
+                f"pixel data holds {got} bytes; the header declares {declared} x "
+                f"{bits} bits = {want} bytes",
+            )
+    try:
+        if ts == _RLE:
+            from pydicom.encaps import generate_frames
+
+            for fragment in generate_frames(ds.PixelData, number_of_frames=n):
+                _check_rle_frame(path, fragment, rows, cols)
         arr = pixel_array(ds)
-    except Exception as exc:  # decoder errors come in many types; re-raised with the file name
-        raise InputError(path, f"cannot decode pixel data ({name}): {exc}") from exc
-    n = int(ds.get("NumberOfFrames") or 1)
+    except InputError:
+        raise
+    except BaseException as exc:  # decoder errors come in many types; re-raised with the file
+        if not _is_decoder_failure(exc):
+            raise
+        raise InputError(path, f"cannot decode pixel data ({name}): {_one_line(exc)}") from exc
+    if arr.size != rows * cols * n * spp:
+        raise InputError(
+            path, f"decoded pixel data hold {arr.size} values; the header declares {declared}"
+        )
     if arr.ndim == 2 or (arr.ndim == 3 and n == 1 and int(ds.get("SamplesPerPixel") or 1) > 1):
         arr = arr[None]
     if frames is not None:
@@ -114,10 +183,29 @@ def decode_encapsulated(h: FrameHeader) -> np.ndarray:
             "photometric_interpretation": "MONOCHROME2",
             "number_of_frames": 1,
         }
+        if h.transfer_syntax_uid == _RLE:
+            from pydicom.encaps import generate_frames
+
+            _check_rle_frame(
+                h.path, next(generate_frames(data, number_of_frames=1)), h.rows, h.cols
+            )
         arr, _ = get_decoder(h.transfer_syntax_uid).as_array(data, **opts)
-    except Exception as exc:  # decoder errors come in many types; re-raised with the file name
-        raise InputError(h.path, f"cannot decode pixel data ({h.transfer_syntax}): {exc}") from exc
-    return np.asarray(arr).reshape(1, h.rows, h.cols)
+    except InputError:
+        raise
+    except BaseException as exc:  # decoder errors come in many types; re-raised with the file
+        if not _is_decoder_failure(exc):
+            raise
+        raise InputError(
+            h.path, f"cannot decode pixel data ({h.transfer_syntax}): {_one_line(exc)}"
+        ) from exc
+    arr = np.asarray(arr)
+    if arr.size != h.rows * h.cols:
+        raise InputError(
+            h.path,
+            f"decoded frame holds {arr.size} values; the header declares Rows {h.rows} x "
+            f"Columns {h.cols} = {h.rows * h.cols}",
+        )
+    return arr.reshape(1, h.rows, h.cols)
 
 
 _Job = tuple[Path, tuple[int, ...] | None, FrameHeader | None]
@@ -128,6 +216,81 @@ def _decode_job(job: _Job) -> np.ndarray:
     if single is not None:
         return decode_encapsulated(single)
     return decode_file(path, frames)
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _decode_in_workers(jobs: list[_Job], workers: int) -> Iterator[np.ndarray]:
+    """Decode ``jobs`` in a process pool, yielding results in job order.
+
+    A worker that raises sends its (picklable) :class:`InputError`, re-raised here. A worker
+    that *dies* (a decoder segfault, the OOM killer) breaks the pool without saying which
+    file it was decoding: the jobs not yet finished are then run one at a time, each in its
+    own process, so the file that kills its process is named in an :class:`InputError`.
+    """
+    ex = ProcessPoolExecutor(workers, mp_context=_context())
+    try:
+        # a deque, popped as results are used, so no future keeps a decoded array alive
+        pending = deque((job, ex.submit(_decode_job, job)) for job in jobs)
+        while pending:
+            job, fut = pending.popleft()
+            try:
+                res = fut.result()
+            except BrokenProcessPool:
+                ex.shutdown(wait=True, cancel_futures=True)
+                yield _decode_isolated(job)
+                while pending:
+                    job, f = pending.popleft()
+                    done = f.done() and not f.cancelled() and f.exception() is None
+                    yield f.result() if done else _decode_isolated(job)
+                return
+            del fut
+            yield res
+            del res
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _isolated_child(conn: Any, job: _Job) -> None:
+    try:
+        conn.send(("ok", _decode_job(job)))
+    except BaseException as exc:  # sent to the parent, which re-raises it
+        conn.send(("error", exc))
+    finally:
+        conn.close()
+
+
+def _decode_isolated(job: _Job) -> np.ndarray:
+    """Run one decoding job in its own process; a process that dies becomes an
+    :class:`InputError` naming the file (and the signal that killed it)."""
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_isolated_child, args=(child, job), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        status, value = parent.recv()
+    except EOFError:
+        status, value = "died", None
+    finally:
+        parent.close()
+        proc.join()
+    if status == "ok":
+        return np.asarray(value)
+    if status == "error":
+        raise value
+    code = proc.exitcode
+    how = (
+        f"killed by {signal.Signals(-code).name}"
+        if code is not None and code < 0 and -code in signal.valid_signals()
+        else f"exit status {code}"
+    )
+    path, _, single = job
+    ts = single.transfer_syntax if single is not None else "pydicom decoder"
+    raise InputError(path, f"the decoding process died ({how}) while decoding this file ({ts})")
 
 
 def _read_native(h: FrameHeader, out: np.ndarray) -> None:
@@ -186,14 +349,11 @@ def _decoded_frames(
         )
     workers = min(_usable_cpus(), MAX_WORKERS, len(jobs))
     if parallel and workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            results: Iterator[np.ndarray] = ex.map(_decode_job, jobs, chunksize=2)
-            for ks, arr in zip(by_file.values(), results, strict=True):
-                for pos, k in enumerate(ks):
-                    yield k, arr[pos]
-                del arr
+        results = _decode_in_workers(jobs, workers)
+        for ks, arr in zip(by_file.values(), results, strict=True):
+            for pos, k in enumerate(ks):
+                yield k, arr[pos]
+            del arr
     else:
         for ks, job in zip(by_file.values(), jobs, strict=True):
             arr = _decode_job(job)

@@ -42,6 +42,22 @@ SPACING_RTOL = 0.01
 SPACING_ATOL_MM = 0.01
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: PhotometricInterpretation values of colour images (refused: medseg reads grayscale).
+_COLOUR = frozenset(
+    {
+        "PALETTE COLOR",
+        "RGB",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_PARTIAL_422",
+        "YBR_PARTIAL_420",
+        "YBR_ICT",
+        "YBR_RCT",
+        "HSV",
+        "ARGB",
+        "CMYK",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -308,8 +324,22 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
     first = frames[0]
     if any(h.mosaic for h in frames):
         return _mosaic_geometry(frames)
-    if first.samples_per_pixel != 1:
-        return f"colour image ({first.samples_per_pixel} samples per pixel); expected grayscale"
+    colour = [h for h in frames if h.samples_per_pixel != 1 or h.photometric in _COLOUR]
+    if colour:
+        h = colour[0]
+        more = f" and {len(colour) - 1} more" if len(colour) > 1 else ""
+        return (
+            f"colour image ({h.photometric or 'PhotometricInterpretation absent'}, "
+            f"{h.samples_per_pixel} samples per pixel in {h.path.name}{more}); expected "
+            "grayscale (MONOCHROME1/MONOCHROME2)"
+        )
+    unknown = [h for h in frames if h.photometric not in (None, "MONOCHROME1", "MONOCHROME2")]
+    if unknown:
+        h = unknown[0]
+        return (
+            f"unknown PhotometricInterpretation {h.photometric!r} in {h.path.name}; expected "
+            "MONOCHROME1 or MONOCHROME2 (grayscale)"
+        )
     missing = [
         name
         for name, v in (
@@ -365,8 +395,28 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
                 + "; no echo/time/type tag explains the repetition, refusing to stack"
             )
         step = (ipp[-1] - ipp[0]) / (n - 1)
-        cosang = abs(float(step @ normal)) / float(np.linalg.norm(step))
-        angle = float(np.degrees(np.arccos(min(1.0, cosang))))
+        rel = ipp - ipp[0]
+        along = rel @ normal
+        inplane = rel - np.outer(along, normal)
+        if n > 2:
+            # The slice centres must lie on one line. Its in-plane drift per mm along the
+            # normal is the median of the slice-to-slice drifts, so that one displaced slice
+            # is reported as displaced, not as a gantry tilt of the whole series.
+            drift = np.median(np.diff(inplane, axis=0) / d[:, None], axis=0)
+            resid = inplane - np.outer(along, drift)
+            off = np.linalg.norm(resid - np.median(resid, axis=0), axis=1)
+            worst = int(np.argmax(off))
+            tol_in_plane = max(SPACING_ATOL_MM, SPACING_RTOL * float(np.median(np.abs(d))))
+            if off[worst] > tol_in_plane:
+                return (
+                    f"slice positions are not on one line along the normal: slice at "
+                    f"{proj[worst]:.4g} mm ({sorted_frames[worst].path.name}) is shifted "
+                    f"{off[worst]:.3g} mm in-plane from the line through the other slices "
+                    f"(tolerance {tol_in_plane:.3g} mm)"
+                )
+        else:
+            drift = inplane[-1] / along[-1]
+        angle = float(np.degrees(np.arctan(float(np.linalg.norm(drift)))))
         if angle > TILT_TOL_DEG:
             return (
                 f"gantry tilt: slice positions run {angle:.2f} degrees away from the image "
@@ -374,17 +424,6 @@ def check_geometry(frames: Sequence[FrameHeader]) -> _Geometry | str:
                 "orthogonal grid is not supported, refusing"
             )
         if n > 2:
-            # every slice centre must lie on the line through the first along the normal
-            rel = ipp - ipp[0]
-            off = np.linalg.norm(rel - np.outer(rel @ normal, normal), axis=1)
-            worst = int(np.argmax(off))
-            tol_in_plane = max(SPACING_ATOL_MM, SPACING_RTOL * float(np.median(np.abs(d))))
-            if off[worst] > tol_in_plane:
-                return (
-                    f"slice positions are not on one line along the normal: slice at "
-                    f"{proj[worst]:.4g} mm ({sorted_frames[worst].path.name}) is shifted "
-                    f"{off[worst]:.3g} mm in-plane (tolerance {tol_in_plane:.3g} mm)"
-                )
             expected = float(np.median(d))
             tol = max(SPACING_ATOL_MM, SPACING_RTOL * expected)
             bad = np.flatnonzero(np.abs(d - expected) > tol)
@@ -494,6 +533,7 @@ def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
     infos: list[SeriesInfo] = []
     for uid, fr in by_uid.items():
         fr.sort(key=lambda h: (str(h.path), h.frame or 0))
+        start = len(infos)
         for suffix, part in split_series(fr):
             first = part[0]
             geo = check_geometry(part)
@@ -533,6 +573,7 @@ def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
                         **common,  # type: ignore[arg-type]
                     )
                 )
+        infos[start:] = _explain_orientation_outliers(infos[start:])
     infos.sort(
         key=lambda s: (
             s.series_number if s.series_number is not None else 1 << 62,
@@ -543,6 +584,74 @@ def build_series(frames: Sequence[FrameHeader]) -> list[SeriesInfo]:
     from dataclasses import replace
 
     return [replace(s, index=i) for i, s in enumerate(infos)]
+
+
+#: A part split off by orientation whose normal is within this angle of a refused part's, and
+#: whose slices lie inside that part's extent, is reported as a deviating slice of it.
+_OUTLIER_MAX_DEG = 10.0
+
+
+def _normal(h: FrameHeader) -> npt.NDArray[np.float64] | None:
+    if h.iop is None:
+        return None
+    n = np.cross(np.asarray(h.iop[:3], dtype=float), np.asarray(h.iop[3:], dtype=float))
+    norm = float(np.linalg.norm(n))
+    return n / norm if norm > 0 else None
+
+
+def _plane_angle_deg(a: FrameHeader, b: FrameHeader) -> float | None:
+    """Largest angle (degrees) between the row cosines and between the column cosines."""
+    if a.iop is None or b.iop is None:
+        return None
+    va, vb = np.asarray(a.iop, dtype=float), np.asarray(b.iop, dtype=float)
+    angles = []
+    for s in (slice(0, 3), slice(3, 6)):
+        x, y = va[s], vb[s]
+        cos = float(x @ y) / max(float(np.linalg.norm(x) * np.linalg.norm(y)), 1e-12)
+        angles.append(float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))))
+    return max(angles)
+
+
+def _explain_orientation_outliers(parts: list[SeriesInfo]) -> list[SeriesInfo]:
+    """A slice whose orientation is slightly off the others of its series is split off as
+    its own ``#orient`` part, and the rest then fails with a gap ("missing slices?"): say
+    what was found instead — which files have which deviating orientation."""
+    from dataclasses import replace
+
+    out = list(parts)
+    for a, info in enumerate(parts):
+        if info.problem is None or not info.frames or len(parts) < 2:
+            continue
+        na = _normal(info.frames[0])
+        if na is None or any(h.ipp is None for h in info.frames):
+            continue
+        proj = [float(np.dot(h.ipp, na)) for h in info.frames if h.ipp is not None]
+        lo, hi = min(proj), max(proj)
+        found: list[tuple[float, FrameHeader]] = []
+        for b, other in enumerate(parts):
+            if b == a or not other.frames:
+                continue
+            angle = _plane_angle_deg(info.frames[0], other.frames[0])
+            if angle is None:
+                continue
+            inside = all(
+                h.ipp is not None and lo < float(np.dot(h.ipp, na)) < hi for h in other.frames
+            )
+            if angle <= _OUTLIER_MAX_DEG and inside:
+                found += [(angle, h) for h in other.frames]
+        if found:
+            names = ", ".join(sorted({h.path.name for _, h in found})[:5])
+            worst = max(angle for angle, _ in found)
+            out[a] = replace(
+                info,
+                problem=(
+                    f"{len(found)} slice(s) inside this series' extent ({names}) have an "
+                    f"ImageOrientationPatient up to {worst:.2g} degrees off the other "
+                    f"{len(info.frames)} slices (split off as a separate orientation), leaving "
+                    f"a gap: {info.problem}"
+                ),
+            )
+    return out
 
 
 def _natural_key(s: str) -> list[tuple[int, int | str]]:

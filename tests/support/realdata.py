@@ -1,4 +1,8 @@
-"""Dataset descriptions of the real-data tier's folders (written at test time)."""
+"""Dataset descriptions built around the real-data tier (``../shared/data``).
+
+They reach the data through :func:`support.paths.shared_path`, so a test using them skips
+(or, in CI, fails) when the data are absent and must be marked ``realdata``.
+"""
 
 from __future__ import annotations
 

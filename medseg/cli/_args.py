@@ -1,0 +1,38 @@
+"""Validation of numeric command-line values, with one-line messages naming the option.
+
+argparse checks only the type (``float("nan")`` and ``-5`` are valid numbers); ranges are
+checked here, before any work, and reported as :class:`~medseg.errors.ConfigError`, e.g.
+``--tolerance-mm: expected a finite number >= 0, found nan``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from medseg.errors import ConfigError
+
+
+def check_number(
+    option: str,
+    value: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> None:
+    """Refuse a value that is not finite or lies outside ``[minimum, maximum]`` (``above``:
+    strictly greater than)."""
+    parts = []
+    if minimum is not None:
+        parts.append(f">= {minimum:g}")
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if maximum is not None:
+        parts.append(f"<= {maximum:g}")
+    ok = math.isfinite(value)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    ok = ok and (above is None or value > above)
+    if not ok:
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        rng = f" {' and '.join(parts)}" if parts else ""
+        raise ConfigError(f"{option}: expected {kind}{rng}, found {value!r}")
