@@ -16,12 +16,14 @@ the failure names the file.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +278,8 @@ class Command:
     role: str
     target: str = "out"
     batch: bool = False
+    #: for a batch: the table whose rows are results (it must hold only its header)
+    results: str = "metrics.csv"
 
 
 COMMANDS: dict[str, Command] = {
@@ -298,7 +302,34 @@ COMMANDS: dict[str, Command] = {
     ),
     "check": Command(lambda i, o: ["check", str(i)], "dataset", target=""),
     "plan": Command(lambda i, o: ["plan", str(i), "--out", str(o)], "dataset"),
+    "predict": Command(
+        lambda i, o: ["predict", "--model", str(_model()), str(i), str(o), "--quiet"], "volume"
+    ),
+    "segment": Command(
+        lambda i, o: ["segment", str(i), str(o / "seg.nii.gz"), "--method", "otsu"],
+        "volume",
+        target="out/seg.nii.gz",
+    ),
+    "volumetry": Command(
+        lambda i, o: ["volumetry", str(i), "--out", str(o), "--no-figures"],
+        "volume",
+        batch=True,
+        results="volumes.csv",
+    ),
 }
+
+
+@functools.lru_cache(maxsize=1)
+def _model() -> Path:
+    """A checkpoint of a tiny untrained network for one CT-like channel (made once)."""
+    from support.plans import tiny_network, tiny_plan
+
+    from medseg.checkpoint import CheckpointMeta, save_checkpoint
+    from medseg.models import build_model
+
+    plan = tiny_plan(target_spacing=(2.0, 2.0, 2.0), network=tiny_network(3, [4, 8, 8]))
+    folder = Path(tempfile.mkdtemp(prefix="medseg_corpus_model_"))
+    return save_checkpoint(folder / "tiny.pt", build_model(plan).state_dict(), CheckpointMeta(plan))
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -341,7 +372,7 @@ def _check_run(
         assert noise not in err, err
     assert culprit.name in text, text
     if cmd.batch and out_dir.exists():
-        metrics = (out_dir / "metrics.csv").read_text().splitlines()
+        metrics = (out_dir / cmd.results).read_text().splitlines()
         assert metrics[1:] == [], metrics  # no result for a bad input
         assert culprit.name in (out_dir / "failures.csv").read_text()
     elif cmd.target:

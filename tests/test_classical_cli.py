@@ -141,6 +141,6 @@ def test_errors_are_one_line_and_nothing_is_overwritten(tmp_path, capsys) -> Non
     assert out.read_bytes() == before
     assert main([*base, "--method", "threshold", "--lower", "0", "--overwrite"]) == 0
     assert main(["segment", str(CT), str(tmp_path / "x.png"), "--method", "otsu"]) == 1
-    assert "expected a label-map file" in capsys.readouterr().err
+    assert "cannot tell the segmentation format" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "--method", "region-growing", "--seed", "1,2"])

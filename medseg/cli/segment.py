@@ -262,24 +262,37 @@ def method_params(args: argparse.Namespace, volume: Any) -> tuple[str, dict[str,
     return "sobel", params
 
 
-def write_labels(labels: Any, path: Path, *, overwrite: bool) -> Path:
-    """Write the label map (format by suffix of ``path``); the one place that writes."""
-    from medseg.io import write_volume
+def write_labels(
+    labels: Any, path: Path, *, overwrite: bool, source: Path, series: str | int | None
+) -> Path:
+    """Write the label map as ``medseg predict`` writes segmentations (format by the suffix
+    of ``path``: NIfTI, NRRD, 3D Slicer ``.seg.nrrd`` or a DICOM SEG ``.dcm`` referencing the
+    DICOM input), with its label table beside (``<name>.labels.json``: each method names its
+    labels differently)."""
+    from medseg.io.atomic import full_suffix
+    from medseg.io.segmentation import format_from_path, write_segmentation
 
-    return write_volume(labels, path, overwrite=overwrite)
+    fmt = format_from_path(path)
+    kw: dict[str, Any] = {"source": source, "series": series} if fmt == "dicom-seg" else {}
+    stem = (
+        path.name[: -len(".seg.nrrd")]
+        if fmt == "seg.nrrd"
+        else path.name[: -len(full_suffix(path))]
+    )
+    written = write_segmentation(
+        labels, path, format=fmt, overwrite=overwrite, table_name=f"{stem}.labels.json", **kw
+    )
+    return written.path
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from medseg.classical import PostOptions, segment
-    from medseg.io import WRITE_SUFFIXES, read_volume
-    from medseg.io.atomic import full_suffix
+    from medseg.io import read_volume
+    from medseg.io.segmentation import format_from_path
 
-    if full_suffix(args.output) not in WRITE_SUFFIXES:
-        raise ConfigError(
-            f"{args.output}: expected a label-map file ending in {', '.join(WRITE_SUFFIXES)}"
-        )
+    format_from_path(args.output)  # .nii.gz, .nii, .nrrd, .seg.nrrd or .dcm (DICOM SEG)
     if args.output.exists() and not args.overwrite:
         raise OutputExistsError(args.output)
     series: str | int | None = args.series
@@ -296,7 +309,9 @@ def run(args: argparse.Namespace) -> int:
     )
     name, params = method_params(args, volume)
     labels = segment(volume, name, smooth_mm=args.smooth_mm, post=post, **params)
-    out = write_labels(labels, args.output, overwrite=args.overwrite)
+    out = write_labels(
+        labels, args.output, overwrite=args.overwrite, source=args.input, series=series
+    )
     found = {
         k: v
         for k, v in labels.meta.extra.items()

@@ -56,10 +56,12 @@ class CaseInput:
 class InputScan:
     """The cases found under an input, and what was found but cannot be predicted
     (``problems``: ``(what, reason)``; e.g. a DICOM series refused as a volume, an nnU-Net case
-    with a channel file missing)."""
+    with a channel file missing). ``skipped``: entries that are not scans at all (other files,
+    dangling links, FIFOs, non-image DICOM objects), with the reason."""
 
     cases: list[CaseInput] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _stem(path: Path) -> str:
@@ -113,6 +115,7 @@ def _dicom_cases(root: Path, n_channels: int, scan: InputScan) -> None:
     from medseg.io.dicom import scan_dicom_folder
 
     dicom = scan_dicom_folder(root)
+    scan.skipped += [(p, why) for p, why in dicom.skipped if full_suffix(p) not in IMAGE_SUFFIXES]
     for s in dicom.series:
         what = f"{root} series {s.index} ({s.description or 'no description'})"
         if s.problem is not None:
@@ -131,25 +134,22 @@ def _dicom_cases(root: Path, n_channels: int, scan: InputScan) -> None:
         scan.cases.append(CaseInput(name, (ChannelSource(root, s.key),), dicom=True))
 
 
-def _has_dicom(root: Path) -> bool:
+def _has_dicom(files: Sequence[Path]) -> bool:
     from medseg.io.dicom import is_dicom_file
 
-    return any(
-        p.is_file()
-        and not p.is_symlink()
-        and full_suffix(p) not in IMAGE_SUFFIXES
-        and is_dicom_file(p)
-        for p in root.rglob("*")
-    )
+    return any(full_suffix(p) not in IMAGE_SUFFIXES and is_dicom_file(p) for p in files)
 
 
 def find_cases(path: str | Path, n_channels: int) -> InputScan:
     """The cases under ``path`` for a model with ``n_channels`` input channels (see the
     module docstring); names are unique (a clash is an :class:`InputError`)."""
+    from medseg.io.files import path_problem, walk_files
+
     p = Path(path)
     scan = InputScan()
-    if not p.exists():
-        raise InputError(p, "no such file or folder")
+    problem = path_problem(p, allow_dir=True)
+    if problem is not None:
+        raise InputError(p, problem)
     if p.is_file():
         suffix = full_suffix(p)
         if suffix == ".csv":
@@ -175,10 +175,21 @@ def find_cases(path: str | Path, n_channels: int) -> InputScan:
                 )
             _dicom_cases(p, n_channels, scan)
     else:
-        files = sorted(f for f in p.iterdir() if f.is_file() and full_suffix(f) in IMAGE_SUFFIXES)
-        _image_cases(files, n_channels, scan)
-        if _has_dicom(p):
+        every, scan.skipped = walk_files(p)
+        top = sorted(f for f in every if f.parent == p and full_suffix(f) in IMAGE_SUFFIXES)
+        _image_cases(top, n_channels, scan)
+        if _has_dicom(every):
             _dicom_cases(p, n_channels, scan)
+        else:
+            scan.skipped += [(f, "not a scan") for f in every if f not in top]
+        if not scan.cases and not scan.problems:
+            shown = "; ".join(f"{f}: {why}" for f, why in scan.skipped[:3])
+            more = f" (and {len(scan.skipped) - 3} more)" if len(scan.skipped) > 3 else ""
+            raise InputError(
+                p,
+                "no scans found: expected image files (.nii.gz, .nii, .nrrd, .mha, .mhd), "
+                "DICOM series or a CSV listing" + (f"; skipped {shown}{more}" if shown else ""),
+            )
     names = [c.name for c in scan.cases]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -86,6 +86,7 @@ def write_segmentation(
     encoding: str = "binary",
     colors: Mapping[int, Sequence[int]] | None = None,
     label_table: Sequence[LabelInfo] | None = None,
+    table_name: str = LABEL_TABLE_NAME,
     overwrite: bool = False,
     **dicom_options: object,
 ) -> WrittenSegmentation:
@@ -103,6 +104,9 @@ def write_segmentation(
         colors: sRGB 0–255 overrides per label value.
         label_table: a ready table (default: built from ``seg.label_names`` and the values
             present; see :func:`build_label_table`).
+        table_name: the file name of the table beside the output (``labels.json``, shared by
+            the segmentations of one model in one folder; a single output of its own may use
+            e.g. ``<name>.labels.json``).
         overwrite: replace existing outputs (and a different ``labels.json``).
         dicom_options: further keywords of :func:`write_dicom_seg` (series_number,
             series_description, algorithm_name, algorithm_version).
@@ -151,9 +155,7 @@ def write_segmentation(
         write_volume(seg, target, overwrite=overwrite, label_table=table)
         p = target
     background = seg.label_names.get(0, "background")
-    lt = write_label_table(
-        table, p.parent / LABEL_TABLE_NAME, background=background, overwrite=overwrite
-    )
+    lt = write_label_table(table, p.parent / table_name, background=background, overwrite=overwrite)
     return WrittenSegmentation(p, fmt, lt, labels, empty, notes)
 
 

@@ -40,8 +40,12 @@ STATISTICS_DIR = "statistics"
 
 
 def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
-    """Raise :class:`OutputExistsError` if ``out_dir`` holds outputs and not ``overwrite``."""
-    out = Path(out_dir)
+    """Check the output folder up front (:func:`medseg.io.atomic.check_output_dir`: it can be
+    created and written) and raise :class:`OutputExistsError` if it holds outputs and not
+    ``overwrite``."""
+    from medseg.io.atomic import check_output_dir
+
+    out = check_output_dir(out_dir)
     if overwrite:
         return
     for name in OUTPUT_FILES + OPTIONAL_FILES:
