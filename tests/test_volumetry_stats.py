@@ -254,3 +254,24 @@ def test_max_pairwise_distance_small_random_sets() -> None:
     shell = rng.normal(size=(3000, 3))
     shell /= np.linalg.norm(shell, axis=1, keepdims=True)  # nothing prunes on a sphere
     assert max_pairwise_distance(shell) == pytest.approx(pdist(shell).max(), rel=1e-12)
+
+
+def test_lesion_count_and_volumes_per_component() -> None:
+    """Each 26-connected component is a lesion: count and volumes against scipy.ndimage.label
+    (full 3×3×3 structure) times the voxel volume, largest first; absent labels have none."""
+    rng = np.random.default_rng(4)
+    arr = (ndimage.binary_opening(rng.random((40, 36, 20)) > 0.7) * 2).astype(np.uint8)
+    lm = label_map(arr, spacing=(0.8, 0.47, 0.47), label_names={1: "nothing", 2: "lesion"})
+    by = {s.label: s for s in label_statistics(lm)}
+    comps, n = ndimage.label(arr == 2, structure=np.ones((3, 3, 3)))
+    sizes = sorted(np.bincount(comps.ravel())[1:], reverse=True)
+    voxel_ml = 0.8 * 0.47 * 0.47 / 1000
+    s = by[2]
+    assert s.components == n > 2
+    np.testing.assert_allclose(s.component_volumes_ml, [c * voxel_ml for c in sizes])
+    row = s.as_dict()
+    assert row["largest_component_ml"] == pytest.approx(sizes[0] * voxel_ml)
+    assert row["smallest_component_ml"] == pytest.approx(sizes[-1] * voxel_ml)
+    assert row["median_component_ml"] == pytest.approx(np.median(sizes) * voxel_ml)
+    assert by[1].components == 0 and by[1].component_volumes_ml == ()
+    assert math.isnan(by[1].as_dict()["largest_component_ml"])

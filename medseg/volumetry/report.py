@@ -81,6 +81,7 @@ def statistics_json(records: Iterable[LabelStats]) -> dict[str, dict[str, Any]]:
             "volume_mm3": r.volume_mm3,
             "volume_ml": r.volume_ml,
             "components": r.components,
+            "component_volumes_ml": list(r.component_volumes_ml),
             "touches_border": r.touches_border,
             "border_faces": list(r.border_faces),
             "diameter_mm": _num(r.diameter_mm),

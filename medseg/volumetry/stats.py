@@ -23,7 +23,9 @@ Definitions (array axes in voxel index order ``(i, j, k)``; world space RAS+ in 
   maximum pairwise distance over the vertices of the convex hull of the voxel centres, in mm,
   so spacing and oblique directions are respected). One voxel has diameter 0; the label's
   edge-to-edge extent is up to one voxel longer.
-* ``components`` — number of 26-connected components (face, edge or corner neighbours).
+* ``components`` — number of 26-connected components (face, edge or corner neighbours): for a
+  lesion label, the lesion count; ``component_volumes_ml`` their volumes (largest first; the
+  CSV has the largest, median and smallest, the per-case JSON every one).
 * ``touches_border`` — some voxel of the label lies on the outermost layer of the image grid,
   so the structure may extend beyond the scan and its volume may be incomplete. The measured
   volume is reported all the same. ``border_faces`` names the image faces touched by the
@@ -46,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from medseg.components import connected_components
+from medseg.components import component_sizes, connected_components
 from medseg.errors import InvalidVolumeError
 from medseg.volume import LabelMap, Volume
 
@@ -96,6 +98,8 @@ class LabelStats:
     volume_mm3: float
     volume_ml: float
     components: int
+    #: volume of each connected component (the lesions of a lesion label), mL, largest first
+    component_volumes_ml: tuple[float, ...]
     touches_border: bool
     border_faces: tuple[str, ...]
     diameter_mm: float
@@ -118,6 +122,13 @@ class LabelStats:
             "volume_mm3": self.volume_mm3,
             "volume_ml": self.volume_ml,
             "components": self.components,
+            "largest_component_ml": _pick(self.component_volumes_ml, 0),
+            "median_component_ml": (
+                float(np.median(self.component_volumes_ml))
+                if self.component_volumes_ml
+                else math.nan
+            ),
+            "smallest_component_ml": _pick(self.component_volumes_ml, -1),
             "touches_border": self.touches_border,
             "border_faces": " ".join(self.border_faces),
             "diameter_mm": self.diameter_mm,
@@ -133,6 +144,10 @@ class LabelStats:
         return d
 
 
+def _pick(values: tuple[float, ...], i: int) -> float:
+    return values[i] if values else math.nan
+
+
 INTENSITY_KEYS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "p5", "p95")
 VOLUME_FIELDS: tuple[str, ...] = (
     "case",
@@ -143,6 +158,9 @@ VOLUME_FIELDS: tuple[str, ...] = (
     "volume_mm3",
     "volume_ml",
     "components",
+    "largest_component_ml",
+    "median_component_ml",
+    "smallest_component_ml",
     "touches_border",
     "border_faces",
     "diameter_mm",
@@ -173,6 +191,7 @@ def absent_record(
         volume_mm3=0.0,
         volume_ml=0.0,
         components=0,
+        component_volumes_ml=(),
         touches_border=False,
         border_faces=(),
         diameter_mm=math.nan,
@@ -425,7 +444,8 @@ def _one_label(
     bmin = pts.min(axis=0)
     bmax = pts.max(axis=0)
 
-    _, n_comp = connected_components(mask, CONNECTIVITY)
+    comps, n_comp = connected_components(mask, CONNECTIVITY)
+    sizes = np.sort(component_sizes(comps, n_comp))[::-1]
 
     touched: list[str] = []
     bbox_index: list[tuple[int, int]] = [(0, 0)] * 3
@@ -449,6 +469,7 @@ def _one_label(
         volume_mm3=n * voxel_mm3,
         volume_ml=n * voxel_mm3 / 1000.0,
         components=int(n_comp),
+        component_volumes_ml=tuple(float(c) * voxel_mm3 / 1000.0 for c in sizes),
         touches_border=bool(touched),
         border_faces=tuple(touched),
         diameter_mm=diameter,
