@@ -57,6 +57,7 @@ class DemoResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     dice: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         o = self.outputs
@@ -84,6 +85,7 @@ class DemoResult:
             f"  ITK-SNAP:  itksnap -g {o['nifti_image']} -s {o['nifti_prediction']}",
             f"  a browser: {o['report']}",
         ]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -165,17 +167,18 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     res.outputs["dicom_copy"] = dicom
     res.outputs["nifti_image"] = SAMPLE / "spleen_ct.nii.gz"
     preds = out / "predictions"
-    for src, dst, fmt in (
-        (SAMPLE / "spleen_ct.nii.gz", preds / "nifti", "nii.gz"),
-        (dicom, preds / "dicom", "nii.gz"),
-        (dicom, preds / "dicom_seg", "dicom-seg"),
-    ):
-        report = predict_folder(out / "model", src, dst, device="cpu", output_format=fmt)
+    nifti = predict_folder(
+        out / "model", SAMPLE / "spleen_ct.nii.gz", preds / "nifti", device="cpu"
+    )
+    series = predict_folder(
+        out / "model", dicom, preds / "dicom", device="cpu", output_format=["nii.gz", "dicom-seg"]
+    )
+    for report in (nifti, series):
         if not report.ok:  # pragma: no cover - a failure here is a bug
             raise RuntimeError(report.summary())
-        res.outputs[f"{dst.name}_prediction" if fmt != "dicom-seg" else "dicom_seg"] = report.done[
-            0
-        ].output  # type: ignore[assignment]
+    res.outputs["nifti_prediction"] = nifti.done[0].outputs[0]
+    res.outputs["dicom_prediction"], res.outputs["dicom_seg"] = series.done[0].outputs[:2]
+    res.notes += [c.note for c in series.done if c.note]
     lap("predict")
     # 4. evaluate against the reference masks (named like the predictions)
     refs = out / "references"
@@ -204,7 +207,9 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
 
     ct = read_volume(dicom)
     write_volume(ct, images / res.outputs["dicom_prediction"].name)
-    vol = measure_folder(flat, images=images, compare=refs, label_names=names, image_units="HU")
+    vol = measure_folder(
+        flat, images=images, compare=refs, label_names={1: "spleen"}, image_units="HU"
+    )
     written = write_outputs(vol, out / "volumetry")
     res.outputs["report"] = written["report.html"]
     lap("volumetry")

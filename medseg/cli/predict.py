@@ -45,7 +45,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--output-format",
         default="nii.gz",
-        choices=("nii.gz", "nii", "nrrd", "seg.nrrd", "dicom-seg"),
+        metavar="FORMAT[,FORMAT]",
+        help="nii.gz (default), nii, nrrd, seg.nrrd, dicom-seg, or several, e.g. "
+        "nii.gz,dicom-seg (each case predicted once, written in each format)",
     )
     p.add_argument(
         "--dicom-encoding",
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         folds=folds,
         checkpoint=args.checkpoint,
-        output_format=args.output_format,
+        output_format=[f.strip() for f in args.output_format.split(",") if f.strip()],
         dicom_encoding=args.dicom_encoding,
         overlap=args.overlap,
         tta=args.tta,

@@ -52,7 +52,8 @@ PROBABILITIES_SUFFIX = ".probabilities.npz"
 @dataclass(frozen=True)
 class CaseResult:
     """One case of a batch: ``status`` is ``"done"``, ``"exists"`` (skipped: its outputs were
-    already there) or ``"failed"`` (``error`` says why)."""
+    already there) or ``"failed"`` (``error`` says why). ``output`` is the segmentation in
+    the first output format."""
 
     name: str
     status: str
@@ -60,6 +61,9 @@ class CaseResult:
     seconds: float = 0.0
     error: str = ""
     empty_labels: tuple[int, ...] = ()
+    #: every file written for the case (one per format, then the probabilities)
+    outputs: tuple[Path, ...] = ()
+    note: str = ""
 
 
 @dataclass
@@ -111,9 +115,12 @@ def _read(case: CaseInput) -> list[Volume]:
     return [read_volume(c.path, series=c.series) for c in case.channels]
 
 
-def _outputs(case: CaseInput, out_dir: Path, fmt: str, probabilities: bool) -> list[Path]:
-    seg = out_dir / f"{case.name}{SUFFIXES[fmt]}"
-    return [seg, out_dir / f"{case.name}{PROBABILITIES_SUFFIX}"] if probabilities else [seg]
+def _outputs(
+    case: CaseInput, out_dir: Path, formats: Sequence[str], probabilities: bool
+) -> list[Path]:
+    """One path per format, then the probabilities file when asked."""
+    paths = [out_dir / f"{case.name}{SUFFIXES[f]}" for f in formats]
+    return [*paths, out_dir / f"{case.name}{PROBABILITIES_SUFFIX}"] if probabilities else paths
 
 
 def _write(
@@ -121,23 +128,32 @@ def _write(
     seg: LabelMap,
     probs: np.ndarray | None,
     paths: list[Path],
-    fmt: str,
+    formats: Sequence[str],
     encoding: str,
     overwrite: bool,
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, ...], str]:
+    """Write the case's outputs; returns the empty labels and a note (a DICOM SEG needs at
+    least one segment: an empty prediction gets none, said in the note)."""
     from medseg.io.atomic import atomic_path
     from medseg.io.segmentation import write_segmentation
 
     if probs is not None:
         names = [seg.label_names.get(k, f"label_{k}") for k in range(probs.shape[0])]
-        with atomic_path(paths[1], overwrite=overwrite) as tmp, tmp.open("wb") as fh:
+        with atomic_path(paths[-1], overwrite=overwrite) as tmp, tmp.open("wb") as fh:
             np.savez_compressed(fh, **{n: probs[k] for k, n in enumerate(names)})
     src = case.channels[0]
-    kw: dict[str, Any] = {}
-    if fmt == "dicom-seg":
-        kw = {"source": src.path, "series": src.series, "encoding": encoding}
-    written = write_segmentation(seg, paths[0], format=fmt, overwrite=overwrite, **kw)
-    return tuple(written.empty_labels)
+    empty: tuple[int, ...] = ()
+    note = ""
+    for fmt, path in zip(formats, paths, strict=False):
+        kw: dict[str, Any] = {}
+        if fmt == "dicom-seg":
+            if not seg.array.any():
+                note = "nothing segmented: no DICOM SEG written (it needs a segment)"
+                continue
+            kw = {"source": src.path, "series": src.series, "encoding": encoding}
+        written = write_segmentation(seg, path, format=fmt, overwrite=overwrite, **kw)
+        empty = tuple(written.empty_labels)
+    return empty, note
 
 
 def predict_folder(
@@ -147,7 +163,7 @@ def predict_folder(
     *,
     folds: Sequence[int | str] | None = None,
     checkpoint: str = "last",
-    output_format: str = "nii.gz",
+    output_format: str | Sequence[str] = "nii.gz",
     dicom_encoding: str = "binary",
     overlap: float = 0.5,
     tta: bool = False,
@@ -173,7 +189,8 @@ def predict_folder(
         output: the output folder (created; not inside ``inputs``).
         folds, checkpoint: which folds of a model folder and which checkpoint (``"last"``,
             the final weights, or ``"best"``).
-        output_format: ``nii.gz``, ``nii``, ``nrrd``, ``seg.nrrd`` or ``dicom-seg`` (DICOM
+        output_format: ``nii.gz``, ``nii``, ``nrrd``, ``seg.nrrd`` or ``dicom-seg``, or several
+            of them (each case predicted once, written in each format); ``dicom-seg``: DICOM
             inputs only; ``dicom_encoding`` ``binary`` or ``labelmap``).
         overlap, batch_size: sliding-window overlap (fraction) and windows per forward pass.
         tta: test-time mirroring over the axes the networks were trained to be flipped on.
@@ -195,9 +212,13 @@ def predict_folder(
     """
     from medseg.io.atomic import check_output_dir
 
-    if output_format not in SUFFIXES:
+    formats = [output_format] if isinstance(output_format, str) else list(output_format)
+    bad = [f for f in formats if f not in SUFFIXES]
+    if bad or not formats or len(set(formats)) != len(formats):
         raise InputError(
-            None, f"--output-format: expected one of {', '.join(SUFFIXES)}, found {output_format}"
+            None,
+            f"--output-format: expected distinct formats of {', '.join(SUFFIXES)}, "
+            f"found {', '.join(formats) or 'none'}",
         )
     if dicom_encoding not in ("binary", "labelmap"):
         raise InputError(
@@ -246,8 +267,8 @@ def predict_folder(
     report = PredictReport(out, problems=found.problems if (part_id, rank) == (0, 0) else [])
     todo: list[CaseInput] = []
     for case in mine:
-        targets = _outputs(case, out, output_format, save_probabilities)
-        if output_format == "dicom-seg" and not case.dicom:
+        targets = _outputs(case, out, formats, save_probabilities)
+        if "dicom-seg" in formats and not case.dicom:
             report.cases.append(
                 CaseResult(
                     case.name,
@@ -276,7 +297,7 @@ def predict_folder(
         predictor,
         todo,
         out,
-        output_format,
+        formats,
         dicom_encoding,
         save_probabilities,
         overwrite,
@@ -291,7 +312,7 @@ def _run(
     predictor: Predictor,
     todo: Sequence[CaseInput],
     out: Path,
-    fmt: str,
+    formats: Sequence[str],
     encoding: str,
     probabilities: bool,
     overwrite: bool,
@@ -302,7 +323,7 @@ def _run(
 
     bar = tqdm(total=len(todo), desc="predict", unit="case", file=sys.stderr, disable=not progress)
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-        pending: tuple[CaseInput, float, list[Path], Future[tuple[int, ...]]] | None = None
+        pending: _Pending | None = None
         nxt = reader.submit(_read, todo[0]) if todo else None
         for i, case in enumerate(todo):
             assert nxt is not None
@@ -325,8 +346,8 @@ def _run(
                 report.cases.append(CaseResult(case.name, "failed", error=error))
                 log.warning("case %s failed: %s", case.name, error)
             else:
-                targets = _outputs(case, out, fmt, probabilities)
-                fut = writer.submit(_write, case, seg, probs, targets, fmt, encoding, overwrite)
+                targets = _outputs(case, out, formats, probabilities)
+                fut = writer.submit(_write, case, seg, probs, targets, formats, encoding, overwrite)
                 pending = (case, t0, targets, fut)
             bar.update(1)
         if pending is not None:
@@ -334,20 +355,31 @@ def _run(
     bar.close()
 
 
-def _finish(
-    pending: tuple[CaseInput, float, list[Path], Future[tuple[int, ...]]],
-    report: PredictReport,
-) -> None:
+_Pending = tuple[CaseInput, float, list[Path], "Future[tuple[tuple[int, ...], str]]"]
+
+
+def _finish(pending: _Pending, report: PredictReport) -> None:
     case, t0, targets, fut = pending
     try:
-        empty = fut.result()
+        empty, written_note = fut.result()
     except (MedsegError, OSError) as exc:
         report.cases.append(CaseResult(case.name, "failed", error=_message(exc, case)))
         log.warning("case %s failed: %s", case.name, report.cases[-1].error)
         return
     dt = time.perf_counter() - t0
-    report.cases.append(CaseResult(case.name, "done", targets[0], dt, empty_labels=empty))
+    report.cases.append(
+        CaseResult(
+            case.name,
+            "done",
+            targets[0],
+            dt,
+            empty_labels=empty,
+            outputs=tuple(targets),
+            note=written_note,
+        )
+    )
     note = f" (labels {list(empty)} empty)" if empty else ""
+    note += f"; {written_note}" if written_note else ""
     log.info("case %s: %.1f s -> %s%s", case.name, dt, targets[0], note)
 
 
