@@ -32,12 +32,12 @@ SAMPLE = Path(__file__).resolve().parent / "sample_data"
 #: The demo recipe: coarse grid, small network, a minute or two of training on 2 CPU cores.
 DEMO_RECIPE: dict[str, Any] = {
     "epochs": 12,
-    "iterations_per_epoch": 12,
+    "iterations_per_epoch": 10,
     "val_every": 1000,
     "device": "cpu",
     "amp": "none",
     "progress_bar": False,
-    "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 1e-5},
+    "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1e-5},
     "plan_overrides": {
         "target_spacing": [2.5, 2.5, 4.0],
         "patch_size": [64, 64, 16],

@@ -63,7 +63,12 @@ def register(sub: Any) -> None:
         help="test-time mirroring over the axes the model was trained to be flipped "
         "on (8 passes in 3-D)",
     )
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=2,
+        help="windows per forward pass (default 2)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
         "--save-probabilities",

@@ -167,7 +167,7 @@ def predict_folder(
     dicom_encoding: str = "binary",
     overlap: float = 0.5,
     tta: bool = False,
-    batch_size: int = 1,
+    batch_size: int = 2,
     device: str = "auto",
     save_probabilities: bool = False,
     keep_largest: LabelChoice = None,

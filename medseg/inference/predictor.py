@@ -150,7 +150,7 @@ class Predictor:
         *,
         device: str = "cpu",
         overlap: float = 0.5,
-        batch_size: int = 1,
+        batch_size: int = 2,
         amp_dtype: torch.dtype | None = None,
         mirror_axes: Sequence[int] | None = None,
         tta: bool = False,

@@ -121,7 +121,7 @@ def sliding_window_probabilities(
     patch_size: Sequence[int],
     *,
     overlap: float = 0.5,
-    batch_size: int = 1,
+    batch_size: int = 2,
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
     mirror_axes: Sequence[int] = (),
