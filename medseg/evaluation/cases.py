@@ -17,7 +17,7 @@ from typing import Any
 from medseg.errors import InputError, UnreadableDicomError
 from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
 from medseg.io.atomic import full_suffix
-from medseg.io.dicom.headers import sniff_dicom
+from medseg.io.dicom.sniff import sniff_dicom
 from medseg.io.files import path_problem
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import DicomSeriesError, InputError, UnreadableDicomError
-from medseg.io.dicom.headers import (
-    FrameHeader,
-    is_dicom_file,
-    read_frame_headers,
-    sniff_dicom,
-)
+from medseg.io.dicom.headers import FrameHeader, read_frame_headers
 from medseg.io.dicom.series import DicomScan, SeriesInfo, build_series
+from medseg.io.dicom.sniff import is_dicom_file, sniff_dicom
 from medseg.io.files import path_problem, walk_files
 from medseg.volume import Volume, VolumeMeta, add_warning
 

@@ -102,7 +102,7 @@ def is_dicom_seg(path: str | Path) -> bool:
     """True when ``path`` is a DICOM file of a Segmentation SOP class (header only)."""
     import pydicom
 
-    from medseg.io.dicom.headers import is_dicom_file
+    from medseg.io.dicom.sniff import is_dicom_file
 
     p = Path(path)
     if not p.is_file() or not is_dicom_file(p):
