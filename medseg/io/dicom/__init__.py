@@ -12,7 +12,9 @@ Conventions: array ``(I, J, K)`` = (column index, row index, slice) with
 ``array[i, j, k] = pixel_array_of_slice_k[j, i]``; slices sorted along the normal
 (row × column cosine); affine voxel → RAS+ mm (DICOM LPS converted here); CT values in HU
 (RescaleSlope/Intercept applied). See :mod:`medseg.io.dicom.series` for how a series is split
-and checked, :mod:`medseg.io.dicom.pixels` for decoding and dtypes.
+(:mod:`~medseg.io.dicom.split`) and checked (:mod:`~medseg.io.dicom.geometry`),
+:mod:`medseg.io.dicom.headers` for the header scan and :mod:`medseg.io.dicom.pixels` for
+decoding and dtypes.
 """
 
 from __future__ import annotations
