@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medseg.io.dicom.headers import FrameHeader
+from medseg.volume import LPS_TO_RAS
 
 #: Two orientation cosines are "the same plane" when they differ by less than this.
 IOP_TOL = 1e-4
@@ -21,7 +22,6 @@ TILT_TOL_DEG = 0.05
 SPACING_RTOL = 0.01
 SPACING_ATOL_MM = 0.01
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: PhotometricInterpretation values of colour images (refused: medseg reads grayscale).
 _COLOUR = frozenset(
     {
@@ -195,7 +195,7 @@ def check_geometry(frames: Sequence[FrameHeader]) -> Geometry | str:
     lps[:3, 1] = col * dr
     lps[:3, 2] = slice_step
     lps[:3, 3] = ipp[0]
-    affine = _LPS_TO_RAS @ lps
+    affine = LPS_TO_RAS @ lps
     return Geometry(
         frames=sorted_frames,
         affine=affine,
@@ -258,7 +258,7 @@ def _mosaic_geometry(frames: Sequence[FrameHeader]) -> Geometry | str:
     lps[:3, 3] = origin
     return Geometry(
         frames=tuple(frames),
-        affine=_LPS_TO_RAS @ lps,
+        affine=LPS_TO_RAS @ lps,
         shape=(tc, tr, first.mosaic_n),
         spacing=(float(dc), float(dr), float(ds)),
         slice_spacing_source=source,

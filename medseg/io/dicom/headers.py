@@ -8,7 +8,7 @@ Only non-identifying attributes are copied into the records: patient names, IDs 
 dates are never read into them, so they cannot reach logs, errors or metadata.
 
 Positions and orientations are kept in DICOM's LPS+ patient coordinates (mm); the conversion
-to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.series`).
+to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.geometry`).
 """
 
 from __future__ import annotations

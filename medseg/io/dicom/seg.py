@@ -51,14 +51,13 @@ from medseg.errors import DicomSeriesError, InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom.series import SeriesInfo
 from medseg.io.labels import LabelInfo, build_label_table
-from medseg.volume import GRID_ATOL_MM, LabelMap, VolumeMeta
+from medseg.volume import GRID_ATOL_MM, LPS_TO_RAS, LabelMap, VolumeMeta
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 SEG_SOP_CLASSES = (SEG_STORAGE, LABELMAP_SEG_STORAGE)
 ENCODINGS = ("binary", "labelmap")
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _VALUE_RE = re.compile(r"label value (\d+)\s*$")
 #: Type 2 attributes of the patient/study modules highdicom copies from the source.
 _TYPE2 = (
@@ -455,7 +454,7 @@ def read_dicom_seg(path: str | Path) -> LabelMap:
             **({"referenced_series_uid": ref_series[0]} if ref_series else {}),
         },
     )
-    return LabelMap(np.ascontiguousarray(array), _LPS_TO_RAS @ lps, p, meta, names)
+    return LabelMap(np.ascontiguousarray(array), LPS_TO_RAS @ lps, p, meta, names)
 
 
 __all__ = [
