@@ -33,11 +33,9 @@ from typing import Any
 
 from medseg.datasets.records import Case, Dataset
 from medseg.errors import ConfigError, InputError
-from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
+from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
 from medseg.io.files import path_problem, read_text_file
-
-IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -259,4 +257,4 @@ def _finish(
     return Dataset(name, channels, labels, sorted(cases, key=lambda c: c.case_id), root, source)
 
 
-__all__ = ["IMAGE_SUFFIXES", "load_dataset"]
+__all__ = ["load_dataset"]

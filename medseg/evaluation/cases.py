@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError, UnreadableDicomError
-from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
+from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
 from medseg.io.dicom.sniff import sniff_dicom
 from medseg.io.files import path_problem
@@ -23,7 +23,7 @@ from medseg.io.files import path_problem
 log = logging.getLogger(__name__)
 
 #: File suffixes recognised as one case each.
-CASE_SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, *ITK_SUFFIXES, ".dcm")
+CASE_SUFFIXES: tuple[str, ...] = (*IMAGE_SUFFIXES, ".dcm")
 
 
 @dataclass(frozen=True)
