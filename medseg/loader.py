@@ -17,6 +17,7 @@ import numpy as np
 
 from medseg.cache import CachedCase, ensure_cached
 from medseg.datasets import Case
+from medseg.errors import ConfigError
 from medseg.plan.schema import Plan
 from medseg.transforms.augmentation import (
     AugmentationParams,
@@ -52,7 +53,7 @@ class PatchSampler:
         augment: bool = True,
     ) -> None:
         if not cached:
-            raise ValueError("no cases to sample from")
+            raise ConfigError("training loader: no cases to sample from; expected at least one")
         self.plan = plan
         self.cached = list(cached)
         self.seed = int(seed)
@@ -149,12 +150,14 @@ class TrainLoader:
         pin_memory: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+            raise ConfigError(f"rank {rank}: expected a rank in [0, world_size={world_size})")
         if iterations_per_epoch < 1:
-            raise ValueError(f"iterations_per_epoch must be >= 1, found {iterations_per_epoch}")
+            raise ConfigError(f"iterations_per_epoch: expected >= 1, found {iterations_per_epoch}")
         missing = [c.case_id for c in cases if c.label is None]
         if missing:
-            raise ValueError(f"training cases without a label: {missing}")
+            raise ConfigError(
+                f"training cases: expected a label for each, found none for {missing}"
+            )
         self.plan = plan
         self.cache_dir = Path(cache_dir)
         self.num_workers = int(num_workers)

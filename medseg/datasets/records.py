@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Case:
@@ -61,13 +63,20 @@ class Dataset:
     source: Path = field(default=Path("."))
 
     def case(self, case_id: str) -> Case:
+        """The case ``case_id``; :class:`~medseg.errors.ConfigError` naming the dataset's
+        source when it has no such case."""
         for c in self.cases:
             if c.case_id == case_id:
                 return c
-        raise KeyError(f"{self.source}: no case {case_id!r}")
+        ids = [c.case_id for c in self.cases]
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise ConfigError(
+            f"{self.source}: no case {case_id!r}; expected one of its {len(ids)} case ids ({shown})"
+        )
 
     def subset(self, case_ids: Sequence[str]) -> Dataset:
-        """The dataset restricted to ``case_ids`` (unknown ids raise ``KeyError``)."""
+        """The dataset restricted to ``case_ids`` (an unknown id is a
+        :class:`~medseg.errors.ConfigError`)."""
         return Dataset(
             self.name,
             list(self.channel_names),

@@ -94,7 +94,8 @@ def load_label_names(path: str | Path, key: str | None = None) -> dict[int, str]
     """Read ``{"1": "spleen"}`` (optionally one table, ``key``, of several) from JSON/YAML.
 
     Raises :class:`InputError` naming ``path`` when the file is not such a mapping, holds
-    several tables and no ``key`` is given, or has a key that is not an integer label value.
+    several tables and no ``key`` is given, or has a key that is not a label value (an
+    integer >= 0; a name for 0 is the background's).
     """
     p = Path(path)
     data = _read_mapping(p, "label-name")
@@ -113,9 +114,12 @@ def load_label_names(path: str | Path, key: str | None = None) -> dict[int, str]
     out: dict[int, str] = {}
     for k, v in data.items():
         try:
-            out[int(k)] = str(v)
+            value = int(k)
         except (TypeError, ValueError):
             raise InputError(p, f"expected integer label values as keys, found {k!r}") from None
+        if value < 0:
+            raise InputError(p, f"expected label values >= 0 as keys (0: background), found {k!r}")
+        out[value] = str(v)
     return out
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import DicomSeriesError, InputError
+from medseg.errors import ConfigError, DicomSeriesError, InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom.series import SeriesInfo
 from medseg.io.labels import LabelInfo, build_label_table
@@ -283,7 +283,7 @@ def write_dicom_seg(
     import medseg
 
     if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        raise ConfigError(f"DICOM SEG encoding: expected one of {ENCODINGS}, found {encoding!r}")
     info = _resolve_source(source, series)
     _check_grid(seg, info)
     present = seg.labels_present()
