@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from medseg.components import connected_components
 from medseg.errors import ConfigError, InvalidVolumeError
+from medseg.metrics.boxes import label_boxes
 from medseg.volume import LabelMap, Volume
 
 #: Connectivity used for the component count (26: face, edge or corner neighbours).
@@ -304,8 +304,7 @@ def _find_boxes(arr: npt.NDArray[Any], source: Any) -> list[tuple[slice, ...] | 
         return []
     if hi > np.iinfo(np.int32).max:
         raise InvalidVolumeError(source, f"label value {hi} too large; expected < 2**31")
-    a = arr if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 4 else arr.astype(np.int32)
-    return list(ndimage.find_objects(a, max_label=hi))
+    return label_boxes(arr, hi)
 
 
 def label_statistics(
