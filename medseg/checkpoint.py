@@ -166,7 +166,9 @@ def save_checkpoint(
     sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     if p.suffix == ".safetensors":
         if training is not None:
-            raise ValueError(f"{p}: training state cannot be stored in a .safetensors file")
+            raise ConfigError(
+                f"{p}: training state cannot be stored in a .safetensors file; use .pt"
+            )
         from safetensors.torch import save_file
 
         # safetensors refuses aliased tensors (DynUNet's skip_layers alias its blocks): copy.
@@ -180,7 +182,7 @@ def save_checkpoint(
             save_file(sd, str(tmp), metadata=metadata)
         return p
     if p.suffix != ".pt":
-        raise ValueError(f"{p}: checkpoint suffix must be .pt or .safetensors")
+        raise ConfigError(f"{p}: expected a checkpoint path ending in .pt or .safetensors")
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

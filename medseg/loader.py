@@ -17,6 +17,7 @@ import numpy as np
 
 from medseg.cache import CachedCase, ensure_cached
 from medseg.datasets import Case
+from medseg.errors import ConfigError
 from medseg.plan.schema import Plan
 from medseg.transforms.augmentation import (
     AugmentationParams,
@@ -52,7 +53,7 @@ class PatchSampler:
         augment: bool = True,
     ) -> None:
         if not cached:
-            raise ValueError("no cases to sample from")
+            raise ConfigError("training loader: no cases to sample from; expected at least one")
         self.plan = plan
         self.cached = list(cached)
         self.seed = int(seed)
@@ -117,13 +118,27 @@ class TrainLoader:
     Sample indices: batch ``b`` of epoch ``e`` on rank ``r`` holds the global indices
     ``((e * iterations_per_epoch + b) * world_size + r) * batch_size + p`` for positions ``p``,
     so ranks never share a sample and results do not depend on ``num_workers``.
+
+    Construction preprocesses ``cases`` into ``cache_dir`` (if not cached yet).
+
+    Args:
+        plan: preprocessing, patch size, batch size, augmentation and foreground ratio.
+        cases: the training cases (with labels).
+        cache_dir: cache root; arrays live in ``cache_dir/<plan.preprocessing.key()>/``.
+        num_workers: torch ``DataLoader`` worker processes (0 = in the main process).
+        seed: base seed; batches are a deterministic function of (seed, epoch, rank).
+        iterations_per_epoch: batches per pass over the loader (per rank).
+        batch_size: per-rank batch size (default ``plan.batch_size``).
+        augment: apply the plan's augmentation (False: patches only, e.g. for validation).
+        rank, world_size: DDP rank and number of ranks; ranks draw different samples.
+        pin_memory: page-locked batches for faster host-to-GPU copies (``DataLoader`` option).
     """
 
     def __init__(
         self,
         plan: Plan,
         cases: Sequence[Case],
-        cache_dir: Path,
+        cache_dir: str | Path,
         *,
         num_workers: int,
         seed: int,
@@ -135,12 +150,14 @@ class TrainLoader:
         pin_memory: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+            raise ConfigError(f"rank {rank}: expected a rank in [0, world_size={world_size})")
         if iterations_per_epoch < 1:
-            raise ValueError(f"iterations_per_epoch must be >= 1, found {iterations_per_epoch}")
+            raise ConfigError(f"iterations_per_epoch: expected >= 1, found {iterations_per_epoch}")
         missing = [c.case_id for c in cases if c.label is None]
         if missing:
-            raise ValueError(f"training cases without a label: {missing}")
+            raise ConfigError(
+                f"training cases: expected a label for each, found none for {missing}"
+            )
         self.plan = plan
         self.cache_dir = Path(cache_dir)
         self.num_workers = int(num_workers)
@@ -244,50 +261,8 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_train_loader(
-    plan: Plan,
-    cases: Sequence[Case],
-    cache_dir: str | Path,
-    *,
-    num_workers: int,
-    seed: int,
-    iterations_per_epoch: int = 250,
-    batch_size: int | None = None,
-    augment: bool = True,
-    rank: int = 0,
-    world_size: int = 1,
-    pin_memory: bool = False,
-) -> TrainLoader:
-    """Preprocess ``cases`` into ``cache_dir`` (if not cached yet) and return the loader.
-
-    Args:
-        plan: preprocessing, patch size, batch size, augmentation and foreground ratio.
-        cases: the training cases (with labels).
-        cache_dir: cache root; arrays live in ``cache_dir/<plan.preprocessing.key()>/``.
-        num_workers: torch ``DataLoader`` worker processes (0 = in the main process).
-        seed: base seed; batches are a deterministic function of (seed, epoch, rank).
-        iterations_per_epoch: batches per pass over the loader (per rank).
-        batch_size: per-rank batch size (default ``plan.batch_size``).
-        augment: apply the plan's augmentation (False: patches only, e.g. for validation).
-        rank, world_size: DDP rank and number of ranks; ranks draw different samples.
-        pin_memory: page-locked batches for faster host-to-GPU copies (``DataLoader`` option).
-
-    Yields (per iteration) a dict with ``image`` ``torch.float32 (B, C, *plan.patch_size)``,
-    ``label`` ``torch.int64 (B, 1, *plan.patch_size)`` and ``case_id`` (list of B str).
-    """
-    return TrainLoader(
-        plan,
-        cases,
-        Path(cache_dir),
-        num_workers=num_workers,
-        seed=seed,
-        iterations_per_epoch=iterations_per_epoch,
-        batch_size=batch_size,
-        augment=augment,
-        rank=rank,
-        world_size=world_size,
-        pin_memory=pin_memory,
-    )
+#: The documented way to build the loader (the same callable as :class:`TrainLoader`).
+make_train_loader = TrainLoader
 
 
 __all__ = ["PatchSampler", "TrainLoader", "foreground_positions", "make_train_loader"]

@@ -34,6 +34,11 @@ from medseg.errors import GeometryMismatchError, InvalidVolumeError
 #: Default tolerance (mm) when comparing two grids' affines.
 GRID_ATOL_MM = 1e-4
 
+#: The LPS+ <-> RAS+ flip of world coordinates (x and y negated; its own inverse), applied to
+#: affines at the DICOM/ITK file edges only: ``affine_ras = LPS_TO_RAS @ affine_lps``.
+LPS_TO_RAS: npt.NDArray[np.float64] = np.diag([-1.0, -1.0, 1.0, 1.0])
+LPS_TO_RAS.setflags(write=False)
+
 _AXIS_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
@@ -206,7 +211,7 @@ class Volume:
 
     def affine_lps(self) -> npt.NDArray[np.float64]:
         """The affine in DICOM/ITK LPS+ world coordinates."""
-        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self._affine
+        return LPS_TO_RAS @ self._affine
 
     def voxel_to_world(self, ijk: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map voxel indices, shape ``(..., 3)``, to RAS+ mm, shape ``(..., 3)``."""
@@ -376,6 +381,7 @@ def _as_integer_labels(arr: np.ndarray, source: str | Path | None) -> np.ndarray
 
 __all__ = [
     "GRID_ATOL_MM",
+    "LPS_TO_RAS",
     "LabelMap",
     "Volume",
     "VolumeMeta",

@@ -16,6 +16,7 @@ from support.plans import tiny_plan
 import medseg.cache as cache_mod
 from medseg.cache import cache_folder, ensure_cached, load_cached
 from medseg.datasets import Case
+from medseg.errors import ConfigError
 from medseg.loader import foreground_positions, make_train_loader
 from medseg.plan.schema import Plan
 
@@ -179,7 +180,7 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
     )
     assert not set(r0.indices()) & set(r1.indices())
     assert not torch.equal(next(iter(r0))["image"], next(iter(r1))["image"])
-    with pytest.raises(ValueError, match="rank 2"):
+    with pytest.raises(ConfigError, match="rank 2"):
         make_train_loader(plan, cases, tmp_path / "c", num_workers=0, seed=3, rank=2, world_size=2)
 
 

@@ -14,7 +14,7 @@ import torch
 from support.plans import tiny_network, tiny_plan
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.models import build_model
 
 PLAN = tiny_plan(
@@ -163,7 +163,7 @@ def test_pickled_object_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_training_state_not_allowed_in_safetensors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot be stored"):
+    with pytest.raises(ConfigError, match="cannot be stored"):
         save_checkpoint(tmp_path / "m.safetensors", _model().state_dict(), _meta(), {"epoch": 1})
 
 

@@ -262,6 +262,11 @@ def test_unlabelled_cases_subset_and_unknown_split_ids(
     sub = ds.subset(["case_001", "case_000"])
     assert [c.case_id for c in sub.cases] == ["case_001", "case_000"]
     assert sub.channel_names == ds.channel_names
+    source = str(root / "dataset.json")
+    for call in (lambda: ds.case("ghost"), lambda: ds.subset(["case_000", "ghost"])):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value).startswith(f"{source}: no case 'ghost'; expected one of its 3")
     path = write_splits(
         [{"train": ["case_000", "ghost"], "val": ["case_001"]}], tmp_path / "s.json"
     )

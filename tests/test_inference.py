@@ -12,7 +12,7 @@ import torch
 from support.plans import tiny_network, tiny_plan
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.inference import (
     Predictor,
     compute_gaussian,
@@ -35,7 +35,7 @@ def test_compute_steps_known_answers() -> None:
         assert all(b - a <= p * 0.5 for a, b in itertools.pairwise(s))  # >= 50 % overlap
     with pytest.raises(ValueError, match="smaller than patch"):
         compute_steps([8], [10])
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(ConfigError, match="overlap"):
         compute_steps([20], [10], 1.0)
 
 

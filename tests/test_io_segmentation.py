@@ -16,7 +16,7 @@ import pytest
 from support.tools import assert_mask_at_world
 from support.volumes import box
 
-from medseg.errors import InputError, OutputExistsError, UnsupportedFormatError
+from medseg.errors import ConfigError, InputError, OutputExistsError, UnsupportedFormatError
 from medseg.io import read_label_map, write_volume
 from medseg.io.labels import build_label_table, read_label_table, write_label_table
 from medseg.io.segmentation import format_from_path, write_segmentation
@@ -100,7 +100,7 @@ def test_label_table_covers_names_and_present_values(tmp_path: Path) -> None:
         write_label_table(table[:1], p)
     write_label_table(table[:1], p, overwrite=True)
     assert len(read_label_table(p)) == 1
-    with pytest.raises(ValueError, match=r"0\.\.255"):
+    with pytest.raises(ConfigError, match=r"0\.\.255"):
         build_label_table({1: "a"}, colors={1: (0, 0, 300)})
 
 
@@ -201,7 +201,7 @@ def test_format_from_path_and_refusals(tmp_path: Path) -> None:
     seg = _label_map(_geometries()["ras"])
     with pytest.raises(UnsupportedFormatError, match="suffix says"):
         write_segmentation(seg, tmp_path / "x.nii.gz", format="nrrd")
-    with pytest.raises(ValueError, match="source="):
+    with pytest.raises(ConfigError, match="source="):
         write_segmentation(seg, tmp_path / "x.dcm")
     with pytest.raises(UnsupportedFormatError, match="label tables"):
         write_volume(seg, tmp_path / "x.mha", label_table=build_label_table(seg.label_names))

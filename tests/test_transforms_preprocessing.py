@@ -9,7 +9,7 @@ import pytest
 from support.paths import SAMPLE
 from support.plans import tiny_plan
 
-from medseg.errors import GeometryMismatchError, InputError
+from medseg.errors import GeometryMismatchError, InputError, InvalidVolumeError
 from medseg.io import read_label_map, read_volume
 from medseg.plan.schema import Preprocessing
 from medseg.transforms.preprocessing import (
@@ -130,8 +130,13 @@ def test_multichannel_and_grid_checks(rng: np.random.Generator) -> None:
     shifted = Volume(img.array, img.affine + _shift(1.0))
     with pytest.raises(GeometryMismatchError):
         preprocess_case([img], make_plan(), LabelMap(lab.array, shifted.affine))
-    with pytest.raises(ValueError, match="does not match the preprocessed shape"):
+    with pytest.raises(GeometryMismatchError, match="does not match the preprocessed shape"):
         restore_to_original(np.zeros((3, 3, 3), np.uint8), pre.info, is_label=True)
+    shape = pre.info.resampled_shape
+    with pytest.raises(InvalidVolumeError, match=r"labels: expected shape \(X, Y, Z\)"):
+        restore_to_original(np.zeros((2, *shape), np.uint8), pre.info, is_label=True)
+    with pytest.raises(InvalidVolumeError, match=r"probabilities: expected shape \(C, X, Y, Z\)"):
+        restore_to_original(np.zeros(shape, np.float32), pre.info, is_label=False)
 
 
 def _shift(mm: float) -> np.ndarray:

@@ -265,3 +265,26 @@ def test_bad_label_names_file_is_one_error(tmp_path: Path, capsys) -> None:
     assert rc == 1
     err = capsys.readouterr().err
     assert "names.json" in err and "Traceback" not in err
+
+
+def test_label_names_with_background_and_negative_values(tmp_path: Path, capsys) -> None:
+    """A label-name file that names the background (``"0"``, as MSD and TotalSegmentator
+    tables do) measures the named structures only; a negative key is one error naming the
+    file (both were tracebacks)."""
+    lab, _ = _case(4.0, False, 0)
+    write_nifti(tmp_path / "s.nii.gz", lab, AFFINE)
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"0": "background", "1": "tumour", "2": "node"}))
+    assert _vol(tmp_path / "s.nii.gz", "--out", tmp_path / "o", "--label-names", names) == 0
+    rows = _rows(tmp_path / "o" / "volumes.csv")
+    assert [(r["label"], r["name"], r["absent"]) for r in rows] == [
+        ("1", "tumour", "False"),
+        ("2", "node", "True"),
+    ]
+    assert int(rows[0]["voxels"]) == int(np.count_nonzero(lab == 1))
+    capsys.readouterr()
+    bad = tmp_path / "negative.json"
+    bad.write_text(json.dumps({"-1": "outside", "1": "tumour"}))
+    assert _vol(tmp_path / "s.nii.gz", "--out", tmp_path / "o2", "--label-names", bad) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: expected label values >= 0 as keys" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
-"""Validation of numeric command-line values, with one-line messages naming the option.
+"""Options shared by several commands, and validation of numeric command-line values with
+one-line messages naming the option.
 
 argparse checks only the type (``float("nan")`` and ``-5`` are valid numbers); ranges are
 checked here, before any work, and reported as :class:`~medseg.errors.ConfigError`, e.g.
@@ -7,7 +8,9 @@ checked here, before any work, and reported as :class:`~medseg.errors.ConfigErro
 
 from __future__ import annotations
 
+import argparse
 import math
+from pathlib import Path
 
 from medseg.errors import ConfigError
 
@@ -36,3 +39,28 @@ def check_number(
         kind = "an integer" if isinstance(value, int) else "a finite number"
         rng = f" {' and '.join(parts)}" if parts else ""
         raise ConfigError(f"{option}: expected {kind}{rng}, found {value!r}")
+
+
+def add_label_names_options(p: argparse.ArgumentParser, more: str = "") -> None:
+    """``--label-names FILE`` and ``--label-names-key KEY`` (read by
+    :func:`medseg.io.label_specs.load_label_names`); ``more`` ends the first option's help."""
+    p.add_argument(
+        "--label-names",
+        type=Path,
+        metavar="FILE",
+        help='JSON/YAML file mapping label values to names ({"1": "spleen", ...})' + more,
+    )
+    p.add_argument(
+        "--label-names-key",
+        metavar="KEY",
+        help="for a label-name file holding several tables, the one to use (e.g. 'total')",
+    )
+
+
+def label_names_option(args: argparse.Namespace) -> dict[int, str] | None:
+    """The label names given with :func:`add_label_names_options`, or ``None``."""
+    from medseg.io.label_specs import load_label_names
+
+    if args.label_names is None:
+        return None
+    return load_label_names(args.label_names, args.label_names_key)

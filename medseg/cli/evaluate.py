@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import ConfigError, InputError
+from medseg.cli._args import add_label_names_options, check_number, label_names_option
+from medseg.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,17 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="composite regions, e.g. 'tumour_core=1,3,4 whole_tumour=1-4', or a YAML/JSON file "
         "mapping names to label lists",
     )
-    p.add_argument(
-        "--label-names",
-        type=Path,
-        metavar="FILE",
-        help='JSON/YAML file mapping label values to names ({"1": "spleen", ...})',
-    )
-    p.add_argument(
-        "--label-names-key",
-        metavar="KEY",
-        help="for a label-name file holding several tables, the one to use (e.g. 'total')",
-    )
+    add_label_names_options(p)
     p.add_argument(
         "--tolerance-mm", type=float, default=1.0, help="surface Dice tolerance in mm (1.0)"
     )
@@ -119,97 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_label_list(items: list[str]) -> list[int]:
-    """``["1,2", "5-7"]`` → ``[1, 2, 5, 6, 7]``; raises :class:`ConfigError` on bad items."""
-    out: set[int] = set()
-    for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part[1:]:
-                    a, b = part.split("-", 1)
-                    lo, hi = int(a), int(b)
-                    if hi < lo:
-                        raise ValueError
-                    out.update(range(lo, hi + 1))
-                else:
-                    out.add(int(part))
-            except ValueError:
-                raise ConfigError(
-                    f"labels: expected integers or ranges like '1,3,5-7', found {part!r}"
-                ) from None
-    if any(v <= 0 for v in out):
-        raise ConfigError(f"labels: expected positive values (0 is background), found {item!r}")
-    return sorted(out)
-
-
-def _load_mapping(path: Path, what: str) -> Any:
-    from medseg.io.files import read_text_file
-
-    text = read_text_file(path, f"{what} file")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except Exception as exc:  # parse errors of either format
-        reason = " ".join(str(exc).split())
-        raise InputError(
-            path, f"expected a JSON/YAML {what} mapping, could not parse: {reason}"
-        ) from None
-
-
-def parse_regions(items: list[str]) -> dict[str, list[int]]:
-    """``["core=1,3,4"]`` or ``["regions.yaml"]`` → ``{"core": [1, 3, 4]}``."""
-    regions: dict[str, list[int]] = {}
-    for item in items:
-        if "=" in item:
-            name, values = item.split("=", 1)
-            labels = parse_label_list([values])
-            if not name.strip() or not labels:
-                raise ConfigError(
-                    f"--regions: expected NAME=L,L,... (e.g. core=1,3), found {item!r}"
-                )
-            regions[name.strip()] = labels
-            continue
-        data = _load_mapping(Path(item), "regions")
-        if isinstance(data, dict) and "regions" in data and isinstance(data["regions"], dict):
-            data = data["regions"]
-        if not isinstance(data, dict):
-            raise ConfigError(f"{item}: expected a mapping of region names to label lists")
-        for name, values in data.items():
-            vals = values if isinstance(values, list) else [values]
-            regions[str(name)] = parse_label_list([str(v) for v in vals])
-    return regions
-
-
-def load_label_names(path: Path, key: str | None) -> dict[int, str]:
-    """Read ``{"1": "spleen"}`` (optionally one table, ``key``, of several) from JSON/YAML."""
-    data = _load_mapping(path, "label-name")
-    if key is not None:
-        if not isinstance(data, dict) or key not in data:
-            found = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise InputError(path, f"expected a table named {key!r}, found {found}")
-        data = data[key]
-    if not isinstance(data, dict):
-        raise InputError(path, f"expected a mapping of label values to names, found {data!r:.60}")
-    if data and all(isinstance(v, dict) for v in data.values()):
-        raise InputError(
-            path,
-            f"holds several tables ({', '.join(sorted(data))}); choose one with --label-names-key",
-        )
-    out: dict[int, str] = {}
-    for k, v in data.items():
-        try:
-            out[int(k)] = str(v)
-        except (TypeError, ValueError):
-            raise InputError(path, f"expected integer label values as keys, found {k!r}") from None
-    return out
-
-
 def lesion_options(args: argparse.Namespace) -> Any:
     """The :class:`~medseg.metrics.LesionWiseOptions` of the command line, or None."""
     from medseg.metrics import LesionWiseOptions
@@ -233,19 +132,18 @@ def lesion_options(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.evaluation import evaluate_folders, format_table
+    from medseg.io.label_specs import parse_label_list, parse_region_specs
     from medseg.metrics import EmptyPolicy
 
     try:
         policy = EmptyPolicy.parse(args.both_empty_dice, args.empty_distance)
     except ValueError as exc:
         raise ConfigError(f"--empty-distance/--both-empty-dice: {exc}") from None
-    from medseg.cli._args import check_number
-
     check_number("--tolerance-mm", args.tolerance_mm, minimum=0)
     check_number("--max-rows", args.max_rows, minimum=0)
     labels = parse_label_list(args.labels) if args.labels else None
-    regions = parse_regions(args.regions) if args.regions else None
-    names = load_label_names(args.label_names, args.label_names_key) if args.label_names else None
+    regions = parse_region_specs(args.regions) if args.regions else None
+    names = label_names_option(args)
     progress = not args.quiet and sys.stderr.isatty()
     lesion_wise = lesion_options(args)
     result = evaluate_folders(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError, MedsegError
-from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES, detect_format, read_volume
+from medseg.io import IMAGE_SUFFIXES, detect_format, read_volume
 from medseg.io.atomic import full_suffix
 from medseg.io.files import path_problem
 from medseg.volume import Volume
@@ -143,7 +143,7 @@ def describe_folder(folder: Path, headers_only: bool = False) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for path, reason in scan.skipped:
-        if full_suffix(path) in NIFTI_SUFFIXES + ITK_SUFFIXES and path_problem(path) is None:
+        if full_suffix(path) in IMAGE_SUFFIXES and path_problem(path) is None:
             try:
                 volumes.append(_file_record(path, headers_only))
             except MedsegError as exc:

@@ -107,7 +107,7 @@ def register(sub: Any) -> None:
 
 
 def _labels(text: str | None) -> list[int] | str | None:
-    from medseg.cli.evaluate import parse_label_list
+    from medseg.io.label_specs import parse_label_list
 
     if text is None or text == "all":
         return text

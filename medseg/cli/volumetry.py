@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from medseg.cli._args import add_label_names_options, label_names_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -45,18 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="second set of segmentations (e.g. references) or a previous output folder: "
         "per-label volume differences and Bland-Altman agreement",
     )
-    p.add_argument(
-        "--label-names",
-        type=Path,
-        metavar="FILE",
-        help='JSON/YAML file mapping label values to names ({"1": "spleen", ...}); every '
-        "named label gets a row in every case",
-    )
-    p.add_argument(
-        "--label-names-key",
-        metavar="KEY",
-        help="for a label-name file holding several tables, the one to use (e.g. 'total')",
-    )
+    add_label_names_options(p, "; every named label gets a row in every case")
     p.add_argument(
         "--no-figures", action="store_true", help="no slice pictures in the report (faster)"
     )
@@ -66,10 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.cli.evaluate import load_label_names
     from medseg.volumetry import check_outputs, measure_folder, write_outputs
 
-    names = load_label_names(args.label_names, args.label_names_key) if args.label_names else None
+    names = label_names_option(args)
     check_outputs(args.out, args.overwrite)
     result = measure_folder(
         args.segmentations,

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io import ITK_SUFFIXES, NIFTI_SUFFIXES
+from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
 
-IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 _NNUNET = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd)$")
 
 

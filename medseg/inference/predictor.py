@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.inference.sliding import sliding_window_probabilities
 from medseg.postprocess import (
     POSTPROCESSING_FILE,
@@ -159,7 +159,7 @@ class Predictor:
         postprocessing: Postprocessing | None = None,
     ) -> None:
         if not checkpoints:
-            raise ValueError("Predictor needs at least one checkpoint")
+            raise ConfigError("Predictor: expected at least one checkpoint, found none")
         if not 0.0 <= overlap < 1.0:
             raise InputError(None, f"--overlap: expected a fraction in [0, 1), found {overlap}")
         first = checkpoints[0].meta.plan

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from medseg.errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -56,7 +58,7 @@ def compute_steps(
     with at least ``overlap`` (fraction, 0 ≤ overlap < 1) overlap, evenly spread, first at 0 and
     last ending at the image border. Requires ``image_size >= patch_size`` on every axis."""
     if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), found {overlap}")
+        raise ConfigError(f"overlap: expected a fraction in [0, 1), found {overlap}")
     steps: list[list[int]] = []
     for im, p in zip(image_size, patch_size, strict=True):
         if im < p:
@@ -78,7 +80,7 @@ def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     averages over (8 passes for the three axes of a 3-D image)."""
     axes = sorted({int(a) for a in mirror_axes})
     if any(a not in (0, 1, 2) for a in axes):
-        raise ValueError(f"mirror axes must be in 0..2, found {list(mirror_axes)}")
+        raise ConfigError(f"mirror axes: expected values in 0..2, found {list(mirror_axes)}")
     return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 

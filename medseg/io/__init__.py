@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".mha", ".mhd")
-WRITE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+#: Suffixes of image files that hold one volume each (read and written by suffix).
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+WRITE_SUFFIXES = IMAGE_SUFFIXES
 
 
 def detect_format(path: str | Path) -> str:

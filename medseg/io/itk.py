@@ -19,9 +19,7 @@ import numpy as np
 
 from medseg.errors import InputError, InvalidVolumeError, OutputError
 from medseg.io.atomic import atomic_files, atomic_path
-from medseg.volume import Volume, VolumeMeta
-
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from medseg.volume import LPS_TO_RAS, Volume, VolumeMeta
 
 
 def _sitk() -> Any:
@@ -38,14 +36,14 @@ def itk_geometry_to_affine(
     aff = np.eye(4)
     aff[:3, :3] = d * np.asarray(spacing, dtype=np.float64)[None, :]
     aff[:3, 3] = origin
-    return _LPS @ aff
+    return LPS_TO_RAS @ aff
 
 
 def affine_to_itk_geometry(
     affine: np.ndarray,
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """ITK (spacing, origin, row-major direction) in LPS+ from a RAS+ affine."""
-    lps = _LPS @ np.asarray(affine, dtype=np.float64)
+    lps = LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)
     sp = np.linalg.norm(lps[:3, :3], axis=0)
     d = lps[:3, :3] / sp[None, :]
     return (

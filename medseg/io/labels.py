@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import InputError, OutputExistsError
+from medseg.errors import ConfigError, InputError, OutputExistsError
 from medseg.io.atomic import atomic_write_text
 from medseg.io.terminology import Code, Terminology, terminology_for
 
@@ -127,7 +127,7 @@ def build_label_table(
     out = []
     for v in keys:
         if v < 0:
-            raise ValueError(f"label values must be non-negative, found {v}")
+            raise ConfigError(f"label values: expected values >= 0, found {v}")
         name = str(label_names.get(v, f"label_{v}"))
         term = terminology_for(name)
         c = colors.get(v) if colors else None
@@ -139,7 +139,7 @@ def build_label_table(
 def _check_rgb(c: Sequence[int], value: int) -> RGB:
     rgb = tuple(int(x) for x in c)
     if len(rgb) != 3 or not all(0 <= x <= 255 for x in rgb):
-        raise ValueError(f"label {value}: colour must be three integers 0..255, got {c!r}")
+        raise ConfigError(f"label {value}: colour: expected three integers 0..255, found {c!r}")
     return (rgb[0], rgb[1], rgb[2])
 
 

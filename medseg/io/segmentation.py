@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg.errors import InputError, UnsupportedFormatError
+from medseg.errors import ConfigError, InputError, UnsupportedFormatError
 from medseg.io.atomic import full_suffix
 from medseg.io.dicom.series import SeriesInfo
 from medseg.io.labels import LabelInfo, build_label_table, write_label_table
@@ -133,10 +133,12 @@ def write_segmentation(
     labels = tuple(i.value for i in table)
     notes: tuple[str, ...] = ()
     if fmt != "dicom-seg" and (source is not None or dicom_options):
-        raise ValueError("source/series and DICOM options apply to format 'dicom-seg' only")
+        raise ConfigError(
+            f"format {fmt!r}: source/series and DICOM options apply to format 'dicom-seg' only"
+        )
     if fmt == "dicom-seg":
         if source is None:
-            raise ValueError("format 'dicom-seg' needs source= (the DICOM series segmented)")
+            raise ConfigError("format 'dicom-seg' needs source= (the DICOM series segmented)")
         from medseg.io.dicom.seg import write_dicom_seg
 
         res = write_dicom_seg(

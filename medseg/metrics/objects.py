@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from medseg.metrics.aggregate import MetricSummary, by_structure, metric_summary
+from medseg.metrics.boxes import box_of, crop_slices, label_boxes, union_box
 from medseg.metrics.instances import InstanceScores, check_iou_threshold, instance_scores
 from medseg.metrics.lesions import (
     LesionRecord,
@@ -23,7 +24,7 @@ from medseg.metrics.lesions import (
     check_lesion_options,
     lesion_wise_scores,
 )
-from medseg.metrics.pair import Region, _bboxes, _crop, _union_box, parse_regions
+from medseg.metrics.pair import Region, parse_regions
 from medseg.volume import LabelMap
 
 #: Columns added to ``metrics.csv`` by the lesion-wise view, in order.
@@ -140,10 +141,6 @@ def _empty_mask() -> np.ndarray:
     return np.zeros((1, 1, 1), dtype=bool)
 
 
-def _box(boxes: list[tuple[slice, ...] | None], v: int) -> tuple[slice, ...] | None:
-    return boxes[v - 1] if 0 < v <= len(boxes) else None
-
-
 def empty_object_record(
     case: str, label: str, name: str, kind: str, options: LesionWiseOptions
 ) -> ObjectRecord:
@@ -180,9 +177,11 @@ def evaluate_objects(
     p_arr, r_arr = np.asarray(pred.array), np.asarray(ref.array)
     max_p = int(p_arr.max()) if p_arr.size else 0
     max_r = int(r_arr.max()) if r_arr.size else 0
-    box_p, box_r = _bboxes(p_arr, max_p), _bboxes(r_arr, max_r)
+    box_p, box_r = label_boxes(p_arr, max_p), label_boxes(r_arr, max_r)
     if labels is None:
-        values = [v for v in range(1, max(max_p, max_r) + 1) if _box(box_p, v) or _box(box_r, v)]
+        values = [
+            v for v in range(1, max(max_p, max_r) + 1) if box_of(box_p, v) or box_of(box_r, v)
+        ]
     else:
         values = sorted({int(v) for v in labels})
     spacing = ref.spacing
@@ -190,13 +189,13 @@ def evaluate_objects(
     out: list[ObjectRecord] = []
 
     def one(key: str, name: str, vals: Sequence[int], kind: str) -> None:
-        box = _union_box([_box(b, v) for v in vals for b in (box_p, box_r)])
+        box = union_box([box_of(b, v) for v in vals for b in (box_p, box_r)])
         if box is None:
             pm = rm = _empty_mask()
         else:
             # A margin of dilation + 1 voxels: dilations and surfaces see what they would see
             # in the whole image.
-            sl = _crop(box, ref.shape, opts.dilation + 1)
+            sl = crop_slices(box, ref.shape, opts.dilation + 1)
             pm, rm = np.isin(p_arr[sl], vals), np.isin(r_arr[sl], vals)
         lw = lesion_wise_scores(
             pm,

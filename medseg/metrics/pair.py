@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from medseg.errors import ConfigError
+from medseg.metrics.boxes import box_of, crop_slices, label_boxes, union_box
 from medseg.metrics.surface import (
     DistanceMethod,
     SurfaceKind,
@@ -212,38 +212,6 @@ def parse_regions(spec: Mapping[str, Iterable[int]] | Iterable[Region] | None) -
     return out
 
 
-def _bboxes(arr: npt.NDArray[Any], max_label: int) -> list[tuple[slice, ...] | None]:
-    """Bounding box per label value 1..max_label (index v-1), one pass over ``arr``."""
-    if max_label <= 0:
-        return []
-    a = arr if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 4 else arr.astype(np.int32)
-    objs = ndimage.find_objects(a, max_label=max_label)
-    return list(objs)
-
-
-def _union_box(boxes: Iterable[tuple[slice, ...] | None]) -> tuple[list[int], list[int]] | None:
-    lo: list[int] | None = None
-    hi: list[int] | None = None
-    for b in boxes:
-        if b is None:
-            continue
-        bl = [s.start for s in b]
-        bh = [s.stop for s in b]
-        lo = bl if lo is None else [min(x, y) for x, y in zip(lo, bl, strict=True)]
-        hi = bh if hi is None else [max(x, y) for x, y in zip(hi, bh, strict=True)]
-    if lo is None or hi is None:
-        return None
-    return lo, hi
-
-
-def _crop(
-    box: tuple[list[int], list[int]], shape: tuple[int, int, int], margin: int
-) -> tuple[slice, slice, slice]:
-    lo, hi = box
-    s = [slice(max(lo[a] - margin, 0), min(hi[a] + margin, shape[a])) for a in range(3)]
-    return (s[0], s[1], s[2])
-
-
 def evaluate_pair(
     pred: LabelMap,
     ref: LabelMap,
@@ -294,11 +262,8 @@ def evaluate_pair(
     max_r = int(r_arr.max()) if r_arr.size else 0
     # One pass per map: the bounding box of every label value. Everything else (counts,
     # overlap, surfaces) is computed inside each label's union box, never on the full grid.
-    box_p = _bboxes(p_arr, max_p)
-    box_r = _bboxes(r_arr, max_r)
-
-    def box_of(boxes: list[tuple[slice, ...] | None], v: int) -> tuple[slice, ...] | None:
-        return boxes[v - 1] if 0 < v <= len(boxes) else None
+    box_p = label_boxes(p_arr, max_p)
+    box_r = label_boxes(r_arr, max_r)
 
     if labels is None:
         wanted = [
@@ -315,11 +280,11 @@ def evaluate_pair(
     records: list[LabelRecord] = []
 
     def one(key: str, name: str, values: tuple[int, ...], kind: str) -> None:
-        box = _union_box([box_of(b, v) for v in values for b in (box_p, box_r)])
+        box = union_box([box_of(b, v) for v in values for b in (box_p, box_r)])
         pm = rm = None
         n_p = n_r = tp = 0
         if box is not None:
-            sl = _crop(box, shape, 1)
+            sl = crop_slices(box, shape, 1)
             if len(values) == 1:
                 pm = p_arr[sl] == values[0]
                 rm = r_arr[sl] == values[0]

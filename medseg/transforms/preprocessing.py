@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medseg.errors import InputError
+from medseg.errors import GeometryMismatchError, InputError, InvalidVolumeError
 from medseg.plan.schema import Preprocessing
 from medseg.transforms.intensity import normalize_channel
 from medseg.transforms.spatial import (
@@ -220,18 +220,22 @@ def restore_to_original(array: np.ndarray, info: PreprocessInfo, *, is_label: bo
     """
     spatial = tuple(array.shape[-3:])
     if spatial != tuple(info.resampled_shape):
-        raise ValueError(
+        raise GeometryMismatchError(
             f"{info.source}: array spatial shape {spatial} does not match the preprocessed "
             f"shape {info.resampled_shape}"
         )
     if is_label:
         if array.ndim != 3:
-            raise ValueError(f"labels must be (X, Y, Z), found shape {array.shape}")
+            raise InvalidVolumeError(
+                info.source, f"labels: expected shape (X, Y, Z), found {array.shape}"
+            )
         back = resample_to_shape(array, info.cropped_shape, order=0)
         full = uncrop(back, info.crop_box, info.canonical_shape, fill=0)
     else:
         if array.ndim != 4:
-            raise ValueError(f"probabilities must be (C, X, Y, Z), found shape {array.shape}")
+            raise InvalidVolumeError(
+                info.source, f"probabilities: expected shape (C, X, Y, Z), found {array.shape}"
+            )
         back = resample_to_shape(np.asarray(array, dtype=np.float32), info.cropped_shape, order=1)
         fill = np.zeros(array.shape[0], dtype=np.float32)
         fill[0] = 1.0

@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from medseg.components import component_sizes, connected_components
-from medseg.errors import InvalidVolumeError
+from medseg.errors import ConfigError, InvalidVolumeError
+from medseg.metrics.boxes import label_boxes
 from medseg.volume import LabelMap, Volume
 
 #: Connectivity used for the component count (26: face, edge or corner neighbours).
@@ -323,8 +323,7 @@ def _find_boxes(arr: npt.NDArray[Any], source: Any) -> list[tuple[slice, ...] | 
         return []
     if hi > np.iinfo(np.int32).max:
         raise InvalidVolumeError(source, f"label value {hi} too large; expected < 2**31")
-    a = arr if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 4 else arr.astype(np.int32)
-    return list(ndimage.find_objects(a, max_label=hi))
+    return label_boxes(arr, hi)
 
 
 def label_statistics(
@@ -354,9 +353,12 @@ def label_statistics(
     arr, perm = _storage_view(labels)
     boxes = _find_boxes(arr, labels.source)
     present = {v + 1 for v, b in enumerate(boxes) if b is not None}
-    wanted = sorted(present | {int(v) for v in include} | {int(v) for v in names})
+    # A name for 0 is the background's (label-name files often list it): not a structure.
+    wanted = sorted(present | {int(v) for v in include} | ({int(v) for v in names} - {0}))
     if any(v <= 0 for v in wanted):
-        raise ValueError(f"labels must be positive (0 is background), found {wanted[0]}")
+        raise ConfigError(
+            f"label values: expected positive values (0 is background), found {wanted[0]}"
+        )
 
     affine = labels.affine
     a_storage = affine[:3, :3][:, list(perm)]  # columns for the storage axes

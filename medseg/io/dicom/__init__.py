@@ -12,7 +12,9 @@ Conventions: array ``(I, J, K)`` = (column index, row index, slice) with
 ``array[i, j, k] = pixel_array_of_slice_k[j, i]``; slices sorted along the normal
 (row × column cosine); affine voxel → RAS+ mm (DICOM LPS converted here); CT values in HU
 (RescaleSlope/Intercept applied). See :mod:`medseg.io.dicom.series` for how a series is split
-and checked, :mod:`medseg.io.dicom.pixels` for decoding and dtypes.
+(:mod:`~medseg.io.dicom.split`) and checked (:mod:`~medseg.io.dicom.geometry`),
+:mod:`medseg.io.dicom.headers` for the header scan and :mod:`medseg.io.dicom.pixels` for
+decoding and dtypes.
 """
 
 from __future__ import annotations
@@ -25,13 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import DicomSeriesError, InputError, UnreadableDicomError
-from medseg.io.dicom.headers import (
-    FrameHeader,
-    is_dicom_file,
-    read_frame_headers,
-    sniff_dicom,
-)
+from medseg.io.dicom.headers import FrameHeader, read_frame_headers
 from medseg.io.dicom.series import DicomScan, SeriesInfo, build_series
+from medseg.io.dicom.sniff import is_dicom_file, sniff_dicom
 from medseg.io.files import path_problem, walk_files
 from medseg.volume import Volume, VolumeMeta, add_warning
 

@@ -8,21 +8,30 @@ Only non-identifying attributes are copied into the records: patient names, IDs 
 dates are never read into them, so they cannot reach logs, errors or metadata.
 
 Positions and orientations are kept in DICOM's LPS+ patient coordinates (mm); the conversion
-to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.series`).
+to RAS+ happens when the affine is built (:mod:`medseg.io.dicom.geometry`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import UnreadableDicomError
-from medseg.io.files import path_problem
+from medseg.io.dicom.elements import (
+    DEFLATED,
+    as_float,
+    as_floats,
+    as_int,
+    as_str,
+    first_item,
+    get_value,
+    lookup,
+    pixel_location,
+)
+from medseg.io.dicom.sniff import is_dicom_file, sniff_dicom
 
 #: SOP classes that are DICOM files but never image volumes (reason shown in ``skipped``).
 _NON_IMAGE_SOP = {
@@ -38,74 +47,6 @@ _NON_IMAGE_SOP = {
         "with read_label_map / read_dicom_seg)"
     ),
 }
-
-#: Uncompressed transfer syntaxes whose pixel bytes can be read straight from the file.
-_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
-#: (7FE0,0010/0008/0009) Pixel Data / Float / Double Float Pixel Data, both byte orders.
-_PIXEL_TAGS = {
-    _PIXEL_TAG_LE,
-    b"\xe0\x7f\x08\x00",
-    b"\xe0\x7f\x09\x00",
-    b"\x7f\xe0\x00\x10",
-    b"\x7f\xe0\x00\x08",
-    b"\x7f\xe0\x00\x09",
-}
-_DEFLATED = "1.2.840.10008.1.2.1.99"
-
-
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
-
-
-#: Suffixes under which a file shorter than the DICOM preamble is taken for a truncated slice.
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-_PREAMBLE = 132
-
-
-def is_dicom_file(path: Path) -> bool:
-    """True when ``path`` is a regular file with the DICOM Part 10 header (128-byte preamble +
-    ``DICM``). Reads at most 132 bytes; never opens a FIFO, socket or device."""
-    if path_problem(path) is not None:
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_PREAMBLE)
-    except OSError:
-        return False
-    return len(head) == _PREAMBLE and head[128:132] == b"DICM"
-
-
-def sniff_dicom(path: Path) -> bool:
-    """Whether the regular file ``path`` is a DICOM Part 10 file (True) or certainly not one
-    (False); reads at most 132 bytes.
-
-    Raises :class:`~medseg.errors.UnreadableDicomError` when it cannot tell: the file cannot be
-    opened, is empty, or is shorter than the 132-byte preamble + ``DICM`` marker while its
-    content (all NUL bytes, as a DICOM preamble usually is) or its suffix (``.dcm``,
-    ``.dicom``, ``.ima``) says it may be the beginning of a DICOM file. A folder holding such
-    a file is refused rather than read with a slice possibly missing. Short hidden files
-    (``.gitkeep``) are not DICOM.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_PREAMBLE)
-    except OSError as exc:
-        raise UnreadableDicomError(path, f"cannot open: {exc.strerror or exc}") from None
-    if len(head) == _PREAMBLE:
-        return head[128:132] == b"DICM"
-    if path.name.startswith("."):  # .gitkeep, .lock, ...: no scanner writes slices like that
-        return False
-    if not head:
-        raise UnreadableDicomError(
-            path, "empty file (0 bytes): too short to tell whether it is a DICOM file"
-        )
-    if head.count(0) == len(head) or path.name.lower().endswith(_DICOM_SUFFIXES):
-        raise UnreadableDicomError(
-            path,
-            f"truncated: {len(head)} bytes, shorter than the 132-byte DICOM preamble + 'DICM' "
-            "marker, so it cannot be read or told apart from a DICOM slice",
-        )
-    return False
 
 
 @dataclass(frozen=True)
@@ -186,108 +127,15 @@ def transfer_syntax_name(uid: str) -> str:
     return str(name) if name else uid
 
 
-_US_KEYWORDS = frozenset(
-    {"Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel"}
-)
-
-
-@functools.cache
-def _tag(keyword: str) -> int:
-    from pydicom.datadict import tag_for_keyword
-
-    tag = tag_for_keyword(keyword)
-    assert tag is not None, keyword
-    return int(tag)
-
-
-def _get(ds: Any, keyword: str) -> Any:
-    """A top-level value read from the raw element bytes: ``str`` (``list[str]`` when
-    multi-valued) or ``int`` for US attributes; ``None`` when absent.
-
-    About 10x faster than ``Dataset.get`` (no value conversion machinery); only used for
-    ASCII attributes (UI, CS, DS, IS, TM, SH) and US, whose bytes need no character set.
-    Elements pydicom already converted are returned through ``Dataset.get``.
-    """
-    elem = ds.get_item(_tag(keyword))
-    if elem is None:
-        return None
-    value = elem.value
-    if not isinstance(value, (bytes, bytearray)):
-        return ds.get(keyword)
-    if keyword in _US_KEYWORDS:
-        if len(value) < 2:
-            return None
-        fmt = "<H" if getattr(elem, "is_little_endian", True) else ">H"
-        return struct.unpack(fmt, value[:2])[0]
-    text = value.decode("latin-1").strip(" \x00")
-    return text.split("\\") if "\\" in text else text
-
-
-def _float(v: Any) -> float | None:
-    if v is None or v == "":
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(v: Any) -> int | None:
-    if v is None or v == "":
-        return None
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = str(v).strip()
-    return s or None
-
-
-def _floats(v: Any, n: int) -> tuple[float, ...] | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = [v]
-    try:
-        vals = tuple(float(x) for x in v)
-    except (TypeError, ValueError):
-        return None
-    return vals if len(vals) == n else None
-
-
-def _item(seq_owner: Any, keyword: str) -> Any:
-    """First item of sequence ``keyword`` in ``seq_owner`` (a dataset), or ``None``."""
-    if seq_owner is None:
-        return None
-    seq = seq_owner.get(keyword)
-    if seq is None or len(seq) == 0:
-        return None
-    return seq[0]
-
-
-def _lookup(groups: list[Any], seq_kw: str, attr: str) -> Any:
-    """``attr`` of the first item of ``seq_kw`` in the first group that has it."""
-    for g in groups:
-        it = _item(g, seq_kw)
-        if it is not None and attr in it:
-            return it.get(attr)
-    return None
-
-
 def _units(
     ds: Any, groups: list[Any], modality: str | None, rescale_type: str | None
 ) -> str | None:
     for g in groups:
-        rwv = _item(g, "RealWorldValueMappingSequence")
+        rwv = first_item(g, "RealWorldValueMappingSequence")
         if rwv is not None:
-            code = _item(rwv, "MeasurementUnitsCodeSequence")
+            code = first_item(rwv, "MeasurementUnitsCodeSequence")
             if code is not None:
-                value = _str(code.get("CodeValue"))
+                value = as_str(code.get("CodeValue"))
                 if value and value not in ("1", "no units"):
                     return value
     if rescale_type and rescale_type.upper() not in ("US", "UNSPECIFIED"):
@@ -295,50 +143,6 @@ def _units(
     if modality == "CT":
         return "HU"
     return None
-
-
-def _encapsulated_start(head: bytes, pos: int, transfer_syntax_uid: str) -> int | None:
-    """Offset of the items of an encapsulated (compressed) Pixel Data element whose 12-byte
-    element header ``head`` starts at ``pos``; ``None`` when it is not one."""
-    if (
-        transfer_syntax_uid in _NATIVE_LE
-        or transfer_syntax_uid in (_DEFLATED, "1.2.840.10008.1.2.2")
-        or head[:4] != _PIXEL_TAG_LE
-        or head[4:6] not in (b"OB", b"OW")
-        or head[8:12] != b"\xff\xff\xff\xff"
-    ):
-        return None
-    return pos + 12
-
-
-def _pixel_location(
-    f: Any, transfer_syntax_uid: str
-) -> tuple[bool, tuple[int, int] | None, int | None]:
-    """After a ``stop_before_pixels`` read: whether the file continues with a pixel data
-    element, the (offset, length) of its bytes when they are native little endian, and the
-    offset of its items when they are encapsulated (see :func:`_encapsulated_start`)."""
-    pos = f.tell()
-    head = f.read(12)
-    found = len(head) >= 8 and head[:4] in _PIXEL_TAGS
-    enc = _encapsulated_start(head, pos, transfer_syntax_uid) if len(head) == 12 else None
-    if enc is not None:
-        return found, None, enc
-    if not found or transfer_syntax_uid not in _NATIVE_LE or head[:4] != _PIXEL_TAG_LE:
-        return found, None, None
-    if transfer_syntax_uid == "1.2.840.10008.1.2":  # implicit VR
-        (length,) = struct.unpack("<I", head[4:8])
-        start = pos + 8
-    elif head[4:6] in _LONG_VRS:
-        if len(head) < 12:
-            return found, None, None
-        (length,) = struct.unpack("<I", head[8:12])
-        start = pos + 12
-    else:
-        (length,) = struct.unpack("<H", head[6:8])
-        start = pos + 8
-    if length == 0xFFFFFFFF:
-        return found, None, None
-    return found, (start, int(length)), None
 
 
 def read_frame_headers(path: Path) -> list[FrameHeader] | str:
@@ -354,9 +158,9 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
         with open(path, "rb") as f:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
             meta = getattr(ds, "file_meta", None)
-            ts = _str(meta.get("TransferSyntaxUID")) if meta is not None else None
+            ts = as_str(meta.get("TransferSyntaxUID")) if meta is not None else None
             ts = ts or "1.2.840.10008.1.2"
-            has_pixels, loc, enc = _pixel_location(f, ts)
+            has_pixels, loc, enc = pixel_location(f, ts)
             end = f.seek(0, 2)
     except MemoryError:
         raise UnreadableDicomError(
@@ -379,7 +183,7 @@ def read_frame_headers(path: Path) -> list[FrameHeader] | str:
     except Exception as exc:  # a value pydicom cannot convert (bad DS/IS/US, sequences)
         uid = None
         with contextlib.suppress(Exception):
-            uid = _str(_get(ds, "SeriesInstanceUID"))
+            uid = as_str(get_value(ds, "SeriesInstanceUID"))
         raise UnreadableDicomError(
             path, f"invalid DICOM header value ({type(exc).__name__}: {exc})", uid
         ) from exc
@@ -395,9 +199,9 @@ def _frames_from_dataset(
     end: int,
     enc: int | None = None,
 ) -> list[FrameHeader] | str:
-    sop_class = _str(_get(ds, "SOPClassUID"))
+    sop_class = as_str(get_value(ds, "SOPClassUID"))
     if sop_class is None and meta is not None:
-        sop_class = _str(meta.get("MediaStorageSOPClassUID"))
+        sop_class = as_str(meta.get("MediaStorageSOPClassUID"))
     sop_class = sop_class or ""
     if not sop_class and "Rows" not in ds:
         # Every DICOM object names its SOP class; a file with the preamble and neither a SOP
@@ -406,7 +210,7 @@ def _frames_from_dataset(
             path,
             "corrupt: a file with the DICOM preamble but no SOP Class UID (file meta or "
             "dataset) and no image attributes",
-            _str(_get(ds, "SeriesInstanceUID")),
+            as_str(get_value(ds, "SeriesInstanceUID")),
         )
     if sop_class in _NON_IMAGE_SOP:
         return _NON_IMAGE_SOP[sop_class]
@@ -416,34 +220,34 @@ def _frames_from_dataset(
 
     sop_name = str(UID(sop_class).name) if sop_class else "unknown SOP class"
     is_image_class = "Image Storage" in sop_name
-    if ts != _DEFLATED and not has_pixels and (is_image_class or "Rows" in ds):
+    if ts != DEFLATED and not has_pixels and (is_image_class or "Rows" in ds):
         raise UnreadableDicomError(
             path,
             f"truncated or corrupt: a {sop_name} file whose header ends (file size {end} "
             "bytes) without a Pixel Data element",
-            _str(_get(ds, "SeriesInstanceUID")),
+            as_str(get_value(ds, "SeriesInstanceUID")),
         )
     if "Rows" not in ds or "Columns" not in ds:
         return f"no image (Rows/Columns absent; SOP class {sop_name})"
-    series_uid = _str(_get(ds, "SeriesInstanceUID"))
+    series_uid = as_str(get_value(ds, "SeriesInstanceUID"))
     real_uid = series_uid
     if series_uid is None:
         # Some anonymisers blank the UID: group by folder + series number instead (documented).
-        series_uid = f"nouid:{path.parent}:{_int(_get(ds, 'SeriesNumber'))}"
+        series_uid = f"nouid:{path.parent}:{as_int(get_value(ds, 'SeriesNumber'))}"
 
-    n_frames = _int(_get(ds, "NumberOfFrames")) or 1
+    n_frames = as_int(get_value(ds, "NumberOfFrames")) or 1
     # (5200,9230) / (5200,9229): only converted when present (conversion is slow)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") if 0x52009230 in ds else None
-    shared = _item(ds, "SharedFunctionalGroupsSequence") if 0x52009229 in ds else None
-    modality = _str(_get(ds, "Modality"))
-    image_type_raw = _get(ds, "ImageType")
+    shared = first_item(ds, "SharedFunctionalGroupsSequence") if 0x52009229 in ds else None
+    modality = as_str(get_value(ds, "Modality"))
+    image_type_raw = get_value(ds, "ImageType")
     if isinstance(image_type_raw, str):
         image_type_raw = [image_type_raw]
     image_type_top = tuple(str(x) for x in (image_type_raw or ()))
     mosaic = "MOSAIC" in (x.upper() for x in image_type_top)
     mosaic_n, mosaic_normal = _mosaic_csa(ds) if mosaic else (None, None)
-    bits_allocated = _int(_get(ds, "BitsAllocated")) or 16
-    bits_stored = _int(_get(ds, "BitsStored")) or bits_allocated
+    bits_allocated = as_int(get_value(ds, "BitsAllocated")) or 16
+    bits_stored = as_int(get_value(ds, "BitsStored")) or bits_allocated
     if bits_stored > bits_allocated:
         raise UnreadableDicomError(
             path,
@@ -451,27 +255,29 @@ def _frames_from_dataset(
             "description (a stored value cannot have more bits than its container)",
             real_uid,
         )
-    photometric = _str(_get(ds, "PhotometricInterpretation"))
+    photometric = as_str(get_value(ds, "PhotometricInterpretation"))
     common: dict[str, Any] = {
         "path": path,
         "n_frames_in_file": n_frames,
         "sop_class_uid": sop_class,
-        "sop_instance_uid": _str(_get(ds, "SOPInstanceUID")),
+        "sop_instance_uid": as_str(get_value(ds, "SOPInstanceUID")),
         "series_uid": series_uid,
-        "series_number": _int(_get(ds, "SeriesNumber")),
-        "description": _str(ds.get("SeriesDescription")),
+        "series_number": as_int(get_value(ds, "SeriesNumber")),
+        "description": as_str(ds.get("SeriesDescription")),
         "modality": modality,
-        "instance_number": _int(_get(ds, "InstanceNumber")),
+        "instance_number": as_int(get_value(ds, "InstanceNumber")),
         "rows": int(ds.Rows),
         "cols": int(ds.Columns),
-        "acquisition_number": _int(_get(ds, "AcquisitionNumber")),
-        "acquisition_time": _str(_get(ds, "AcquisitionTime")) or _str(_get(ds, "ContentTime")),
+        "acquisition_number": as_int(get_value(ds, "AcquisitionNumber")),
+        "acquisition_time": (
+            as_str(get_value(ds, "AcquisitionTime")) or as_str(get_value(ds, "ContentTime"))
+        ),
         "transfer_syntax_uid": ts,
         "bits_allocated": bits_allocated,
         "bits_stored": bits_stored,
         "photometric": photometric.upper() if photometric else None,
-        "pixel_representation": _int(_get(ds, "PixelRepresentation")) or 0,
-        "samples_per_pixel": _int(_get(ds, "SamplesPerPixel")) or 1,
+        "pixel_representation": as_int(get_value(ds, "PixelRepresentation")) or 0,
+        "samples_per_pixel": as_int(get_value(ds, "SamplesPerPixel")) or 1,
         "mosaic": bool(mosaic),
         "mosaic_n": mosaic_n,
         "mosaic_normal": mosaic_normal,
@@ -482,23 +288,23 @@ def _frames_from_dataset(
         _check_pixel_length(path, loc, end, frame_bytes, n_frames, common, real_uid)
 
     if per_frame is None or len(per_frame) == 0:
-        rescale_type = _str(_get(ds, "RescaleType"))
+        rescale_type = as_str(get_value(ds, "RescaleType"))
         hdr = FrameHeader(
             frame=None if n_frames == 1 else 0,
-            ipp=_floats(_get(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-            iop=_floats(_get(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_spacing(path, _floats(_get(ds, "PixelSpacing"), 2), real_uid),
-            slice_thickness=_float(_get(ds, "SliceThickness")),
-            spacing_between_slices=_float(_get(ds, "SpacingBetweenSlices")),
+            ipp=as_floats(get_value(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+            iop=as_floats(get_value(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+            pixel_spacing=_spacing(path, as_floats(get_value(ds, "PixelSpacing"), 2), real_uid),
+            slice_thickness=as_float(get_value(ds, "SliceThickness")),
+            spacing_between_slices=as_float(get_value(ds, "SpacingBetweenSlices")),
             image_type=image_type_top,
-            echo_number=_int(_get(ds, "EchoNumbers")),
-            echo_time=_float(_get(ds, "EchoTime")),
-            temporal_index=_int(_get(ds, "TemporalPositionIdentifier")),
-            trigger_time=_float(_get(ds, "TriggerTime")),
+            echo_number=as_int(get_value(ds, "EchoNumbers")),
+            echo_time=as_float(get_value(ds, "EchoTime")),
+            temporal_index=as_int(get_value(ds, "TemporalPositionIdentifier")),
+            trigger_time=as_float(get_value(ds, "TriggerTime")),
             stack_id=None,
-            slope=_rescale(path, "RescaleSlope", _get(ds, "RescaleSlope"), 1.0, real_uid),
+            slope=_rescale(path, "RescaleSlope", get_value(ds, "RescaleSlope"), 1.0, real_uid),
             intercept=_rescale(
-                path, "RescaleIntercept", _get(ds, "RescaleIntercept"), 0.0, real_uid
+                path, "RescaleIntercept", get_value(ds, "RescaleIntercept"), 0.0, real_uid
             ),
             units=_units(ds, [], modality, rescale_type),
             pixel_offset=loc[0] if loc else None,
@@ -529,48 +335,49 @@ def _frames_from_dataset(
     out: list[FrameHeader] = []
     for i, fg in enumerate(per_frame):
         groups = [fg, shared]
-        frame_type = _lookup(groups, "MRImageFrameTypeSequence", "FrameType")
+        frame_type = lookup(groups, "MRImageFrameTypeSequence", "FrameType")
         if frame_type is None:
-            frame_type = _lookup(groups, "CTImageFrameTypeSequence", "FrameType")
-        rescale_type = _str(_lookup(groups, "PixelValueTransformationSequence", "RescaleType"))
+            frame_type = lookup(groups, "CTImageFrameTypeSequence", "FrameType")
+        rescale_type = as_str(lookup(groups, "PixelValueTransformationSequence", "RescaleType"))
         pvt = "PixelValueTransformationSequence"
-        slope_raw = _lookup(groups, pvt, "RescaleSlope")
-        intercept_raw = _lookup(groups, pvt, "RescaleIntercept")
+        slope_raw = lookup(groups, pvt, "RescaleSlope")
+        intercept_raw = lookup(groups, pvt, "RescaleIntercept")
         if slope_raw is None:
-            slope_raw, intercept_raw = _get(ds, "RescaleSlope"), _get(ds, "RescaleIntercept")
+            slope_raw = get_value(ds, "RescaleSlope")
+            intercept_raw = get_value(ds, "RescaleIntercept")
         where = f"frame {i}: "
         slope = _rescale(path, where + "RescaleSlope", slope_raw, 1.0, real_uid)
         intercept = _rescale(path, where + "RescaleIntercept", intercept_raw, 0.0, real_uid)
-        content = _item(fg, "FrameContentSequence")
+        content = first_item(fg, "FrameContentSequence")
         out.append(
             FrameHeader(
                 frame=i,
-                ipp=_floats(  # type: ignore[arg-type]
-                    _lookup(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
+                ipp=as_floats(  # type: ignore[arg-type]
+                    lookup(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
                 ),
-                iop=_floats(  # type: ignore[arg-type]
-                    _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                iop=as_floats(  # type: ignore[arg-type]
+                    lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
                 ),
                 pixel_spacing=_spacing(
                     path,
-                    _floats(_lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2),
+                    as_floats(lookup(groups, "PixelMeasuresSequence", "PixelSpacing"), 2),
                     real_uid,
                     f"frame {i}: ",
                 ),
-                slice_thickness=_float(_lookup(groups, "PixelMeasuresSequence", "SliceThickness")),
-                spacing_between_slices=_float(
-                    _lookup(groups, "PixelMeasuresSequence", "SpacingBetweenSlices")
+                slice_thickness=as_float(lookup(groups, "PixelMeasuresSequence", "SliceThickness")),
+                spacing_between_slices=as_float(
+                    lookup(groups, "PixelMeasuresSequence", "SpacingBetweenSlices")
                 ),
                 image_type=tuple(str(x) for x in (frame_type or image_type_top)),
                 echo_number=None,
-                echo_time=_float(_lookup(groups, "MREchoSequence", "EffectiveEchoTime")),
-                temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
-                trigger_time=_float(
-                    _lookup(
+                echo_time=as_float(lookup(groups, "MREchoSequence", "EffectiveEchoTime")),
+                temporal_index=as_int(content.get("TemporalPositionIndex")) if content else None,
+                trigger_time=as_float(
+                    lookup(
                         groups, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"
                     )
                 ),
-                stack_id=_str(content.get("StackID")) if content else None,
+                stack_id=as_str(content.get("StackID")) if content else None,
                 slope=slope,
                 intercept=intercept,
                 units=_units(ds, groups, modality, rescale_type),
@@ -665,7 +472,7 @@ def _mosaic_csa(ds: Any) -> tuple[int | None, tuple[float, float, float] | None]
         normal = csareader.get_slice_normal(csa) if csa else None
     except (csareader.CSAReadError, ValueError, KeyError, TypeError, IndexError):
         return None, None
-    nv = _floats(normal, 3) if normal is not None else None
+    nv = as_floats(normal, 3) if normal is not None else None
     return (int(n) if n else None), nv  # type: ignore[return-value]
 
 

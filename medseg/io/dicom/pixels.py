@@ -432,7 +432,7 @@ def assemble(
 
 
 def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
-    from medseg.io.dicom.series import mosaic_tiles
+    from medseg.io.dicom.geometry import mosaic_tiles
 
     assert h.mosaic_n is not None
     tiles, tr, tc = mosaic_tiles(h)

@@ -47,18 +47,17 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import DicomSeriesError, InputError
+from medseg.errors import ConfigError, DicomSeriesError, InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom.series import SeriesInfo
 from medseg.io.labels import LabelInfo, build_label_table
-from medseg.volume import GRID_ATOL_MM, LabelMap, VolumeMeta
+from medseg.volume import GRID_ATOL_MM, LPS_TO_RAS, LabelMap, VolumeMeta
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 SEG_SOP_CLASSES = (SEG_STORAGE, LABELMAP_SEG_STORAGE)
 ENCODINGS = ("binary", "labelmap")
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _VALUE_RE = re.compile(r"label value (\d+)\s*$")
 #: Type 2 attributes of the patient/study modules highdicom copies from the source.
 _TYPE2 = (
@@ -102,7 +101,7 @@ def is_dicom_seg(path: str | Path) -> bool:
     """True when ``path`` is a DICOM file of a Segmentation SOP class (header only)."""
     import pydicom
 
-    from medseg.io.dicom.headers import is_dicom_file
+    from medseg.io.dicom.sniff import is_dicom_file
 
     p = Path(path)
     if not p.is_file() or not is_dicom_file(p):
@@ -284,7 +283,7 @@ def write_dicom_seg(
     import medseg
 
     if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        raise ConfigError(f"DICOM SEG encoding: expected one of {ENCODINGS}, found {encoding!r}")
     info = _resolve_source(source, series)
     _check_grid(seg, info)
     present = seg.labels_present()
@@ -455,7 +454,7 @@ def read_dicom_seg(path: str | Path) -> LabelMap:
             **({"referenced_series_uid": ref_series[0]} if ref_series else {}),
         },
     )
-    return LabelMap(np.ascontiguousarray(array), _LPS_TO_RAS @ lps, p, meta, names)
+    return LabelMap(np.ascontiguousarray(array), LPS_TO_RAS @ lps, p, meta, names)
 
 
 __all__ = [
