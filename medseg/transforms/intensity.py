@@ -1,7 +1,9 @@
 """Intensity normalisation, one function per scheme of
 :class:`~medseg.plan.schema.ChannelNormalization`.
 
-All functions take a 3-D float array and return a new ``float32`` array of the same shape.
+All functions take a 3-D array and return a ``float32`` array of the same shape: a new one,
+or ``out`` when given (which may be the input itself, for in-place normalisation of a large
+volume without a second copy).
 They are plain numpy (MONAI's ``NormalizeIntensity`` / ``ScaleIntensityRange`` do the same
 arithmetic but need a torch round trip and cannot take dataset-level statistics *and* a clip
 range in one step; these are short enough to own).
@@ -20,15 +22,37 @@ if TYPE_CHECKING:
 EPS = 1e-8
 
 
+def _target(array: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out`` (float32, the array's shape) holding ``array``'s values, or a new copy."""
+    if out is None:
+        return np.array(array, dtype=np.float32)
+    if out.dtype != np.float32 or out.shape != array.shape:
+        raise ValueError(f"out must be float32 of shape {array.shape}, got {out.dtype} {out.shape}")
+    if out is not array:
+        out[...] = array
+    return out
+
+
 def ct_normalize(
-    array: np.ndarray, clip_low: float, clip_high: float, mean: float, std: float
+    array: np.ndarray,
+    clip_low: float,
+    clip_high: float,
+    mean: float,
+    std: float,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Clip to ``[clip_low, clip_high]`` (HU) then ``(x - mean) / std`` (dataset statistics)."""
-    a = np.clip(array.astype(np.float32, copy=False), clip_low, clip_high)
-    return ((a - np.float32(mean)) / np.float32(max(std, EPS))).astype(np.float32)
+    a = _target(array, out)
+    np.clip(a, np.float32(clip_low), np.float32(clip_high), out=a)
+    a -= np.float32(mean)
+    a /= np.float32(max(std, EPS))
+    return a
 
 
-def zscore(array: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def zscore(
+    array: np.ndarray, mask: np.ndarray | None = None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Per-image z-score: ``(x - mean) / std`` with mean/std over ``mask`` (all voxels when
     ``None``). With a mask, voxels outside it are set to 0, so the output has mean 0 and std 1
     inside the mask. An empty mask gives all zeros; a constant region gives 0 inside it."""
@@ -40,43 +64,64 @@ def zscore(array: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
             raise ValueError(f"mask shape {mask.shape} does not match image {a.shape}")
         vals = a[mask]
         if vals.size == 0:
-            return np.zeros_like(a, dtype=np.float32)
+            res = _target(a, out)
+            res[...] = 0.0
+            return res
     m = float(vals.mean(dtype=np.float64))
     s = float(vals.std(dtype=np.float64))
-    out = ((a - np.float32(m)) / np.float32(max(s, EPS))).astype(np.float32)
+    del vals
+    res = _target(a, out)
+    res -= np.float32(m)
+    res /= np.float32(max(s, EPS))
     if mask is not None:
-        out[~mask] = 0.0
-    return out
+        res[~mask] = 0.0
+    return res
 
 
-def window(array: np.ndarray, low: float, high: float) -> np.ndarray:
+def window(
+    array: np.ndarray, low: float, high: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Clip to ``[low, high]`` and scale linearly to ``[0, 1]``."""
-    a = np.clip(array.astype(np.float32, copy=False), low, high)
-    return ((a - np.float32(low)) / np.float32(high - low)).astype(np.float32)
+    a = _target(array, out)
+    np.clip(a, np.float32(low), np.float32(high), out=a)
+    a -= np.float32(low)
+    a /= np.float32(high - low)
+    return a
 
 
 def percentile_scale(
-    array: np.ndarray, p_low: float, p_high: float, mask: np.ndarray | None = None
+    array: np.ndarray,
+    p_low: float,
+    p_high: float,
+    mask: np.ndarray | None = None,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Clip to this image's ``p_low``/``p_high`` percentiles (over ``mask`` if given) and
     scale to ``[0, 1]`` (a constant image maps to 0)."""
     vals = array[mask] if mask is not None else array
-    if vals.size == 0:
-        return np.zeros(array.shape, dtype=np.float32)
-    lo, hi = np.percentile(vals, [p_low, p_high])
+    lo, hi = np.percentile(vals, [p_low, p_high]) if vals.size else (0.0, 0.0)
+    del vals
     if hi <= lo:
-        return np.zeros(array.shape, dtype=np.float32)
-    return window(array, float(lo), float(hi))
+        res = _target(array, out)
+        res[...] = 0.0
+        return res
+    return window(array, float(lo), float(hi), out=out)
 
 
 def normalize_channel(
-    array: np.ndarray, norm: ChannelNormalization, nonzero_mask: np.ndarray | None = None
+    array: np.ndarray,
+    norm: ChannelNormalization,
+    nonzero_mask: np.ndarray | None = None,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply ``norm`` to one channel ``(X, Y, Z)``.
 
     ``nonzero_mask`` (boolean, same shape) is the region where any channel is non-zero; it is
     used by ``zscore`` when ``norm.use_nonzero_mask`` and by ``percentile`` to pick the voxels
-    the percentiles are computed over (then too only when ``use_nonzero_mask``).
+    the percentiles are computed over (then too only when ``use_nonzero_mask``). ``out``
+    (float32, may be ``array`` itself) receives the result instead of a new array.
     """
     mask = nonzero_mask if norm.use_nonzero_mask else None
     if norm.use_nonzero_mask and nonzero_mask is None:
@@ -84,14 +129,14 @@ def normalize_channel(
     if norm.scheme == "ct":
         assert norm.clip_low is not None and norm.clip_high is not None
         assert norm.mean is not None and norm.std is not None
-        return ct_normalize(array, norm.clip_low, norm.clip_high, norm.mean, norm.std)
+        return ct_normalize(array, norm.clip_low, norm.clip_high, norm.mean, norm.std, out=out)
     if norm.scheme == "zscore":
-        return zscore(array, mask)
+        return zscore(array, mask, out=out)
     if norm.scheme == "window":
         assert norm.clip_low is not None and norm.clip_high is not None
-        return window(array, norm.clip_low, norm.clip_high)
+        return window(array, norm.clip_low, norm.clip_high, out=out)
     assert norm.percentile_low is not None and norm.percentile_high is not None
-    return percentile_scale(array, norm.percentile_low, norm.percentile_high, mask)
+    return percentile_scale(array, norm.percentile_low, norm.percentile_high, mask, out=out)
 
 
 __all__ = ["ct_normalize", "normalize_channel", "percentile_scale", "window", "zscore"]

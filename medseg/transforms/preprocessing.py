@@ -155,8 +155,13 @@ def preprocess_case(
     if label is not None:
         ref.check_same_grid(label)
     reo = Reorientation.from_affine(ref.affine)
-    stack = np.stack([np.asarray(v.array, dtype=np.float32) for v in images])
-    stack = reo.apply(stack)
+    # One float32 working copy, normalised in place below: the peak stays near one copy of
+    # the image in float32 (plus the caller's volume), however large the scan.
+    views = [reo.view(np.asarray(v.array)) for v in images]
+    stack = np.empty((len(images), *views[0].shape), dtype=np.float32)
+    for c, view in enumerate(views):
+        stack[c] = view
+    del views
     canon_shape = (int(stack.shape[1]), int(stack.shape[2]), int(stack.shape[3]))
     canon_spacing = reo.spacing(ref.spacing)
     box: Box = (
@@ -171,12 +176,13 @@ def preprocess_case(
         # nnU-Net's mask: non-zero in any channel, holes filled (zero voxels inside the body
         # are tissue, not background).
         nonzero = ndimage.binary_fill_holes(np.any(stack != 0, axis=0))
-    norm = np.stack(
-        [normalize_channel(stack[c], n, nonzero) for c, n in enumerate(prep.normalization)]
-    )
+    for c, n in enumerate(prep.normalization):
+        normalize_channel(stack[c], n, nonzero, out=stack[c])
+    del nonzero
     new_shape = target_shape(cropped_shape, canon_spacing, prep.target_spacing)
     order = 1 if prep.image_interpolation == "linear" else 3
-    image = resample_to_shape(norm, new_shape, order=order).astype(np.float32, copy=False)
+    image = resample_to_shape(stack, new_shape, order=order).astype(np.float32, copy=False)
+    del stack
     lab_out = None
     if label is not None:
         lab = crop(reo.apply(np.asarray(label.array)), box)

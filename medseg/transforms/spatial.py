@@ -66,12 +66,16 @@ class Reorientation:
 
     def apply(self, array: np.ndarray) -> np.ndarray:
         """Stored → canonical; ``array`` is ``(X, Y, Z)`` or ``(C, X, Y, Z)``."""
+        return np.ascontiguousarray(self.view(array))
+
+    def view(self, array: np.ndarray) -> np.ndarray:
+        """:meth:`apply` without the copy: a (generally non-contiguous) view of ``array``."""
         lead = array.ndim - 3
         for i, f in enumerate(self.flip):
             if f:
                 array = np.flip(array, axis=lead + i)
         axes = list(range(lead)) + [lead + p for p in self.perm]
-        return np.ascontiguousarray(array.transpose(axes))
+        return array.transpose(axes)
 
     def invert(self, array: np.ndarray) -> np.ndarray:
         """Canonical → stored (exact inverse of :meth:`apply`)."""
