@@ -5,6 +5,7 @@ scores equal evaluate_pair's; the model folder's choice is applied by prediction
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from medseg.training.crossval import (
     out_of_fold_cases,
     summarize_cross_validation,
 )
+from medseg.training.logging import write_csv
 
 SHAPE = (40, 40, 30)
 
@@ -48,6 +50,20 @@ def test_keep_largest_foreground_merges_labels() -> None:
     assert out[30:33, 30:33, 20:23].max() == 0 and int((out == 1).sum()) == 1000
 
 
+#: per fold: validation Dice 0.5 at 60 s, 0.87 at 120 s; fold 1 reaches 0.91 at 180 s
+HISTORIES = [
+    [
+        {"epoch": 1, "train_loss": 1.0, "elapsed_s": 60.0, "val_mean_dice": 0.5},
+        {"epoch": 2, "train_loss": 0.5, "elapsed_s": 120.0, "val_mean_dice": 0.87},
+    ],
+    [
+        {"epoch": 1, "train_loss": 1.0, "elapsed_s": 60.0, "val_mean_dice": 0.5},
+        {"epoch": 2, "train_loss": 0.6, "elapsed_s": 120.0},  # not a validation epoch
+        {"epoch": 3, "train_loss": 0.4, "elapsed_s": 180.0, "val_mean_dice": 0.91},
+    ],
+]
+
+
 def _write_folds(root: Path, make_pred, n: int = 6, labels=None) -> tuple[Path, list]:
     """A Decathlon dataset of ``n`` cases and out-of-fold predictions for 2 folds."""
     labels = labels or {"0": "background", "1": "organ"}
@@ -64,6 +80,8 @@ def _write_folds(root: Path, make_pred, n: int = 6, labels=None) -> tuple[Path, 
         splits[k]["val"].append(cid)
         splits[1 - k]["train"].append(cid)
         write_nifti(root / "model" / f"fold_{k}" / "validation" / f"{cid}.nii.gz", pred)
+    for k, history in enumerate(HISTORIES):
+        write_csv(root / "model" / f"fold_{k}" / "metrics.csv", history)
     doc = {"name": "x", "modality": {"0": "MR"}, "labels": labels, "training": training}
     (root / "data" / "dataset.json").write_text(json.dumps(doc))
     return root / "model", splits
@@ -94,6 +112,13 @@ def test_keep_largest_is_chosen_when_spurious_blobs_cost_dice(tmp_path: Path) ->
     rows = (model / "crossval" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 6 and rows[0].startswith("fold,case,label")
     assert (model / "crossval" / "metrics_postprocessed_summary.csv").exists()
+    # per fold: training time and time to 0.85 / 0.90 validation Dice, and the plot
+    f0, f1 = doc["folds"]
+    assert (f0["train_s"], f0["time_to_0.85_s"], f0["best_val_dice"]) == (120.0, 120.0, 0.87)
+    assert math.isnan(f0["time_to_0.90_s"])
+    assert (f1["train_s"], f1["time_to_0.85_s"], f1["time_to_0.90_s"]) == (180.0, 180.0, 180.0)
+    png = (model / "crossval" / "dice_vs_time.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
 
 
 def test_keep_largest_is_refused_when_the_structure_has_two_parts(tmp_path: Path) -> None:

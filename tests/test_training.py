@@ -77,7 +77,12 @@ def test_every_shipped_config_validates() -> None:
 
             load_augmentation(f)
         else:
-            assert load_train_config(f).epochs >= 1, f
+            cfg = load_train_config(f)
+            assert cfg.epochs >= 1, f
+            # the recipe's plan changes apply: the network re-derived for its patch and spacing
+            plan = apply_overrides(tiny_plan(), cfg.plan_overrides, str(f))
+            stride = plan.network.total_stride()
+            assert all(p % t == 0 for p, t in zip(plan.patch_size, stride, strict=True)), f
 
 
 # ---- plan overrides ------------------------------------------------------------------------
@@ -346,6 +351,10 @@ def test_fold_all_trains_on_every_case_and_cv_runs_every_fold(tmp_path: Path) ->
     assert cv.cross_validation is not None and cv.cross_validation["n_cases"] == 4
     summary = json.loads((tmp_path / "cv" / "crossval" / "summary.json").read_text())
     assert set(summary["raw"]["ball"]["dice"]["per_case"]) == held_out
+    # per fold the training time read back from its metrics.csv, and the Dice-vs-time plot
+    assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert all(f["train_s"] > 0 for f in summary["folds"])
+    assert (tmp_path / "cv" / "crossval" / "dice_vs_time.png").stat().st_size > 1000
     assert (tmp_path / "cv" / "postprocessing.json").exists()
     predictor = Predictor.from_paths([tmp_path / "cv"])
     assert len(predictor.models) == 2 and predictor.postprocessing is not None

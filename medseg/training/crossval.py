@@ -16,7 +16,9 @@ chooses the post-processing with :func:`choose_postprocessing`:
 
 Means are over the cases where Dice is defined (NaN, both empty, excluded), as nnU-Net does.
 The choice goes to ``OUT/postprocessing.json`` (prediction from the model folder applies it);
-the per-case tables, before and after post-processing, to ``OUT/crossval/``.
+the per-case tables, before and after post-processing, to ``OUT/crossval/``, with each fold's
+training time, time to 0.85 and 0.90 validation Dice, and ``dice_vs_time.png`` (validation
+Dice of every fold against wall-clock training time).
 """
 
 from __future__ import annotations
@@ -270,14 +272,46 @@ def summarize_cross_validation(
             len(cases),
             [s.kind for s in pp.steps] or "none",
         )
+    doc["folds"] = _fold_times(model_dir, len(splits), folder)
     atomic_write_text(
         folder / "summary.json", json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
     )
     return doc
 
 
+#: validation Dice thresholds whose time to reach is reported per fold
+TIME_TO_DICE = (0.85, 0.90)
+
+
+def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, Any]]:
+    """Per fold: training seconds, best validation Dice and the time to each of
+    :data:`TIME_TO_DICE`, from ``fold_K/metrics.csv``; draws ``dice_vs_time.png``."""
+    from medseg.training.logging import dice_curve, plot_dice_vs_time, read_history, time_to_dice
+
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for k in range(n_folds):
+        path = model_dir / f"fold_{k}" / "metrics.csv"
+        if not path.is_file():
+            raise InputError(path, "training history missing; train and finish every fold")
+        history = read_history(path)
+        curve = dice_curve(history)
+        curves[f"fold {k}"] = curve
+        row: dict[str, Any] = {
+            "fold": k,
+            "train_s": float(history[-1]["elapsed_s"]) if history else float("nan"),
+            "best_val_dice": max((d for _, d in curve), default=float("nan")),
+        }
+        for thr in TIME_TO_DICE:
+            row[f"time_to_{thr:.2f}_s"] = time_to_dice(history, thr)
+        rows.append(row)
+    plot_dice_vs_time(folder / "dice_vs_time.png", curves)
+    return rows
+
+
 __all__ = [
     "SMALL_FRACTIONS",
+    "TIME_TO_DICE",
     "OutOfFold",
     "choose_postprocessing",
     "out_of_fold_cases",

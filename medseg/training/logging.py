@@ -1,6 +1,8 @@
 """Training progress outputs (rank 0 only): a log line per epoch (logger
 ``medseg.training`` and ``log.txt``), ``metrics.csv``, TensorBoard events (``tensorboard/``) and
-``progress.png`` (loss, validation Dice per label, learning rate; matplotlib Agg backend).
+``progress.png`` (loss, validation Dice per label against epoch and against wall-clock
+training time, learning rate; matplotlib Agg backend). :func:`time_to_dice` reads the
+time-to-accuracy figure off a history.
 
 The history (one dict per epoch) lives in the checkpoint, so after ``--resume`` the CSV and the
 plot are rewritten from it and stay consistent with the weights.
@@ -12,7 +14,7 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,49 @@ class ProgressWriter:
             self._tb.close()
 
 
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The epochs of a ``metrics.csv`` written by :func:`write_csv`, numbers as floats (empty
+    cells dropped)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        rec: dict[str, Any] = {}
+        for k, v in row.items():
+            if v in ("", None):
+                continue
+            try:
+                rec[k] = float(v)
+            except ValueError:
+                rec[k] = v
+        out.append(rec)
+    return out
+
+
+def plot_dice_vs_time(path: Path, curves: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+    """One line per fold (``{"fold 0": [(seconds, dice), ...]}``): validation mean Dice
+    against wall-clock training time, written atomically (``crossval/dice_vs_time.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        if curve:
+            ax.plot([t / 60 for t, _ in curve], [d for _, d in curve], marker="o", ms=3, label=name)
+    ax.set_xlabel("training time (min)")
+    ax.set_ylabel("validation mean Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+
+
 def write_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
     """All epochs as CSV (columns = union of keys, first-seen order), written atomically."""
     cols: list[str] = []
@@ -88,9 +133,31 @@ def write_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue(), overwrite=True)
 
 
+def time_to_dice(history: Sequence[dict[str, Any]], threshold: float) -> float:
+    """Seconds of training (epochs plus periodic validation, ``elapsed_s``) until the mean
+    validation Dice first reached ``threshold``; NaN when it never did."""
+    for row in history:
+        v = row.get("val_mean_dice")
+        if isinstance(v, float) and not math.isnan(v) and v >= threshold:
+            return float(row["elapsed_s"])
+    return float("nan")
+
+
+def dice_curve(history: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """``(elapsed seconds, mean validation Dice)`` at every validated epoch."""
+    return [
+        (float(r["elapsed_s"]), float(r["val_mean_dice"]))
+        for r in history
+        if "elapsed_s" in r
+        and isinstance(r.get("val_mean_dice"), float)
+        and not math.isnan(r["val_mean_dice"])
+    ]
+
+
 def plot_progress(path: Path, history: Sequence[dict[str, Any]]) -> None:
-    """``progress.png``: training loss and validation Dice per label vs epoch (left), learning
-    rate (right). Written atomically with the Agg backend."""
+    """``progress.png``: training loss and validation Dice per label vs epoch (left),
+    validation mean Dice vs wall-clock training time (middle), learning rate (right). Written
+    atomically with the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -99,7 +166,7 @@ def plot_progress(path: Path, history: Sequence[dict[str, Any]]) -> None:
     if not history:
         return
     epochs = [r["epoch"] for r in history]
-    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, ax_t, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
     ax.plot(epochs, [r["train_loss"] for r in history], label="train loss", color="tab:blue")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -114,6 +181,13 @@ def plot_progress(path: Path, history: Sequence[dict[str, Any]]) -> None:
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=8)
+    curve = dice_curve(history)
+    if curve:
+        ax_t.plot([t / 60 for t, _ in curve], [d for _, d in curve], marker="o", ms=3)
+    ax_t.set_xlabel("training time (min)")
+    ax_t.set_ylabel("validation mean Dice")
+    ax_t.set_ylim(0, 1)
+    ax_t.grid(alpha=0.3)
     ax_lr.plot(epochs, [r["lr"] for r in history], color="tab:gray")
     ax_lr.set_xlabel("epoch")
     ax_lr.set_ylabel("learning rate")
@@ -123,4 +197,13 @@ def plot_progress(path: Path, history: Sequence[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-__all__ = ["ProgressWriter", "format_epoch_line", "plot_progress", "write_csv"]
+__all__ = [
+    "ProgressWriter",
+    "dice_curve",
+    "format_epoch_line",
+    "plot_dice_vs_time",
+    "plot_progress",
+    "read_history",
+    "time_to_dice",
+    "write_csv",
+]
