@@ -11,7 +11,7 @@ nnU-Net is not a medseg dependency: the benchmark creates its own virtual enviro
 4. train fold K with the stock ``nnUNetTrainer`` for ``--budget-s`` seconds of wall clock
    (epochs of 250 iterations, its validation and checkpointing), then save the weights it has
    (``checkpoint_budget.pth``), and log how many iterations the budget allowed and the seconds
-   per iteration;
+   per iteration (augmentation in nnU-Net's default worker processes: at most the CPU count);
 5. predict the fold's held-out cases with those weights (``nnUNetv2_predict``; ``--tta`` for
    nnU-Net's 8-fold mirroring, off by default on CPU) and score them on the original grid with
    ``medseg.metrics.evaluate_pair`` (Dice, HD95 in mm).
