@@ -25,6 +25,7 @@ from medseg.volumetry.change import (
     compare_volumes,
     longitudinal_change,
 )
+from medseg.volumetry.diameter import max_pairwise_distance
 from medseg.volumetry.report import check_outputs, statistics_json, write_outputs
 from medseg.volumetry.stats import (
     CONNECTIVITY,
@@ -32,7 +33,6 @@ from medseg.volumetry.stats import (
     Intensity,
     LabelStats,
     label_statistics,
-    max_pairwise_distance,
 )
 
 __all__ = [
