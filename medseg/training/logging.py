@@ -136,11 +136,7 @@ def write_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
 def time_to_dice(history: Sequence[dict[str, Any]], threshold: float) -> float:
     """Seconds of training (epochs plus periodic validation, ``elapsed_s``) until the mean
     validation Dice first reached ``threshold``; NaN when it never did."""
-    for row in history:
-        v = row.get("val_mean_dice")
-        if isinstance(v, float) and not math.isnan(v) and v >= threshold:
-            return float(row["elapsed_s"])
-    return float("nan")
+    return next((t for t, d in dice_curve(history) if d >= threshold), float("nan"))
 
 
 def dice_curve(history: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
