@@ -40,6 +40,7 @@ FRACTIONAL segmentations and overlapping segments are refused (they are not a la
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 from medseg.errors import ConfigError, DicomSeriesError, InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom.series import SeriesInfo
+from medseg.io.dicom.strings import IS_MAX, dicom_text, is_valid_is
 from medseg.io.labels import LabelInfo, build_label_table
 from medseg.volume import GRID_ATOL_MM, LPS_TO_RAS, LabelMap, VolumeMeta
 
@@ -156,7 +158,15 @@ def _check_grid(seg: LabelMap, info: SeriesInfo) -> None:
 
 def _source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
     """Source headers for highdicom, and for a multi-frame source the file frame index of
-    each slice (``None`` for single-frame slices, which are passed in slice order)."""
+    each slice (``None`` for single-frame slices, which are passed in slice order).
+
+    The headers are in-memory copies prepared for highdicom: empty Type 2 patient/study
+    attributes added where absent, a missing SliceThickness set to the slice spacing, and
+    for an enhanced multi-frame file whose orientation and pixel measures are recorded per
+    frame only, those of the volume's first frame put into its shared functional groups
+    (medseg's reader has checked that every frame of the volume has the same). The files are
+    never written.
+    """
     import pydicom
 
     files = {h.path for h in info.frames}
@@ -174,23 +184,138 @@ def _source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
             ds = pydicom.dcmread(p, stop_before_pixels=True)
         except Exception as exc:
             raise InputError(p, f"cannot read the DICOM header again ({exc})") from exc
-        missing = [
-            kw for kw in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(kw)
-        ]
-        if not ds.get("FrameOfReferenceUID"):
-            missing.append("FrameOfReferenceUID")
-        if missing:
-            raise InputError(
-                p,
-                f"source image lacks {', '.join(missing)} (removed by anonymisation?); a DICOM "
-                "SEG must reference its source study, images and frame of reference",
-            )
+        _check_source_uids(p, ds)
         for kw in _TYPE2:
             if kw not in ds:
                 setattr(ds, kw, "")
+        if multi:
+            _check_distinct_positions(p, ds, len(info.frames))
+            _share_plane_groups(ds, info.frames[0].frame or 0)
+        elif not ds.get("SliceThickness"):
+            ds.SliceThickness = _ds_value(_slice_spacing(info))
         datasets.append(ds)
     frame_index = np.array([h.frame for h in info.frames]) if multi else None
     return datasets, frame_index
+
+
+def _check_source_uids(path: Path, ds: Any) -> None:
+    """Refuse a source a valid SEG cannot be derived from: UIDs missing, or its Study
+    Instance UID equal to its Frame of Reference UID (the SEG must copy both, and a UID
+    names one thing only: dciodvfy rejects the SEG, as it rejects the source)."""
+    missing = [kw for kw in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(kw)]
+    if not ds.get("FrameOfReferenceUID"):
+        missing.append("FrameOfReferenceUID")
+    if missing:
+        raise InputError(
+            path,
+            f"source image lacks {', '.join(missing)} (removed by anonymisation?); a DICOM "
+            "SEG must reference its source study, images and frame of reference",
+        )
+    if str(ds.StudyInstanceUID) == str(ds.FrameOfReferenceUID):
+        raise InputError(
+            path,
+            f"source image has the same UID {ds.StudyInstanceUID} as StudyInstanceUID and "
+            "FrameOfReferenceUID (invalid DICOM: each UID names one thing); a DICOM SEG must "
+            "copy both, so it would be invalid too",
+        )
+
+
+def _check_distinct_positions(path: Path, ds: Any, n_volume: int) -> None:
+    """Refuse a multi-frame source whose frames repeat positions (several volumes in one
+    file, e.g. magnitude and field map): a SEG derived from it copies the positions of every
+    frame and could not tell which frame each segmentation frame derives from."""
+    positions = set()
+    for fg in ds.get("PerFrameFunctionalGroupsSequence", []):
+        plane = fg.get("PlanePositionSequence")
+        if plane:
+            positions.add(tuple(round(float(v), 4) for v in plane[0].ImagePositionPatient))
+    n_frames = int(ds.get("NumberOfFrames", 1))
+    if len(positions) < n_frames:
+        raise InputError(
+            path,
+            f"the multi-frame file holds {n_frames} frames at {len(positions)} positions (this "
+            f"volume is {n_volume} of them; the others are another image type or time point "
+            "at the same positions); a DICOM SEG of one volume of such a file is not supported",
+        )
+
+
+def _share_plane_groups(ds: Any, frame: int) -> None:
+    """Put the Plane Orientation and Pixel Measures of per-frame group ``frame`` into the
+    shared functional groups of ``ds`` where these hold none (highdicom reads them there)."""
+    from pydicom.dataset import Dataset
+
+    if "SharedFunctionalGroupsSequence" not in ds or not ds.SharedFunctionalGroupsSequence:
+        ds.SharedFunctionalGroupsSequence = [Dataset()]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
+    for kw in ("PlaneOrientationSequence", "PixelMeasuresSequence"):
+        if kw not in shared and kw in per_frame:
+            setattr(shared, kw, getattr(per_frame, kw))
+
+
+def _slice_spacing(info: SeriesInfo) -> float:
+    """Distance (mm) between slice centres of the grid medseg reads the series on: the
+    length of the affine's slice column (for one slice: SpacingBetweenSlices, else
+    SliceThickness, else 1 mm, as :func:`~medseg.io.dicom.read_dicom` documents)."""
+    assert info.affine is not None
+    return float(np.linalg.norm(info.affine[:3, 2]))
+
+
+def _ds_value(value: float) -> str:
+    """``value`` as a DS string (at most 16 characters, as exact as that allows)."""
+    from pydicom.valuerep import format_number_as_ds
+
+    return str(format_number_as_ds(float(value)))
+
+
+def _set_pixel_measures(obj: Any, info: SeriesInfo) -> None:
+    """Give the SEG the pixel measures of its source grid exactly: PixelSpacing and
+    SliceThickness as the source records them (SliceThickness: the slice spacing where the
+    source has none), SpacingBetweenSlices the distance between slice centres medseg reads
+    the series with. (highdicom writes a guessed 1 mm for a one-slice source without
+    SpacingBetweenSlices; a reader then gives the SEG another volume than the source.)"""
+    first = info.frames[0]
+    measures = obj.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert first.pixel_spacing is not None
+    measures.PixelSpacing = [_ds_value(v) for v in first.pixel_spacing]
+    measures.SliceThickness = _ds_value(first.slice_thickness or _slice_spacing(info))
+    measures.SpacingBetweenSlices = _ds_value(_slice_spacing(info))
+
+
+def _geometry_problem(obj: Any, info: SeriesInfo) -> str | None:
+    """Why the SEG's spatial attributes do not describe the source grid exactly (``None``
+    when they do): orientation x pixel spacing and normal x SpacingBetweenSlices must be the
+    affine's columns, and every frame's position a slice centre of the grid (within
+    :data:`~medseg.volume.GRID_ATOL_MM`)."""
+    assert info.affine is not None and info.shape is not None
+    shared = obj.SharedFunctionalGroupsSequence[0]
+    iop = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
+    measures = shared.PixelMeasuresSequence[0]
+    dr, dc = (float(v) for v in measures.PixelSpacing)
+    step = float(measures.SpacingBetweenSlices)
+    row, col = iop[:3], iop[3:]
+    lps = LPS_TO_RAS @ info.affine
+    implied = np.column_stack([row * dc, col * dr, np.cross(row, col) * step])
+    diff = float(np.max(np.abs(implied - lps[:3, :3])))
+    if diff > GRID_ATOL_MM:
+        return f"orientation and pixel measures differ from the source grid by {diff:.3g} mm"
+    ipp = np.array(
+        [
+            f.PlanePositionSequence[0].ImagePositionPatient
+            for f in obj.PerFrameFunctionalGroupsSequence
+        ],
+        dtype=float,
+    )
+    ijk = (ipp - lps[:3, 3]) @ np.linalg.inv(lps[:3, :3]).T
+    k = np.rint(ijk[:, 2])
+    off = np.abs(ijk - np.column_stack([np.zeros((len(k), 2)), k])) * np.linalg.norm(
+        lps[:3, :3], axis=0
+    )
+    if off.size and float(off.max()) > GRID_ATOL_MM:
+        return f"a frame position lies {float(off.max()):.3g} mm off the source slices"
+    if k.size and (k.min() < 0 or k.max() >= info.shape[2]):
+        return "a frame position lies outside the source slices"
+    return None
 
 
 def _apply_lut(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
@@ -221,10 +346,12 @@ def _descriptions(
     out = []
     for info, number in zip(table, numbers, strict=True):
         t = info.terminology
-        label = info.name
-        if len(label) > 64:
-            label = label[:64]
-            notes.append(f"label {info.value}: name shortened to 64 characters (DICOM LO)")
+        label = dicom_text(info.name, "LO") or f"label {info.value}"
+        if label != info.name:
+            notes.append(
+                f"label {info.value}: name written as {label!r} (DICOM LO: at most 64 "
+                "characters, no control characters or backslash)"
+            )
         desc = hd.seg.SegmentDescription(
             segment_number=int(number),
             segment_label=label,
@@ -323,39 +450,49 @@ def write_dicom_seg(
         full = np.zeros((n_frames, *planes.shape[1:]), dtype=planes.dtype)
         full[frame_index] = planes
         planes = full
-    descriptions, notes = _descriptions(
-        written, numbers, (algorithm_name, algorithm_version or medseg.__version__)
+    algorithm = (
+        _checked_text(algorithm_name, "algorithm_name"),
+        _checked_text(algorithm_version or medseg.__version__, "algorithm_version"),
     )
-    src_desc = info.description or ""
-    description = series_description or (
-        f"medseg segmentation of {src_desc}" if src_desc else "medseg segmentation"
-    )
+    descriptions, notes = _descriptions(written, numbers, algorithm)
+    description = _series_description(series_description, info.description)
     sop_uid, series_uid = hd.UID(), hd.UID()
     try:
-        obj = hd.seg.Segmentation(
-            source_images=datasets,
-            pixel_array=np.ascontiguousarray(planes),
-            segmentation_type="BINARY" if encoding == "binary" else "LABELMAP",
-            segment_descriptions=descriptions,
-            series_instance_uid=series_uid,
-            series_number=(
-                series_number if series_number is not None else 1000 + (info.series_number or 0)
-            ),
-            sop_instance_uid=sop_uid,
-            instance_number=1,
-            manufacturer="medseg",
-            manufacturer_model_name="medseg",
-            software_versions=medseg.__version__,
-            device_serial_number="0",
-            content_description=description[:64],
-            content_label="MEDSEG",
-            series_description=description[:64],
-            transfer_syntax_uid=ExplicitVRLittleEndian if encoding == "binary" else RLELossless,
-        )
+        with warnings.catch_warnings():
+            # highdicom warns about the source's Patient Name, quoting it: a patient
+            # identifier must not reach a log (the name is copied unchanged either way).
+            warnings.filterwarnings("ignore", message=".*intended person name", module="highdicom")
+            obj = hd.seg.Segmentation(
+                source_images=datasets,
+                pixel_array=np.ascontiguousarray(planes),
+                segmentation_type="BINARY" if encoding == "binary" else "LABELMAP",
+                segment_descriptions=descriptions,
+                series_instance_uid=series_uid,
+                series_number=_series_number(series_number, info.series_number),
+                sop_instance_uid=sop_uid,
+                instance_number=1,
+                manufacturer="medseg",
+                manufacturer_model_name="medseg",
+                software_versions=medseg.__version__,
+                device_serial_number="0",
+                content_description=description or None,
+                content_label="MEDSEG",
+                series_description=description or None,
+                transfer_syntax_uid=(
+                    ExplicitVRLittleEndian if encoding == "binary" else RLELossless
+                ),
+            )
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(
             info.files[0], f"highdicom refused to build the SEG from this source: {exc}"
         ) from exc
+    _set_pixel_measures(obj, info)
+    problem = _geometry_problem(obj, info)
+    if problem is not None:
+        raise InputError(
+            info.files[0],
+            f"refusing to write a DICOM SEG whose geometry is not its source's: {problem}",
+        )
     with atomic_path(path, overwrite) as tmp:
         obj.save_as(tmp, enforce_file_format=True)
     return DicomSegWritten(
@@ -368,6 +505,40 @@ def write_dicom_seg(
         source_series_uid=info.series_uid,
         notes=tuple(notes),
     )
+
+
+def _series_number(requested: int | None, source: int | None) -> int:
+    """The SEG's Series Number: ``requested`` (checked), else the source's + 1000 where that
+    is a valid IS value (``1 .. 2**31 - 1``), else 1000."""
+    if requested is not None:
+        if (
+            isinstance(requested, bool)
+            or not isinstance(requested, int)
+            or not (1 <= requested <= IS_MAX)
+        ):
+            raise ConfigError(
+                f"series_number: expected an integer in 1..{IS_MAX} (DICOM IS), found {requested!r}"
+            )
+        return requested
+    candidate = 1000 + (source or 0)
+    return candidate if is_valid_is(candidate) and candidate >= 1 else 1000
+
+
+def _series_description(requested: str | None, source: str | None) -> str:
+    """Series and Content Description (LO): ``requested``, else ``"medseg segmentation of
+    <source description>"``, made valid for LO (:func:`~medseg.io.dicom.strings.dicom_text`)."""
+    if requested is not None:
+        return dicom_text(requested, "LO")
+    src = dicom_text(source or "", "LO")
+    return dicom_text(f"medseg segmentation of {src}" if src else "medseg segmentation", "LO")
+
+
+def _checked_text(value: str, parameter: str) -> str:
+    """``value`` made valid for LO; a value with nothing left is refused naming ``parameter``."""
+    text = dicom_text(value, "LO")
+    if not text:
+        raise ConfigError(f"{parameter}: expected a non-empty text, found {value!r}")
+    return text
 
 
 # --- reading -------------------------------------------------------------------------------
