@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,7 +264,7 @@ def _frames_from_dataset(
         "sop_instance_uid": as_str(get_value(ds, "SOPInstanceUID")),
         "series_uid": series_uid,
         "series_number": as_int(get_value(ds, "SeriesNumber")),
-        "description": as_str(ds.get("SeriesDescription")),
+        "description": _text(ds.get("SeriesDescription")),
         "modality": modality,
         "instance_number": as_int(get_value(ds, "InstanceNumber")),
         "rows": int(ds.Rows),
@@ -387,6 +388,14 @@ def _frames_from_dataset(
             )
         )
     return out
+
+
+def _text(value: Any) -> str | None:
+    """A text value as one string: the values of a multi-valued one (a backslash in a
+    single-valued attribute splits it) joined by backslashes again, as stored."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        value = "\\".join(str(v) for v in value)
+    return as_str(value)
 
 
 def _spacing(

@@ -456,6 +456,7 @@ def write_dicom_seg(
     )
     descriptions, notes = _descriptions(written, numbers, algorithm)
     description = _series_description(series_description, info.description)
+    number = _series_number(series_number, info.series_number)
     sop_uid, series_uid = hd.UID(), hd.UID()
     try:
         with warnings.catch_warnings():
@@ -468,7 +469,7 @@ def write_dicom_seg(
                 segmentation_type="BINARY" if encoding == "binary" else "LABELMAP",
                 segment_descriptions=descriptions,
                 series_instance_uid=series_uid,
-                series_number=_series_number(series_number, info.series_number),
+                series_number=number,
                 sop_instance_uid=sop_uid,
                 instance_number=1,
                 manufacturer="medseg",
