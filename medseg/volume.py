@@ -56,6 +56,10 @@ class VolumeMeta:
     rescale_intercept: float | None = None
     units: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: DICOM StudyInstanceUID and FrameOfReferenceUID of a volume read from DICOM (a series
+    #: or a SEG); ``None`` for other formats. See :func:`check_same_frame_of_reference`.
+    study_uid: str | None = None
+    frame_of_reference_uid: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -65,9 +69,47 @@ class VolumeMeta:
             "rescale_slope": self.rescale_slope,
             "rescale_intercept": self.rescale_intercept,
             "units": self.units,
+            "study_uid": self.study_uid,
+            "frame_of_reference_uid": self.frame_of_reference_uid,
         }
         out.update(dict(self.extra))
         return {k: v for k, v in out.items() if v is not None}
+
+
+def check_same_frame_of_reference(
+    scan: Volume, other: Volume, *, allow_other_frame_of_reference: bool = False
+) -> None:
+    """Refuse to pair two DICOM-derived volumes of different studies or patient coordinate
+    systems (e.g. a segmentation measured against another patient's scan of the same
+    geometry, which the grid check cannot see).
+
+    Compares ``meta.frame_of_reference_uid`` and ``meta.study_uid`` where both volumes record
+    them (read from DICOM series or DICOM SEG); a volume from a format without them (NIfTI,
+    NRRD, ...) is not checked.
+
+    Raises:
+        GeometryMismatchError: naming both sources and both differing UIDs, unless
+            ``allow_other_frame_of_reference``.
+    """
+    if allow_other_frame_of_reference:
+        return
+    differ = [
+        f"{what} {getattr(other.meta, attr)} vs {getattr(scan.meta, attr)}"
+        for attr, what in (
+            ("frame_of_reference_uid", "Frame of Reference UID"),
+            ("study_uid", "Study Instance UID"),
+        )
+        if getattr(other.meta, attr)
+        and getattr(scan.meta, attr)
+        and getattr(other.meta, attr) != getattr(scan.meta, attr)
+    ]
+    if differ:
+        raise GeometryMismatchError(
+            f"{other.name}: not from the same DICOM study and frame of reference as "
+            f"{scan.name} ({'; '.join(differ)}): a segmentation is measured only against "
+            "the scan it belongs to (another patient or session?); set "
+            "allow_other_frame_of_reference to pair them anyway"
+        )
 
 
 def add_warning(extra: dict[str, Any], message: str) -> None:
@@ -387,5 +429,6 @@ __all__ = [
     "VolumeMeta",
     "add_warning",
     "affine_from_geometry",
+    "check_same_frame_of_reference",
     "orientation_code",
 ]

@@ -101,6 +101,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="IoU at or above which instances match one to one (0.5)",
     )
+    p.add_argument(
+        "--allow-other-frame",
+        action="store_true",
+        dest="allow_other_frame_of_reference",
+        help="accept a DICOM-derived segmentation and reference of different DICOM studies or "
+        "frames of reference (refused by default: another patient's or session's scan of "
+        "the same geometry)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.add_argument(
@@ -160,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=progress,
         lesion_wise=lesion_wise,
+        allow_other_frame_of_reference=args.allow_other_frame_of_reference,
     )
     if not args.quiet:
         print(format_table(result.summary, max_rows=args.max_rows))

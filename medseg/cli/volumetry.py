@@ -51,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-figures", action="store_true", help="no slice pictures in the report (faster)"
     )
+    p.add_argument(
+        "--allow-other-frame",
+        action="store_true",
+        dest="allow_other_frame_of_reference",
+        help="accept a DICOM-derived segmentation and image of different DICOM studies or "
+        "frames of reference (refused by default: another patient's or session's scan of "
+        "the same geometry)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=run)
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         image_units=args.image_units,
         figures=not args.no_figures,
         progress=not args.quiet and sys.stderr.isatty(),
+        allow_other_frame_of_reference=args.allow_other_frame_of_reference,
     )
     write_outputs(result, args.out, overwrite=args.overwrite)
     if not args.quiet:

@@ -38,6 +38,7 @@ from medseg.metrics import (
     summarize_objects,
 )
 from medseg.metrics.surface import METHODS, SURFACES, DistanceMethod, SurfaceKind
+from medseg.volume import check_same_frame_of_reference
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def evaluate_folders(
     overwrite: bool = False,
     progress: bool = False,
     lesion_wise: LesionWiseOptions | None = None,
+    allow_other_frame_of_reference: bool = False,
 ) -> EvaluationResult:
     """Evaluate every matched case of ``pred`` against ``ref`` and write the outputs.
 
@@ -110,6 +112,9 @@ def evaluate_folders(
         progress: show a tqdm progress bar on stderr.
         lesion_wise: also compute the BraTS 2023 lesion-wise scores and the instance metrics
             (:class:`~medseg.metrics.LesionWiseOptions`) and write ``lesions.csv``.
+        allow_other_frame_of_reference: evaluate a DICOM-derived prediction against a
+            DICOM-derived reference of another study or frame of reference (refused by
+            default, see :func:`~medseg.volume.check_same_frame_of_reference`).
     """
     policy = policy or EmptyPolicy()
     region_list = parse_regions(regions)
@@ -136,6 +141,7 @@ def evaluate_folders(
         "empty_policy": policy.describe(),
         "surface": surface,
         "distance_method": method,
+        "allow_other_frame_of_reference": allow_other_frame_of_reference,
         "hd95": "max of the two directed 95th percentiles (linear interpolation)",
         "spacing": "mm per array axis, from the reference's affine",
     }
@@ -151,6 +157,9 @@ def evaluate_folders(
         try:
             ref_map = _read(pair.ref, label_names)
             pred_map = _read(pair.pred, label_names)
+            check_same_frame_of_reference(
+                ref_map, pred_map, allow_other_frame_of_reference=allow_other_frame_of_reference
+            )
             recs = evaluate_pair(
                 pred_map,
                 ref_map,

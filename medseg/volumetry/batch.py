@@ -24,7 +24,7 @@ from typing import Any
 from medseg import __version__
 from medseg.errors import InputError, MedsegError
 from medseg.evaluation import CaseFailure, case_name, is_single_case, list_cases, match_cases
-from medseg.volume import LabelMap, Volume
+from medseg.volume import LabelMap, Volume, check_same_frame_of_reference
 from medseg.volumetry.change import (
     Agreement,
     ChangeRecord,
@@ -173,6 +173,7 @@ def _read_case(
     names: Mapping[int, str] | None,
     figures: bool,
     image_units: str | None = None,
+    allow_other_frame_of_reference: bool = False,
 ) -> CaseResult | Failure:
     """Read and measure one case; a failure names the input that failed."""
     from medseg.io import read_volume
@@ -188,6 +189,10 @@ def _read_case(
         except (MedsegError, OSError, EOFError) as exc:
             return Failure(case, "image", str(img), str(exc))
     try:
+        if image is not None:
+            check_same_frame_of_reference(
+                image, labels, allow_other_frame_of_reference=allow_other_frame_of_reference
+            )
         return measure_case(case, labels, image, names, figures=figures)
     except MedsegError as exc:
         return Failure(case, "grid" if image is not None else "segmentation", str(seg), str(exc))
@@ -302,6 +307,7 @@ def measure_folder(
     image_units: str | None = None,
     figures: bool = True,
     progress: bool = False,
+    allow_other_frame_of_reference: bool = False,
 ) -> VolumetryResult:
     """Measure every case of ``segmentations`` (a folder of cases, or one file / DICOM series).
 
@@ -319,6 +325,9 @@ def measure_folder(
             (NIfTI); an image recording other units is a failure.
         figures: draw the orthogonal-slice pictures for the report.
         progress: show a tqdm progress bar on stderr.
+        allow_other_frame_of_reference: measure a DICOM-derived segmentation against a DICOM
+            image of another study or frame of reference (refused by default, see
+            :func:`~medseg.volume.check_same_frame_of_reference`).
     """
     from tqdm import tqdm
 
@@ -329,7 +338,9 @@ def measure_folder(
     cases: list[CaseResult] = []
     bar = tqdm(pairs, desc="volumetry", unit="case", file=sys.stderr, disable=not progress)
     for case, seg, img in bar:
-        res = _read_case(case, seg, img, label_names, figures, image_units)
+        res = _read_case(
+            case, seg, img, label_names, figures, image_units, allow_other_frame_of_reference
+        )
         if isinstance(res, Failure):
             failures.append(res)
             log.info("case %s failed: %s", case, res.error)
@@ -343,6 +354,7 @@ def measure_folder(
         "segmentations": str(seg_path),
         "images": None if img_path is None else str(img_path),
         "image_units": image_units,
+        "allow_other_frame_of_reference": allow_other_frame_of_reference,
         "baseline": None if baseline is None else str(baseline),
         "compare": None if compare is None else str(compare),
         "label_names": {str(k): v for k, v in sorted((label_names or {}).items())},

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,9 @@ def read_dicom(
 
     Returns:
         :class:`Volume` with array ``(columns, rows, slices)`` and a RAS+ affine in mm; values
-        rescaled (CT in HU); integer dtype when the rescale is an integral shift.
+        rescaled (CT in HU); integer dtype when the rescale is an integral shift;
+        ``meta.study_uid`` / ``meta.frame_of_reference_uid`` the StudyInstanceUID and
+        FrameOfReferenceUID shared by all its frames (``None`` when absent or not shared).
 
     Raises:
         DicomSeriesError: several series and none chosen, or the chosen one is not a regular
@@ -263,6 +266,8 @@ def read_dicom(
         modality=info.modality,
         series_description=info.description,
         series_uid=None if info.series_uid.startswith("nouid:") else info.series_uid,
+        study_uid=_common_value(h.study_uid for h in info.frames),
+        frame_of_reference_uid=_common_value(h.frame_of_reference_uid for h in info.frames),
         rescale_slope=rescale.slope,
         rescale_intercept=rescale.intercept,
         units=rescale.units,
@@ -270,6 +275,12 @@ def read_dicom(
     )
     log.debug("read DICOM series %s: %s slices %s", info.key, info.n_slices, array.dtype)
     return Volume(array, info.affine, source=root, meta=meta)
+
+
+def _common_value(values: Iterable[str | None]) -> str | None:
+    """The one value all frames record, ``None`` when absent from some or not all equal."""
+    found = set(values)
+    return next(iter(found)) if len(found) == 1 else None
 
 
 def read_dicom_frames(path: Path | str) -> np.ndarray:

@@ -108,6 +108,10 @@ class FrameHeader:
     encapsulated_offset: int | None = None
     #: PhotometricInterpretation (upper case), ``None`` when absent.
     photometric: str | None = None
+    #: StudyInstanceUID and FrameOfReferenceUID (``None`` when absent): which study and
+    #: which patient coordinate system the frame belongs to (UIDs, not patient identifiers).
+    study_uid: str | None = None
+    frame_of_reference_uid: str | None = None
 
     @property
     def transfer_syntax(self) -> str:
@@ -263,6 +267,8 @@ def _frames_from_dataset(
         "sop_class_uid": sop_class,
         "sop_instance_uid": as_str(get_value(ds, "SOPInstanceUID")),
         "series_uid": series_uid,
+        "study_uid": as_str(get_value(ds, "StudyInstanceUID")),
+        "frame_of_reference_uid": as_str(get_value(ds, "FrameOfReferenceUID")),
         "series_number": as_int(get_value(ds, "SeriesNumber")),
         "description": _text(ds.get("SeriesDescription")),
         "modality": modality,
