@@ -170,3 +170,27 @@ def test_series_number_outside_is_range_is_refused(tmp_path: Path, number: int) 
     ):
         write_segmentation(seg, tmp_path / "seg.dcm", source=tmp_path / "ct", series_number=number)
     assert not (tmp_path / "seg.dcm").exists()
+
+
+@pytest.mark.parametrize(
+    ("charset", "expected_charset", "expected_labels"),
+    [
+        (None, "ISO_IR 192", ["Läsion", "肝臓 liver"]),  # default repertoire widened to UTF-8
+        ("ISO_IR 100", "ISO_IR 100", ["Läsion", "?? liver"]),  # Latin-1 kept: CJK cannot
+    ],
+)
+def test_non_ascii_names_fit_the_character_set(
+    tmp_path: Path, charset: str | None, expected_charset: str, expected_labels: list[str]
+) -> None:
+    extra = {"SpecificCharacterSet": charset} if charset else {}
+    write_series(tmp_path / "ct", n=2, rows=4, cols=5, frame_of_reference_uid=FOR_UID, extra=extra)
+    vol = read_dicom(tmp_path / "ct")
+    arr = np.zeros(vol.shape, np.uint8)
+    arr[0:2, 0:2, :] = 1
+    arr[3, 3, 1] = 2
+    seg = LabelMap(arr, vol.affine, None, label_names={1: "Läsion", 2: "肝臓 liver"})
+    w = write_segmentation(seg, tmp_path / "seg.dcm", source=tmp_path / "ct")
+    assert_dciodvfy_clean(w.path)
+    ds = pydicom.dcmread(w.path)
+    assert ds.SpecificCharacterSet == expected_charset
+    assert [str(s.SegmentLabel) for s in ds.SegmentSequence] == expected_labels

@@ -70,7 +70,13 @@ from medseg.io.dicom.seg_source import (
     source_datasets,
 )
 from medseg.io.dicom.series import SeriesInfo
-from medseg.io.dicom.strings import IS_MAX, dicom_text, is_valid_is
+from medseg.io.dicom.strings import (
+    IS_MAX,
+    ascii_text,
+    dicom_text,
+    fits_character_set,
+    is_valid_is,
+)
 from medseg.io.labels import LabelInfo, build_label_table
 from medseg.volume import LPS_TO_RAS, LabelMap, VolumeMeta
 
@@ -140,7 +146,7 @@ def _coded(code: Any) -> Any:
 
 
 def _descriptions(
-    table: Sequence[LabelInfo], numbers: Sequence[int], algorithm: tuple[str, str]
+    table: Sequence[LabelInfo], numbers: Sequence[int], algorithm: tuple[str, str], charset: Any
 ) -> tuple[list[Any], list[str]]:
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -152,11 +158,11 @@ def _descriptions(
     out = []
     for info, number in zip(table, numbers, strict=True):
         t = info.terminology
-        label = dicom_text(info.name, "LO") or f"label {info.value}"
+        label = _lo(info.name, charset) or f"label {info.value}"
         if label != info.name:
             notes.append(
                 f"label {info.value}: name written as {label!r} (DICOM LO: at most 64 "
-                "characters, no control characters or backslash)"
+                "characters, no control characters or backslash, in the source's character set)"
             )
         desc = hd.seg.SegmentDescription(
             segment_number=int(number),
@@ -257,12 +263,13 @@ def write_dicom_seg(
         full = np.zeros((n_frames, *planes.shape[1:]), dtype=planes.dtype)
         full[frame_index] = planes
         planes = full
+    charset = datasets[0].get("SpecificCharacterSet")
     algorithm = (
-        _checked_text(algorithm_name, "algorithm_name"),
-        _checked_text(algorithm_version or medseg.__version__, "algorithm_version"),
+        _checked_text(algorithm_name, "algorithm_name", charset),
+        _checked_text(algorithm_version or medseg.__version__, "algorithm_version", charset),
     )
-    descriptions, notes = _descriptions(written, numbers, algorithm)
-    description = _series_description(series_description, info.description)
+    descriptions, notes = _descriptions(written, numbers, algorithm, charset)
+    description = _series_description(series_description, info.description, charset)
     number = _series_number(series_number, info.series_number)
     sop_uid, series_uid = hd.UID(), hd.UID()
     try:
@@ -294,6 +301,9 @@ def write_dicom_seg(
         raise InputError(
             info.files[0], f"highdicom refused to build the SEG from this source: {exc}"
         ) from exc
+    texts = [description, *algorithm, *(str(d.SegmentLabel) for d in descriptions)]
+    if not all(t.isascii() for t in texts) and _charset_names(charset) in ([], ["ISO_IR 6"]):
+        obj.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the source's ASCII values stay valid
     set_pixel_measures(obj, info)
     problem = geometry_problem(obj, info)
     if problem is not None:
@@ -332,18 +342,36 @@ def _series_number(requested: int | None, source: int | None) -> int:
     return candidate if is_valid_is(candidate) and candidate >= 1 else 1000
 
 
-def _series_description(requested: str | None, source: str | None) -> str:
-    """Series and Content Description (LO): ``requested``, else ``"medseg segmentation of
-    <source description>"``, made valid for LO (:func:`~medseg.io.dicom.strings.dicom_text`)."""
-    if requested is not None:
-        return dicom_text(requested, "LO")
-    src = dicom_text(source or "", "LO")
-    return dicom_text(f"medseg segmentation of {src}" if src else "medseg segmentation", "LO")
+def _charset_names(charset: Any) -> list[str]:
+    """The values of a Specific Character Set (``[]`` when absent or empty)."""
+    names = [charset] if isinstance(charset, str) else list(charset or [])
+    return [str(n) for n in names if n]
 
 
-def _checked_text(value: str, parameter: str) -> str:
-    """``value`` made valid for LO; a value with nothing left is refused naming ``parameter``."""
+def _lo(value: str, charset: Any) -> str:
+    """``value`` made valid for an LO of the SEG (:func:`~medseg.io.dicom.strings.dicom_text`)
+    and for its character set: a source without one (or ISO_IR 6, ASCII) gives the SEG
+    ISO_IR 192 (UTF-8) when a value needs it; a value the source's own character set cannot
+    encode is written in ASCII (accents dropped, other characters ``?``)."""
     text = dicom_text(value, "LO")
+    names = _charset_names(charset)
+    if names in ([], ["ISO_IR 6"], ["ISO_IR 192"]) or fits_character_set(text, charset):
+        return text
+    return dicom_text(ascii_text(text), "LO")
+
+
+def _series_description(requested: str | None, source: str | None, charset: Any) -> str:
+    """Series and Content Description (LO): ``requested``, else ``"medseg segmentation of
+    <source description>"``, made valid for LO (:func:`_lo`)."""
+    if requested is not None:
+        return _lo(requested, charset)
+    src = _lo(source or "", charset)
+    return _lo(f"medseg segmentation of {src}" if src else "medseg segmentation", charset)
+
+
+def _checked_text(value: str, parameter: str, charset: Any) -> str:
+    """``value`` made valid for LO; a value with nothing left is refused naming ``parameter``."""
+    text = _lo(value, charset)
     if not text:
         raise ConfigError(f"{parameter}: expected a non-empty text, found {value!r}")
     return text

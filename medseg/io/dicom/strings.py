@@ -11,6 +11,8 @@ and shortens to its maximum length; :func:`is_valid_is` checks an IS value's ran
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Sequence
 
 #: Maximum length in characters of the text VRs medseg writes.
 MAX_LENGTH = {"CS": 16, "SH": 16, "LO": 64, "ST": 1024, "LT": 10240, "UT": 2**32 - 2}
@@ -43,9 +45,43 @@ def dicom_text(value: str, vr: str) -> str:
     return text[: MAX_LENGTH[vr]].rstrip(" ")
 
 
+def fits_character_set(value: str, charset: str | Sequence[str] | None) -> bool:
+    """Whether ``value`` can be written in the Specific Character Set ``charset`` (absent:
+    the default repertoire, ASCII). Code extensions (several values) count as ASCII only."""
+    if value.isascii():
+        return True
+    from pydicom.charset import python_encoding
+
+    names = [charset] if isinstance(charset, str) else list(charset or [])
+    codec = python_encoding.get(names[0]) if len(names) == 1 else None
+    if codec is None:
+        return False
+    try:
+        value.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def ascii_text(value: str) -> str:
+    """``value`` in ASCII: accents dropped (``"Läsion"`` -> ``"Lasion"``), other characters
+    that have no ASCII form replaced by ``?``."""
+    folded = unicodedata.normalize("NFKD", value)
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return folded.encode("ascii", errors="replace").decode("ascii")
+
+
 def is_valid_is(value: int) -> bool:
     """Whether ``value`` fits DICOM's IS VR (``-2**31 .. 2**31 - 1``, at most 12 characters)."""
     return IS_MIN <= value <= IS_MAX
 
 
-__all__ = ["IS_MAX", "IS_MIN", "MAX_LENGTH", "dicom_text", "is_valid_is"]
+__all__ = [
+    "IS_MAX",
+    "IS_MIN",
+    "MAX_LENGTH",
+    "ascii_text",
+    "dicom_text",
+    "fits_character_set",
+    "is_valid_is",
+]
