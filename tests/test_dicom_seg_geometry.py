@@ -37,6 +37,10 @@ SERIES: dict[str, tuple[dict[str, object], float]] = {
         {"n": 1, "extra": {"SliceThickness": "3", "SpacingBetweenSlices": "2.5"}},
         2.5,
     ),
+    "one_slice_negative_spacing_tag": (
+        {"n": 1, "extra": {"SliceThickness": "3", "SpacingBetweenSlices": "-2.5"}},
+        2.5,
+    ),
     "two_slices": ({"n": 2, "step": 1.7}, 1.7),
     "anisotropic": ({"n": 5, "pixel_spacing": (0.45, 1.9), "step": 4.4}, 4.4),
     "oblique": ({"n": 4, "iop": oblique_iop(31.0), "step": 2.2}, 2.2),

@@ -181,10 +181,13 @@ def check_geometry(frames: Sequence[FrameHeader]) -> Geometry | str:
         slice_spacing = float(np.linalg.norm(step))
         source = "positions"
     else:
+        # One slice: the slice axis points along the normal, as for a series; only the
+        # distance comes from a tag (a negative SpacingBetweenSlices, written by some
+        # scanners to give a direction, would flip the axis).
         if first.spacing_between_slices:
-            slice_spacing, source = first.spacing_between_slices, "SpacingBetweenSlices"
+            slice_spacing, source = abs(first.spacing_between_slices), "SpacingBetweenSlices"
         elif first.slice_thickness:
-            slice_spacing, source = first.slice_thickness, "SliceThickness"
+            slice_spacing, source = abs(first.slice_thickness), "SliceThickness"
         else:
             slice_spacing, source = 1.0, "none (single slice: 1 mm nominal)"
         slice_step = normal * slice_spacing
