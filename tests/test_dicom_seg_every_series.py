@@ -2,7 +2,7 @@
 written and accepted by ``dciodvfy`` without error (and read back by highdicom with the
 source grid's voxel volume), or refused with one of the documented reasons (no Frame of
 Reference / Study UIDs, a Study Instance UID equal to the Frame of Reference UID, a Siemens
-mosaic, a multi-frame file holding several volumes at the same positions)."""
+mosaic)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
 from support.paths import shared_path
 from support.tools import dciodvfy
@@ -27,7 +28,6 @@ REFUSALS = re.compile(
     r"lacks (StudyInstanceUID|SOPInstanceUID|FrameOfReferenceUID)"
     r"|same UID .* as StudyInstanceUID and FrameOfReferenceUID"
     r"|Siemens mosaic"
-    r"|frames at \d+ positions"
 )
 
 
@@ -79,3 +79,26 @@ def test_every_readable_series_gets_a_valid_seg_or_a_documented_refusal(tmp_path
     # 10 GE EPI volumes, 4 Siemens XA10 enhanced MR, enhanced CT, single-slice MR/CT files
     assert len(seen) >= 55 and len(written) >= 20, (len(seen), written)
     assert len(written) + len(refused) == len(seen)
+
+
+def test_seg_of_one_volume_of_a_two_volume_file_references_its_own_frames(tmp_path: Path) -> None:
+    """The Philips file holds magnitude and field map frames at the same 32 positions."""
+    src = shared_path("dicom", "enhanced_multiframe", "In", "Philips", "IM_0027_fMAP.dcm")
+    series = scan_dicom_folder(src).series
+    assert len(series) == 2
+    for s in series:
+        assert s.affine is not None and s.shape is not None
+        box = _box(s.shape)
+        w = write_dicom_seg(LabelMap(box, s.affine, None), tmp_path / f"{s.index}.dcm", s)
+        assert dciodvfy(w.path)[0] == []
+        seg = pydicom.dcmread(w.path)
+        own = {(h.frame or 0) + 1: k for k, h in enumerate(s.frames)}
+        for item in seg.PerFrameFunctionalGroupsSequence:
+            (ref,) = item.DerivationImageSequence[0].SourceImageSequence
+            k = own[int(ref.ReferencedFrameNumber)]  # a frame of this volume, at its slice
+            np.testing.assert_allclose(
+                np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float),
+                np.asarray(s.frames[k].ipp),
+                atol=1e-4,
+            )
+        assert len(seg.PerFrameFunctionalGroupsSequence) == int(box.any(axis=(0, 1)).sum())

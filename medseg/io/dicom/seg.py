@@ -31,11 +31,12 @@ measures and frame positions are checked to describe the source grid (refused ot
   patient/study attributes are written empty. Nothing identifying is logged or returned.
 * **Sources:** a single-frame series (the main case), or one enhanced multi-frame file
   (frames referenced by number; frames of the file outside the volume get no segmentation
-  frames). Refused with the reason: a series without Study/SOP Instance UIDs or Frame of
-  Reference (e.g. stripped by anonymisation), a volume spread over several multi-frame files,
-  Siemens mosaics, a multi-frame file holding several volumes at the same positions (e.g.
-  magnitude and field map), a source whose Study Instance UID equals its Frame of Reference
-  UID (invalid DICOM; the SEG would copy both and be invalid too).
+  frames; in a file holding several volumes at the same positions, e.g. magnitude and field
+  map, each SEG frame references its own volume's frame only). Refused with the reason: a
+  series without Study/SOP Instance UIDs or Frame of Reference (e.g. stripped by
+  anonymisation), a volume spread over several multi-frame files, Siemens mosaics, a source
+  whose Study Instance UID equals its Frame of Reference UID (invalid DICOM; the SEG would
+  copy both and be invalid too).
 * **Values valid for their VR:** Series Number the source's + 1000 where that is a valid IS
   (1 .. 2**31 - 1), else 1000; Series/Content Description, Segment Labels and the algorithm's
   name and version are LO values: control characters (NUL included) and backslashes removed,
@@ -65,6 +66,8 @@ from medseg.io.atomic import atomic_path
 from medseg.io.dicom.seg_source import (
     check_grid,
     geometry_problem,
+    keep_volume_references,
+    plane_positions,
     resolve_source,
     set_pixel_measures,
     source_datasets,
@@ -245,7 +248,7 @@ def write_dicom_seg(
             seg.source,
             "label map has no non-zero voxel: a DICOM SEG needs at least one non-empty segment",
         )
-    datasets, frame_index = source_datasets(info)
+    datasets, frame_index, repeated = source_datasets(info)
 
     arr = np.asarray(seg.array)
     if encoding == "binary":
@@ -258,7 +261,8 @@ def write_dicom_seg(
         numbers = [i.value for i in written]
         planes = arr.astype(np.uint16 if present[-1] > 255 else np.uint8, copy=False)
     planes = planes.transpose(2, 1, 0)  # (slices, rows, columns)
-    if frame_index is not None:
+    positions = plane_positions(info) if repeated else None
+    if frame_index is not None and positions is None:
         n_frames = int(datasets[0].get("NumberOfFrames", 1))
         full = np.zeros((n_frames, *planes.shape[1:]), dtype=planes.dtype)
         full[frame_index] = planes
@@ -282,6 +286,7 @@ def write_dicom_seg(
                 pixel_array=np.ascontiguousarray(planes),
                 segmentation_type="BINARY" if encoding == "binary" else "LABELMAP",
                 segment_descriptions=descriptions,
+                plane_positions=positions,
                 series_instance_uid=series_uid,
                 series_number=number,
                 sop_instance_uid=sop_uid,
@@ -311,6 +316,8 @@ def write_dicom_seg(
             info.files[0],
             f"refusing to write a DICOM SEG whose geometry is not its source's: {problem}",
         )
+    if positions is not None:
+        keep_volume_references(obj, info)
     with atomic_path(path, overwrite) as tmp:
         obj.save_as(tmp, enforce_file_format=True)
     return DicomSegWritten(

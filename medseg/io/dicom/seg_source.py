@@ -66,9 +66,12 @@ def check_grid(seg: LabelMap, info: SeriesInfo) -> None:
         )
 
 
-def source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
-    """Source headers for highdicom, and for a multi-frame source the file frame index of
-    each slice (``None`` for single-frame slices, which are passed in slice order).
+def source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None, bool]:
+    """Source headers for highdicom; for a multi-frame source the file frame index of each
+    slice (``None`` for single-frame slices, which are passed in slice order); and whether
+    the multi-frame file repeats positions (several volumes in one file, e.g. magnitude and
+    field map: then the SEG is built on the volume's own positions, see
+    :func:`plane_positions` and :func:`keep_volume_references`).
 
     The headers are in-memory copies prepared for highdicom: empty Type 2 patient/study
     attributes added where absent, a missing SliceThickness set to the slice spacing, and
@@ -89,6 +92,7 @@ def source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
         )
     paths = [info.frames[0].path] if multi else [h.path for h in info.frames]
     datasets = []
+    repeated = False
     for p in paths:
         try:
             ds = pydicom.dcmread(p, stop_before_pixels=True)
@@ -99,13 +103,13 @@ def source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
             if kw not in ds:
                 setattr(ds, kw, "")
         if multi:
-            _check_distinct_positions(p, ds, len(info.frames))
+            repeated = _positions_repeat(ds)
             _share_plane_groups(ds, info.frames[0].frame or 0)
         elif not ds.get("SliceThickness"):
             ds.SliceThickness = _ds_value(_slice_spacing(info))
         datasets.append(ds)
     frame_index = np.array([h.frame for h in info.frames]) if multi else None
-    return datasets, frame_index
+    return datasets, frame_index, repeated
 
 
 def _check_source_uids(path: Path, ds: Any) -> None:
@@ -130,23 +134,48 @@ def _check_source_uids(path: Path, ds: Any) -> None:
         )
 
 
-def _check_distinct_positions(path: Path, ds: Any, n_volume: int) -> None:
-    """Refuse a multi-frame source whose frames repeat positions (several volumes in one
-    file, e.g. magnitude and field map): a SEG derived from it copies the positions of every
-    frame and could not tell which frame each segmentation frame derives from."""
+def _positions_repeat(ds: Any) -> bool:
+    """Whether frames of the multi-frame ``ds`` share positions (another image type or time
+    point of the same slices in the same file)."""
     positions = set()
     for fg in ds.get("PerFrameFunctionalGroupsSequence", []):
         plane = fg.get("PlanePositionSequence")
         if plane:
             positions.add(tuple(round(float(v), 4) for v in plane[0].ImagePositionPatient))
-    n_frames = int(ds.get("NumberOfFrames", 1))
-    if len(positions) < n_frames:
-        raise InputError(
-            path,
-            f"the multi-frame file holds {n_frames} frames at {len(positions)} positions (this "
-            f"volume is {n_volume} of them; the others are another image type or time point "
-            "at the same positions); a DICOM SEG of one volume of such a file is not supported",
-        )
+    return len(positions) < int(ds.get("NumberOfFrames", 1))
+
+
+def plane_positions(info: SeriesInfo) -> list[Any]:
+    """highdicom Plane Position items of the volume's slices, in slice order (LPS mm)."""
+    import highdicom as hd
+
+    out = []
+    for h in info.frames:
+        assert h.ipp is not None
+        out.append(hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, h.ipp))
+    return out
+
+
+def keep_volume_references(obj: Any, info: SeriesInfo) -> None:
+    """Make each SEG frame derive from its own slice's frame only. (Given positions,
+    highdicom references every source frame at a frame's position: in a file holding two
+    volumes at the same positions, also the other volume's frame.)"""
+    assert info.affine is not None
+    lps = LPS_TO_RAS @ info.affine
+    inv = np.linalg.inv(lps[:3, :3])
+    for item in obj.PerFrameFunctionalGroupsSequence:
+        ipp = np.array(item.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        k = int(np.rint(((ipp - lps[:3, 3]) @ inv.T)[2]))
+        own = (info.frames[k].frame or 0) + 1
+        for derivation in item.DerivationImageSequence:
+            keep = [
+                s for s in derivation.SourceImageSequence if int(s.ReferencedFrameNumber) == own
+            ]
+            if not keep:
+                raise InputError(
+                    info.files[0], f"no source frame {own} referenced at slice {k} of the SEG"
+                )
+            derivation.SourceImageSequence = keep
 
 
 def _share_plane_groups(ds: Any, frame: int) -> None:
@@ -231,6 +260,8 @@ def geometry_problem(obj: Any, info: SeriesInfo) -> str | None:
 __all__ = [
     "check_grid",
     "geometry_problem",
+    "keep_volume_references",
+    "plane_positions",
     "resolve_source",
     "set_pixel_measures",
     "source_datasets",
