@@ -23,6 +23,7 @@ from support.dicom import AXIAL, oblique_iop, write_series
 from support.tools import assert_dciodvfy_clean, assert_mask_at_world, dcmqi_segments
 
 from medseg.errors import ConfigError
+from medseg.io import read_label_map
 from medseg.io.dicom import read_dicom
 from medseg.io.dicom.strings import dicom_text
 from medseg.io.segmentation import write_segmentation
@@ -198,3 +199,23 @@ def test_non_ascii_names_fit_the_character_set(
     ds = pydicom.dcmread(w.path)
     assert ds.SpecificCharacterSet == expected_charset
     assert [str(s.SegmentLabel) for s in ds.SegmentSequence] == expected_labels
+
+
+def test_labelmap_encoding_of_one_slice_keeps_the_slice_spacing(tmp_path: Path) -> None:
+    write_series(
+        tmp_path / "ct",
+        n=1,
+        rows=8,
+        cols=9,
+        extra={"SliceThickness": "1.25"},
+        frame_of_reference_uid=FOR_UID,
+    )
+    vol = read_dicom(tmp_path / "ct")
+    seg = LabelMap(_labels(vol.shape), vol.affine, None, label_names={1: "liver", 2: "spleen"})
+    w = write_segmentation(seg, tmp_path / "lm.dcm", source=tmp_path / "ct", encoding="labelmap")
+    hd_vol = hd.seg.segread(w.path).get_volume(
+        combine_segments=True, relabel=False, allow_missing_positions=True
+    )
+    assert _voxel_ml(np.asarray(hd_vol.affine)) == pytest.approx(_voxel_ml(vol.affine))
+    back = read_label_map(w.path)
+    assert back.same_grid(seg) and np.array_equal(back.array, seg.array)
