@@ -70,10 +70,11 @@ def cli_pages() -> None:
         f.write("\n".join(index) + "\n")
     for name in COMMANDS:
         sub = subs[name]
+        summary = summaries.get(name, "")
         text = [
             f"# `medseg {name}`",
             "",
-            summaries.get(name, "").capitalize() + ".",
+            summary[:1].upper() + summary[1:] + ".",
             "",
             "```text",
             sub.format_help().rstrip(),
@@ -176,14 +177,13 @@ def schema_page(path: str, title: str, intro: str, model: Any) -> None:
 
 
 def schema_pages() -> None:
-    from medseg.plan.schema import Plan
-    from medseg.training.config import TrainConfig
+    from medseg import Plan, TrainConfig  # the public names, wherever they are defined
 
     schema_page(
         "reference/config-schema.md",
         "Training config schema",
         "The keys of a training config YAML (`configs/*.yaml`, `medseg train CONFIG`), generated "
-        "from the pydantic model `medseg.training.config.TrainConfig`. Unknown keys are "
+        f"from the pydantic model `{TrainConfig.__module__}.TrainConfig`. Unknown keys are "
         "refused with the key path in the message; relative paths are relative to the config "
         "file. The recipe these defaults make is explained in "
         "[Why these defaults](../explanation/defaults.md#the-training-recipe).",
@@ -193,7 +193,7 @@ def schema_pages() -> None:
         "reference/plan-schema.md",
         "Plan schema (`plan.yaml`)",
         "The keys of `plan.yaml` as `medseg plan` writes it and `load_plan` validates it, "
-        "generated from the pydantic model `medseg.plan.schema.Plan`. How each value is chosen "
+        f"generated from the pydantic model `{Plan.__module__}.Plan`. How each value is chosen "
         "is explained in [Why these defaults](../explanation/defaults.md).",
         Plan,
     )
