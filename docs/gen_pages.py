@@ -130,21 +130,31 @@ def _limits(prop: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _prose(text: str) -> str:
+    """Docstring prose as Markdown: Sphinx roles (``:attr:`~x.y```) become code spans."""
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text.strip())
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _prose(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _model_table(name: str, schema: dict[str, Any], level: str) -> list[str]:
     out = [f"{level} {name}", ""]
     if schema.get("description"):
-        out += [schema["description"].strip(), ""]
+        out += [_prose(schema["description"]), ""]
     props = schema.get("properties", {})
     if not props:
         return [*out, "(no fields)", ""]
     required = set(schema.get("required", []))
     out += ["| field | type | default | constraints | description |", "|---|---|---|---|---|"]
     for key, prop in props.items():
-        default = "required" if key in required else f"`{json.dumps(prop.get('default'))}`"
+        if key in required:
+            default = "required"
+        elif "default" in prop:
+            default = f"`{json.dumps(prop['default'])}`"
+        else:  # a default_factory: the defaults of the record it makes
+            default = "its own defaults"
         out.append(
             f"| `{key}` | {_cell(_type(prop))} | {_cell(default)} | {_cell(_limits(prop))} "
             f"| {_cell(prop.get('description', ''))} |"
