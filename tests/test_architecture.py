@@ -1,4 +1,4 @@
-"""The shape of the house: imports point downward (the layer table below is the README's
+"""The shape of the house: imports point downward (the layer table below is the docs'
 architecture table), modules stay small, the public API is the documented list, user-facing
 errors live in medseg/errors.py, and ``import medseg`` does not import torch."""
 
@@ -96,7 +96,7 @@ def _layer_key(module: str) -> str:
     for key in LAYERS:
         if (module == key or module.startswith(key + ".")) and len(key) > len(best):
             best = key
-    assert best, f"{module} is not in the layer table (tests/test_architecture.py, README)"
+    assert best, f"{module} is not in the layer table (tests/test_architecture.py, docs)"
     return best
 
 
