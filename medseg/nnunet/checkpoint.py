@@ -6,8 +6,9 @@ nnU-Net saves a dict (``nnUNetTrainer.save_checkpoint``)::
     network_weights   state dict of the network (tensors)
     optimizer_state   optimizer state dict (tensors, numbers, tuples)
     grad_scaler_state None or a dict of numbers
-    logging           lists of numbers per epoch (NumPy float64 scalars among them)
-    _best_ema         a number (a NumPy float64 scalar) or None
+    logging           lists of numbers per epoch: NumPy float32 scalars (the mean of the
+                      float32 losses) and float64 scalars (Dice, its moving average)
+    _best_ema         a NumPy float64 scalar or None
     current_epoch     int
     init_args         {"plans": dict, "configuration": str, "fold": int|str,
                        "dataset_json": dict, "device": torch.device}
@@ -15,8 +16,8 @@ nnU-Net saves a dict (``nnUNetTrainer.save_checkpoint``)::
     inference_allowed_mirroring_axes  tuple of ints or None
 
 Everything but the NumPy scalars is allowed by torch's weights-only unpickler; the only extra
-globals allowed are NumPy's scalar reconstructor and the dtypes of float and integer scalars
-(:data:`ALLOWED_NUMPY_SCALARS`). A checkpoint that needs any other type is refused with
+globals allowed are NumPy's scalar reconstructor, ``numpy.dtype`` and the float32 and float64
+dtype classes (:data:`ALLOWED_NUMPY_SCALARS`). A checkpoint that needs any other type is refused with
 :class:`~medseg.errors.InputError` naming the file and the type.
 """
 
@@ -31,8 +32,8 @@ import numpy as np
 
 from medseg.errors import InputError
 
-#: NumPy scalar dtypes that nnU-Net's logging and ``_best_ema`` store.
-ALLOWED_NUMPY_SCALARS = ("float64", "float32", "int64", "int32", "bool")
+#: NumPy scalar dtypes that nnU-Net's logging and ``_best_ema`` store (nothing else).
+ALLOWED_NUMPY_SCALARS = ("float64", "float32")
 
 
 def _allow_list() -> list[Any]:
