@@ -398,6 +398,96 @@ def smoke(out: Path) -> None:
     print_table(rows)
 
 
+#: Synthetic nnU-Net folders that exercise what the LA model does not: CT normalisation,
+#: several channels with use_mask_for_norm, a transpose, anisotropic spacing (nnU-Net's
+#: separate-z resampling both ways), region-based labels. Random weights (no training).
+SYNTHETIC_CASES: dict[str, dict[str, Any]] = {
+    "ct-anisotropic": dict(
+        schemes=["CTNormalization"], spacing=[4.0, 1.2, 1.2], patch=[8, 32, 32],
+        input_spacing=(0.8, 0.8, 3.5), channels={"0": "CT"},
+        labels={"background": 0, "liver": 1, "spleen": 2},
+    ),
+    "2-channel-transposed": dict(
+        schemes=["CTNormalization", "ZScoreNormalization"], use_mask=[False, True],
+        spacing=[1.6, 1.4, 1.5], patch=[16, 16, 16], transpose_forward=[2, 0, 1],
+        input_spacing=(1.0, 1.1, 1.3), channels={"0": "CT", "1": "PET"},
+        labels={"background": 0, "lesion": 1},
+    ),
+    "regions": dict(
+        schemes=["ZScoreNormalization"], spacing=[1.5, 1.5, 1.5], patch=[16, 16, 16],
+        input_spacing=(1.0, 1.0, 1.2), channels={"0": "T1"},
+        labels={"background": 0, "whole": [1, 2], "core": [2]}, regions_class_order=[1, 2],
+    ),
+}  # fmt: skip
+
+
+def synthetic_vs_nnunet(out: Path, bin_dir: Path) -> list[dict[str, Any]]:
+    """Each :data:`SYNTHETIC_CASES` folder predicted by nnU-Net's
+    ``nnUNetv2_predict_from_modelfolder`` and by ``medseg predict`` on two synthetic scans
+    (a noisy block with a zero border), without and with mirroring; Dice per label between."""
+    import nibabel as nib
+
+    from medseg.io import read_label_map
+
+    rows = []
+    for name, spec in SYNTHETIC_CASES.items():
+        root = out / "synthetic" / name
+        shutil.rmtree(root, ignore_errors=True)
+        ct = {"mean": 40.0, "std": 80.0, "percentile_00_5": -100.0, "percentile_99_5": 300.0}
+        plans = synthetic_plans(
+            schemes=spec["schemes"], spacing=spec["spacing"], patch=spec["patch"],
+            transpose_forward=spec.get("transpose_forward"), use_mask=spec.get("use_mask"),
+            intensity={str(c): ct for c in range(len(spec["schemes"]))},
+        )  # fmt: skip
+        ds = {"channel_names": spec["channels"], "labels": spec["labels"], "numTraining": 1,
+              "file_ending": ".nii.gz"}  # fmt: skip
+        if "regions_class_order" in spec:
+            ds["regions_class_order"] = spec["regions_class_order"]
+        model = synthetic_nnunet_folder(root / "model", plans, ds, seed=3)
+        rng = np.random.default_rng(1)
+        (root / "input").mkdir()
+        affine = np.diag([*spec["input_spacing"], 1.0])
+        affine[:3, :3] = affine[:3, :3] @ np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 1]])
+        for case in ("a", "b"):
+            for c in range(len(spec["schemes"])):
+                img = np.zeros((44, 40, 18), dtype=np.float32)
+                img[3:-4, 2:-3, 1:-2] = rng.uniform(-200, 400, (37, 35, 15))
+                nib.save(nib.Nifti1Image(img, affine), root / "input" / f"{case}_{c:04d}.nii.gz")
+        for tta in (False, True):
+            tag = "tta" if tta else "plain"
+            nn_s = timed(
+                [str(bin_dir / "nnUNetv2_predict_from_modelfolder"), "-i", str(root / "input"),
+                 "-o", str(root / f"nnunet_{tag}"), "-m", str(model), "-f", "0", "-device",
+                 "cpu", "-npp", "1", "-nps", "1", *([] if tta else ["--disable_tta"])],
+            )  # fmt: skip
+            ms_s = timed(medseg_cmd(model, root / "input", root / f"medseg_{tag}", tta))
+            for case in ("a", "b"):
+                ms = read_label_map(root / f"medseg_{tag}" / f"{case}.nii.gz")
+                nn = read_label_map(root / f"nnunet_{tag}" / f"{case}.nii.gz")
+                ms.check_same_grid(nn)
+                values = sorted((set(np.unique(nn.array)) | set(np.unique(ms.array))) - {0})
+                rows.append({
+                    "folder": name, "tta": tta, "case": case, "nnunet_s": nn_s, "medseg_s": ms_s,
+                    "identical_voxels": float((ms.array == nn.array).mean()),
+                    "labels": {int(v): {"dice": dice(ms.array, nn.array, int(v)),
+                                        "medseg_voxels": int((ms.array == v).sum()),
+                                        "nnunet_voxels": int((nn.array == v).sum())}
+                               for v in values},
+                })  # fmt: skip
+    return rows
+
+
+def print_synthetic(rows: list[dict[str, Any]]) -> None:
+    print("\n| synthetic folder | mirroring | case | identical voxels | per label: Dice medseg vs "
+          "nnU-Net (voxels medseg / nnU-Net) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for r in rows:
+        per = "; ".join(f"{v}: {d['dice']:.4f} ({d['medseg_voxels']}/{d['nnunet_voxels']})"
+                        for v, d in r["labels"].items())  # fmt: skip
+        print(f"| {r['folder']} | {'tta' if r['tta'] else 'off'} | {r['case']} | "
+              f"{r['identical_voxels']:.5f} | {per} |")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -405,9 +495,18 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=480.0, help="training wall clock")
     ap.add_argument("--patch", type=int, nargs=3, default=[20, 32, 40])
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--synthetic-only", action="store_true", help="only the synthetic folders")
     args = ap.parse_args()
     if args.smoke:
         smoke(Path("nnunet_predict_smoke").resolve())
+        return
+    if args.synthetic_only:
+        from nnunet_la import ensure_venv
+
+        py = ensure_venv(args.out.resolve() / "venv")
+        srows = synthetic_vs_nnunet(args.out.resolve(), py.parent)
+        print_synthetic(srows)
+        (args.out / "bench_nnunet_synthetic.json").write_text(json.dumps(srows, indent=2))
         return
     from nnunet_la import medseg_splits
 
@@ -434,7 +533,10 @@ def main() -> None:
         "0.625 mm grid"
     )
     print_table(rows)
-    doc = {"train": stats, "cases": cases, "rows": rows, "torch_threads": os.cpu_count()}
+    srows = synthetic_vs_nnunet(out, bin_dir)
+    print_synthetic(srows)
+    doc = {"train": stats, "cases": cases, "rows": rows, "synthetic": srows,
+           "cpu_count": os.cpu_count()}  # fmt: skip
     (out / "bench_nnunet_predict.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 

@@ -1,7 +1,9 @@
 """medseg vs nnU-Net itself on the same weights and scans (slow, real data): runs
 ``bench/nnunet_predict.py``, which builds nnU-Net v2's own virtual environment (PyPI), trains a
 small 3d_fullres model on la2018_msd at 2 mm, and predicts the held-out cases at their native
-grid with ``nnUNetv2_predict`` and with ``medseg predict``, without and with mirroring."""
+grid with ``nnUNetv2_predict`` and with ``medseg predict``, without and with mirroring; then
+synthetic folders (CT normalisation, two channels with a transpose, anisotropic spacing,
+region-based labels) with ``nnUNetv2_predict_from_modelfolder``."""
 
 from __future__ import annotations
 
@@ -31,3 +33,8 @@ def test_medseg_reproduces_nnunetv2_predict(tmp_path: Path) -> None:
         assert len(row["cases"]) == 3
         for case in row["cases"]:
             assert case["dice_between"] >= 0.99, (row["tta"], case)
+    for row in doc["synthetic"]:
+        assert row["identical_voxels"] >= 0.999, row
+        for label in row["labels"].values():
+            if min(label["medseg_voxels"], label["nnunet_voxels"]) >= 100:
+                assert label["dice"] >= 0.99, row
