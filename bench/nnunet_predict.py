@@ -15,7 +15,11 @@ nnU-Net is not a medseg dependency: the benchmark builds nnU-Net's own virtual e
    as nnU-Net saves them (``fold_0/checkpoint_final.pth``);
 4. the held-out cases at their native 0.625 mm grid predicted by ``nnUNetv2_predict`` and by
    ``medseg predict --model <the results folder>``, without and with test-time mirroring;
-   each command timed end to end (process start to files written), one after the other.
+   each command timed end to end (process start to files written), one after the other;
+5. three synthetic nnU-Net folders (:data:`SYNTHETIC_CASES`: CT normalisation, two channels
+   with a transpose, anisotropic spacing, region-based labels; random weights) predicted by
+   ``nnUNetv2_predict_from_modelfolder`` and by ``medseg predict`` (``--synthetic-only``
+   runs just this step).
 
 Prints the table and writes ``OUT/bench_nnunet_predict.json``. ``--smoke`` runs without
 nnU-Net: a synthetic nnU-Net results folder (plans.json, dataset.json, fold_0 checkpoint in
@@ -23,7 +27,8 @@ nnU-Net's layout, built with ``dynamic_network_architectures``) is detected, loa
 ``weights_only`` and run by ``medseg predict`` on a synthetic scan at another spacing, with and
 without mirroring; the output must overlay the input (the nnU-Net columns stay empty).
 
-    python bench/nnunet_predict.py --budget-s 480
+    python bench/nnunet_predict.py --budget-s 600
+    python bench/nnunet_predict.py --synthetic-only
     python bench/nnunet_predict.py --smoke
 """
 

@@ -17,8 +17,8 @@ nnU-Net saves a dict (``nnUNetTrainer.save_checkpoint``)::
 
 Everything but the NumPy scalars is allowed by torch's weights-only unpickler; the only extra
 globals allowed are NumPy's scalar reconstructor, ``numpy.dtype`` and the float32 and float64
-dtype classes (:data:`ALLOWED_NUMPY_SCALARS`). A checkpoint that needs any other type is refused with
-:class:`~medseg.errors.InputError` naming the file and the type.
+dtype classes (:data:`ALLOWED_NUMPY_SCALARS`). A checkpoint that needs any other type is
+refused with :class:`~medseg.errors.InputError` naming the file and the type.
 """
 
 from __future__ import annotations
