@@ -263,7 +263,7 @@ def synthetic_nnunet_folder(
             "optimizer_state": opt.state_dict(),
             "grad_scaler_state": None,
             "logging": {"mean_fg_dice": [np.float64(0.5)], "ema_fg_dice": [np.float64(0.5)],
-                        "train_losses": [np.float64(-0.3)], "val_losses": [np.float64(-0.2)],
+                        "train_losses": [np.float32(-0.3)], "val_losses": [np.float32(-0.2)],
                         "lrs": [0.01], "epoch_start_timestamps": [1.0e9],
                         "epoch_end_timestamps": [1.0e9 + 60]},
             "_best_ema": np.float64(0.5),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ def test_detection(tmp_path: Path) -> None:
 
 def test_checkpoint_weights_only_and_refusal(tmp_path: Path) -> None:
     f = _folder(tmp_path, schemes=["CTNormalization"], spacing=[1.5, 1.5, 1.5], patch=[16, 16, 16])
+    # the checkpoint holds NumPy scalars, as nnU-Net's do: torch's defaults alone refuse it
+    with pytest.raises(pickle.UnpicklingError, match="numpy"):
+        torch.load(f / "fold_0" / "checkpoint_final.pth", weights_only=True)
     m = load_nnunet_model(f)
     ident = m.identity
     assert ident["kind"] == "nnunet" and ident["folds"] == ["0"]
