@@ -154,9 +154,12 @@ def synthetic_plans(
     transpose_forward: list[int] | None = None,
     intensity: dict[str, dict[str, float]] | None = None,
     use_mask: list[bool] | None = None,
+    network: str = "PlainConvUNet",
 ) -> dict[str, Any]:
-    """An nnU-Net v2 ``plans.json`` (3d_fullres only) for a tiny PlainConvUNet (3 stages,
-    4/8/16 features), with nnU-Net's keys and default resampling."""
+    """An nnU-Net v2 ``plans.json`` (3d_fullres only) for a tiny ``network`` (3 stages,
+    4/8/16 features): ``PlainConvUNet``, or ``ResidualEncoderUNet`` as nnU-Net's ResEnc
+    planner writes it, or ``ResidualEncoderUNet-old-path`` (the class under its former module
+    ``residual_unet``, as older plans name it); nnU-Net's keys and default resampling."""
     tf = transpose_forward or [0, 1, 2]
     tb = [tf.index(i) for i in range(3)]
     n = len(schemes)
@@ -165,6 +168,33 @@ def synthetic_plans(
                  "max": 5.0, "min": -5.0, "median": 0.0}
         for c in range(n)
     }  # fmt: skip
+    arch: dict[str, Any] = {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        "arch_kwargs": {
+            "n_stages": 3,
+            "features_per_stage": [4, 8, 16],
+            "conv_op": "torch.nn.modules.conv.Conv3d",
+            "kernel_sizes": [[3, 3, 3]] * 3,
+            "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+            "n_conv_per_stage": [1, 1, 1],
+            "n_conv_per_stage_decoder": [1, 1],
+            "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+            "dropout_op": None,
+            "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+    if network.startswith("ResidualEncoderUNet"):
+        module = "residual_unet" if network.endswith("old-path") else "unet"
+        arch["network_class_name"] = (
+            f"dynamic_network_architectures.architectures.{module}.ResidualEncoderUNet"
+        )
+        arch["arch_kwargs"]["n_blocks_per_stage"] = [1, 2, 2]
+        del arch["arch_kwargs"]["n_conv_per_stage"]
     return {
         "dataset_name": "Dataset999_Synthetic",
         "plans_name": "nnUNetPlans",
@@ -192,27 +222,7 @@ def synthetic_plans(
                 "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
                 "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1,
                                                        "order_z": 0, "force_separate_z": None},
-                "architecture": {
-                    "network_class_name":
-                        "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                    "arch_kwargs": {
-                        "n_stages": 3,
-                        "features_per_stage": [4, 8, 16],
-                        "conv_op": "torch.nn.modules.conv.Conv3d",
-                        "kernel_sizes": [[3, 3, 3]] * 3,
-                        "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-                        "n_conv_per_stage": [1, 1, 1],
-                        "n_conv_per_stage_decoder": [1, 1],
-                        "conv_bias": True,
-                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-                        "dropout_op": None,
-                        "dropout_op_kwargs": None,
-                        "nonlin": "torch.nn.LeakyReLU",
-                        "nonlin_kwargs": {"inplace": True},
-                    },
-                    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-                },
+                "architecture": arch,
                 "batch_dice": False,
             }
         },
@@ -237,7 +247,10 @@ def synthetic_nnunet_folder(
     network built with ``dynamic_network_architectures`` (seeded random weights, nnU-Net's
     initialisation). ``extra`` adds keys to each checkpoint dict."""
     import torch
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from dynamic_network_architectures.architectures.unet import (
+        PlainConvUNet,
+        ResidualEncoderUNet,
+    )
     from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 
     from medseg.nnunet.network import build_network
@@ -252,7 +265,7 @@ def synthetic_nnunet_folder(
     for k in folds:
         torch.manual_seed(seed + k)
         net = build_network(cfg["architecture"], len(dataset["channel_names"]), n_out, root)
-        assert isinstance(net, PlainConvUNet)
+        assert isinstance(net, (PlainConvUNet, ResidualEncoderUNet))
         net.apply(InitWeights_He(1e-2))
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True)
         x = torch.zeros(1, len(dataset["channel_names"]), *cfg["patch_size"])
@@ -405,7 +418,8 @@ def smoke(out: Path) -> None:
 
 #: Synthetic nnU-Net folders that exercise what the LA model does not: CT normalisation,
 #: several channels with use_mask_for_norm, a transpose, anisotropic spacing (nnU-Net's
-#: separate-z resampling both ways), region-based labels. Random weights (no training).
+#: separate-z resampling both ways), a ResidualEncoderUNet, region-based labels. Random
+#: weights (no training).
 SYNTHETIC_CASES: dict[str, dict[str, Any]] = {
     "ct-anisotropic": dict(
         schemes=["CTNormalization"], spacing=[4.0, 1.2, 1.2], patch=[8, 32, 32],
@@ -417,6 +431,11 @@ SYNTHETIC_CASES: dict[str, dict[str, Any]] = {
         spacing=[1.6, 1.4, 1.5], patch=[16, 16, 16], transpose_forward=[2, 0, 1],
         input_spacing=(1.0, 1.1, 1.3), channels={"0": "CT", "1": "PET"},
         labels={"background": 0, "lesion": 1},
+    ),
+    "resenc": dict(
+        schemes=["ZScoreNormalization"], spacing=[1.5, 1.5, 1.5], patch=[16, 16, 16],
+        input_spacing=(1.0, 1.0, 1.2), channels={"0": "T2"}, network="ResidualEncoderUNet",
+        labels={"background": 0, "a": 1, "b": 2},
     ),
     "regions": dict(
         schemes=["ZScoreNormalization"], spacing=[1.5, 1.5, 1.5], patch=[16, 16, 16],
@@ -443,6 +462,7 @@ def synthetic_vs_nnunet(out: Path, bin_dir: Path) -> list[dict[str, Any]]:
             schemes=spec["schemes"], spacing=spec["spacing"], patch=spec["patch"],
             transpose_forward=spec.get("transpose_forward"), use_mask=spec.get("use_mask"),
             intensity={str(c): ct for c in range(len(spec["schemes"]))},
+            network=spec.get("network", "PlainConvUNet"),
         )  # fmt: skip
         ds = {"channel_names": spec["channels"], "labels": spec["labels"], "numTraining": 1,
               "file_ending": ".nii.gz"}  # fmt: skip

@@ -186,28 +186,36 @@ def test_ct_normalisation_and_crop_match_nnunet_formulas(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("schemes", "use_mask", "transpose", "spacing_in", "target"),
+    ("schemes", "use_mask", "transpose", "spacing_in", "target", "network"),
     [
-        (["CTNormalization"], [False], [0, 1, 2], (0.8, 0.9, 1.7), [1.5, 1.5, 2.0]),
+        (["CTNormalization"], [False], [0, 1, 2], (0.8, 0.9, 1.7), [1.5, 1.5, 2.0],
+         "PlainConvUNet"),
         (["CTNormalization", "ZScoreNormalization"], [False, True], [0, 1, 2],
-         (1.0, 1.1, 1.3), [1.5, 1.5, 1.5]),
-        (["ZScoreNormalization"], [False], [2, 0, 1], (0.7, 1.0, 1.2), [2.0, 1.5, 1.5]),
+         (1.0, 1.1, 1.3), [1.5, 1.5, 1.5], "PlainConvUNet"),
+        (["ZScoreNormalization"], [False], [2, 0, 1], (0.7, 1.0, 1.2), [2.0, 1.5, 1.5],
+         "PlainConvUNet"),
+        (["ZScoreNormalization"], [True], [0, 1, 2], (1.0, 1.0, 1.0), [1.5, 1.5, 1.5],
+         "ResidualEncoderUNet"),
+        (["ZScoreNormalization"], [False], [0, 1, 2], (1.0, 1.0, 1.0), [1.5, 1.5, 1.5],
+         "ResidualEncoderUNet-old-path"),
     ],
-    ids=["ct", "multichannel-ct-zscore-mask", "transposed"],
+    ids=["ct", "multichannel-ct-zscore-mask", "transposed", "resenc", "resenc-old-module"],
 )  # fmt: skip
 def test_prediction_matches_the_reference(
     tmp_path: Path, schemes: list[str], use_mask: list[bool], transpose: list[int],
-    spacing_in: tuple[float, ...], target: list[float],
+    spacing_in: tuple[float, ...], target: list[float], network: str,
 ) -> None:  # fmt: skip
     channels = {str(i): ("CT" if s.startswith("CT") else f"MR{i}") for i, s in enumerate(schemes)}
     f = _folder(
         tmp_path, schemes=schemes, use_mask=use_mask, spacing=target, patch=[16, 16, 16],
         transpose_forward=transpose, intensity={str(i): CT_PROPS for i in range(len(schemes))},
-        dataset=_dataset(channels, {"background": 0, "liver": 1, "spleen": 2}),
+        dataset=_dataset(channels, {"background": 0, "liver": 1, "spleen": 2}), network=network,
     )  # fmt: skip
     arrays = [_body((22, 20, 14), 10 + i) for i in range(len(schemes))]
     vols = [Volume.from_geometry(a, spacing_in, origin=(5.0, -3.0, 2.0)) for a in arrays]
-    lm = load_nnunet_model(f).predict(vols)
+    model = load_nnunet_model(f)
+    assert type(model.models[0]).__name__ == network.split("-")[0]
+    lm = model.predict(vols)
     ref = _ref_predict(f, arrays, spacing_in)
     assert lm.shape == arrays[0].shape and np.allclose(lm.affine, vols[0].affine)
     assert len(np.unique(ref)) >= 2  # the comparison is not between two blank maps

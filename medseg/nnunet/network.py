@@ -39,7 +39,7 @@ def _locate(dotted: str, prefix: str, where: Path) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("dynamic_network_architectures"):
+        if exc.name == "dynamic_network_architectures":
             raise ConfigError(
                 "model: nnU-Net networks need the dynamic-network-architectures package "
                 "(pip install 'medseg[nnunet]')"
@@ -47,6 +47,31 @@ def _locate(dotted: str, prefix: str, where: Path) -> Any:
         raise InputError(where, f"cannot import {dotted!r} ({exc})") from None
     except AttributeError:
         raise InputError(where, f"cannot import {dotted!r}: no {name} in {module}") from None
+
+
+def _find_network_class(dotted: str, where: Path) -> Any:
+    """The network class ``dotted``; when it moved inside ``dynamic_network_architectures``
+    (e.g. ``architectures.residual_unet.ResidualEncoderUNet`` of older plans, now in
+    ``architectures.unet``), the class of that name in the package's ``architectures``
+    modules, as nnU-Net's ``get_network_from_plans`` recovers it."""
+    import pkgutil
+
+    try:
+        return _locate(dotted, NETWORK_PREFIX, where)
+    except InputError:
+        if not dotted.startswith(NETWORK_PREFIX):
+            raise
+    name = dotted.rpartition(".")[2]
+    package = importlib.import_module(NETWORK_PREFIX.rstrip("."))
+    for info in pkgutil.iter_modules(package.__path__, NETWORK_PREFIX):
+        try:  # some modules need optional packages (timm); they cannot hold the class then
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            return cls
+    raise InputError(where, f"no network class {name!r} in {NETWORK_PREFIX.rstrip('.')}")
 
 
 def architecture(config: dict[str, Any], where: Path) -> dict[str, Any]:
@@ -98,7 +123,7 @@ def build_network(
     for key in arch.get("_kw_requires_import", []):
         if kwargs.get(key) is not None:
             kwargs[key] = _locate(str(kwargs[key]), LAYER_PREFIX, where)
-    cls = _locate(str(arch["network_class_name"]), NETWORK_PREFIX, where)
+    cls = _find_network_class(str(arch["network_class_name"]), where)
     kwargs["deep_supervision"] = False
     try:
         net = cls(input_channels=in_channels, num_classes=out_channels, **kwargs)
