@@ -332,3 +332,18 @@ def test_cli_predict_overlays_input_and_applies_postprocessing_json(tmp_path: Pa
     assert np.array_equal(pp == 2, out.array == 2)
     assert main(["predict", "--model", str(f), str(inp), str(tmp_path / "c"), "--quiet",
                  "--device", "cpu", "--checkpoint", "best"]) != 0  # fmt: skip
+
+
+def test_folds_are_ensembled_in_logits(tmp_path: Path) -> None:
+    plans = bench.synthetic_plans(schemes=["ZScoreNormalization"], spacing=[1.5] * 3,
+                                  patch=[16, 16, 16])  # fmt: skip
+    ds = _dataset({"0": "T1"}, {"background": 0, "a": 1, "b": 2})
+    f = bench.synthetic_nnunet_folder(tmp_path / "m", plans, ds, folds=(0, 1))
+    both = load_nnunet_model(f)
+    assert both.identity["folds"] == ["0", "1"] and len(both.models) == 2
+    x = np.random.default_rng(0).normal(size=(1, 20, 18, 16)).astype(np.float32)
+    one = [load_nnunet_model(f, folds=[k]).logits(x) for k in (0, 1)]
+    torch.testing.assert_close(both.logits(x), (one[0] + one[1]) / 2)
+    assert not torch.equal(one[0], one[1])  # two different networks
+    with pytest.raises(InputError, match="fold_3"):
+        load_nnunet_model(f, folds=[3])
