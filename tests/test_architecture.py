@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "medseg.plan.rules": 6,
     "medseg.loader": 6,
     "medseg.checkpoint": 6,
+    "medseg.nnunet": 6,
     "medseg.inference": 7,
     "medseg.plan": 7,  # the package's lazy re-exports
     "medseg.training": 8,

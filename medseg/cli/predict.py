@@ -38,9 +38,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--checkpoint",
-        choices=("last", "best"),
+        choices=("last", "best", "final"),
         default="last",
-        help="final weights (default) or the best validation epoch",
+        help="final weights (default; 'final' for nnU-Net folders is the same) or the best "
+        "validation epoch",
     )
     p.add_argument(
         "--output-format",

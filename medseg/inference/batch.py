@@ -33,6 +33,7 @@ import numpy as np
 from medseg.errors import InputError, MedsegError
 from medseg.inference.inputs import CaseInput, find_cases, shard
 from medseg.inference.predictor import Predictor, resolve_device
+from medseg.nnunet import is_nnunet_folder, load_nnunet_model
 from medseg.postprocess import LabelChoice, Postprocessing, requested_postprocessing
 from medseg.volume import LabelMap, Volume
 
@@ -240,17 +241,31 @@ def predict_folder(
     kwargs: dict[str, Any] = {}
     if not model_postprocessing:
         kwargs["postprocessing"] = Postprocessing()
-    predictor = Predictor.from_paths(
-        paths,
-        folds=folds,
-        checkpoint=checkpoint,
-        device=dev,
-        amp_dtype=amp,
-        overlap=overlap,
-        batch_size=batch_size,
-        tta=tta,
-        **kwargs,
-    )
+    predictor: Any
+    if len(paths) == 1 and is_nnunet_folder(paths[0]):
+        predictor = load_nnunet_model(
+            paths[0],
+            folds=folds,
+            checkpoint=checkpoint,
+            device=dev,
+            amp_dtype=amp,
+            overlap=overlap,
+            batch_size=batch_size,
+            tta=tta,
+            **kwargs,
+        )
+    else:
+        predictor = Predictor.from_paths(
+            paths,
+            folds=folds,
+            checkpoint=checkpoint,
+            device=dev,
+            amp_dtype=amp,
+            overlap=overlap,
+            batch_size=batch_size,
+            tta=tta,
+            **kwargs,
+        )
     asked = requested_postprocessing(
         [v for v in sorted(predictor.label_names) if v != 0],
         keep_largest=keep_largest,
