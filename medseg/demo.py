@@ -121,7 +121,8 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
 
     from medseg.datasets import check_dataset, load_dataset
     from medseg.evaluation import evaluate_folders
-    from medseg.inference.batch import predict_folder
+    from medseg.inference.batch import PredictOptions, predict_folder
+    from medseg.inference.load import load_model
     from medseg.io.atomic import atomic_write_text, check_output_dir
     from medseg.plan.files import save_plan
     from medseg.plan.rules import explain_plan, plan_dataset
@@ -167,12 +168,10 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     res.outputs["dicom_copy"] = dicom
     res.outputs["nifti_image"] = SAMPLE / "spleen_ct.nii.gz"
     preds = out / "predictions"
-    nifti = predict_folder(
-        out / "model", SAMPLE / "spleen_ct.nii.gz", preds / "nifti", device="cpu"
-    )
-    series = predict_folder(
-        out / "model", dicom, preds / "dicom", device="cpu", output_format=["nii.gz", "dicom-seg"]
-    )
+    model = load_model(out / "model", device="cpu")
+    nifti = predict_folder(model, SAMPLE / "spleen_ct.nii.gz", preds / "nifti")
+    both = PredictOptions(output_format=("nii.gz", "dicom-seg"))
+    series = predict_folder(model, dicom, preds / "dicom", options=both)
     for report in (nifti, series):
         if not report.ok:  # pragma: no cover - a failure here is a bug
             raise RuntimeError(report.summary())

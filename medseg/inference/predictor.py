@@ -201,6 +201,29 @@ class Predictor:
     def channel_names(self) -> list[str]:
         return list(self.plan.channel_names)
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What this predictor is, for run manifests: its checkpoint files and the sha256 of
+        each (computed once), and the inference settings that change its outputs."""
+        if getattr(self, "_identity", None) is None:
+            import hashlib
+            import os
+
+            shas = {}
+            for p in self.paths:
+                with open(p, "rb") as fh:
+                    shas[str(p)] = hashlib.file_digest(fh, "sha256").hexdigest()
+            self._identity = {
+                "kind": "medseg",
+                "path": str(Path(os.path.commonpath([str(p) for p in self.paths]))),
+                "folds": None,
+                "checkpoint": None,
+                "weights_sha256": shas,
+                "overlap": self.overlap,
+                "mirror_axes": [list(m) for m in self.mirror_axes],
+            }
+        return dict(self._identity)
+
     @classmethod
     def from_paths(
         cls,
