@@ -8,7 +8,7 @@ channel), named after it (:mod:`medseg.inference.inputs`), in NIfTI, NRRD, 3D Sl
 * reads the next case while the current one is predicted and the previous one written
   (one reader and one writer thread);
 * reports and skips a case that fails (unreadable, wrong channels, refused DICOM series) and
-  goes on; :attr:`PredictReport.ok` is false then;
+  goes on; :attr:`~medseg.io.report.BatchReport.ok` is false then;
 * names every output through :mod:`medseg.io.outputs` (sanitised, proven inside the output
   folder, unique per case and format, never one of the inputs: all checked before anything
   is written);
@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from medseg.inference.inputs import CaseInput, find_cases, shard
 from medseg.inference.load import SegmentationModel
 from medseg.io.manifest import CaseCommit, CaseEntry, RunManifest
 from medseg.io.outputs import check_not_inputs, check_unique, output_path
+from medseg.io.report import BatchReport, CaseOutcome
 from medseg.postprocess import (
     LabelChoice,
     Postprocessing,
@@ -59,63 +60,6 @@ SUFFIXES = {
     "dicom-seg": ".dcm",
 }
 PROBABILITIES_SUFFIX = ".probabilities.npz"
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    """One case of a batch: ``status`` is ``"done"``, ``"exists"`` (skipped: an earlier run
-    with the same model and options completed it) or ``"failed"`` (``error`` says why; none
-    of its outputs is left). ``output`` is the segmentation in the first output format;
-    ``outputs`` every file written (a file not written, e.g. the DICOM SEG of an empty
-    prediction, is not listed; ``note`` says why)."""
-
-    name: str
-    status: str
-    output: Path | None = None
-    seconds: float = 0.0
-    error: str = ""
-    empty_labels: tuple[int, ...] = ()
-    #: every file written for the case (one per format, then the probabilities)
-    outputs: tuple[Path, ...] = ()
-    note: str = ""
-
-
-@dataclass
-class PredictReport:
-    """What :func:`predict_folder` did, case by case, plus what it found but could not
-    predict (``problems``: ``(what, reason)``)."""
-
-    output: Path
-    cases: list[CaseResult] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def done(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "done"]
-
-    @property
-    def existing(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "exists"]
-
-    @property
-    def failed(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "failed"]
-
-    @property
-    def ok(self) -> bool:
-        """True when every input was predicted (now or by an earlier run)."""
-        return not self.failed and not self.problems
-
-    def summary(self) -> str:
-        lines = [
-            f"{len(self.done)} predicted, {len(self.existing)} already done, "
-            f"{len(self.failed) + len(self.problems)} failed; outputs in {self.output}"
-        ]
-        for c in self.failed:
-            lines.append(f"  failed: {c.name}: {c.error}")
-        for what, why in self.problems:
-            lines.append(f"  not predicted: {what}: {why}")
-        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -220,6 +164,7 @@ def _write(
 
     formats = options.formats
     src = case.channels[0]
+    _write_label_table(seg.label_names, manifest)
     empty: tuple[int, ...] = ()
     c: CaseCommit
     with manifest.commit_case(
@@ -248,7 +193,7 @@ def predict_folder(
     output: str | Path,
     *,
     options: PredictOptions | None = None,
-) -> PredictReport:
+) -> BatchReport:
     """Segment every case under ``inputs`` with ``model`` and write one output per case into
     the folder ``output`` (see the module docstring).
 
@@ -291,9 +236,8 @@ def predict_folder(
         device=str(getattr(model, "device", "")) or None,
         overwrite=opts.overwrite,
     )
-    _write_label_table(model, out, manifest)
     mine = shard(found.cases, opts.num_parts, opts.part_id)[rank::world]
-    report = PredictReport(out, problems=found.problems if (opts.part_id, rank) == (0, 0) else [])
+    report = BatchReport(out, problems=found.problems if (opts.part_id, rank) == (0, 0) else [])
     todo: list[CaseInput] = []
     for case in mine:
         targets = planned[case.name]
@@ -301,7 +245,7 @@ def predict_folder(
         if "dicom-seg" in formats and not case.dicom:
             problem = f"{case.channels[0].path}: a DICOM SEG output needs a DICOM series input"
         elif manifest.done(case.name) and not opts.overwrite:
-            report.cases.append(CaseResult(case.name, "exists", targets[0]))
+            report.cases.append(CaseOutcome(case.name, "exists", targets[0]))
             continue
         else:
             try:
@@ -310,8 +254,10 @@ def predict_folder(
             except MedsegError as exc:
                 problem = str(exc)
         if problem:
-            report.cases.append(CaseResult(case.name, "failed", error=problem))
-            manifest.record_case(case.name, CaseEntry("failed", _inputs(case), error=problem))
+            report.cases.append(CaseOutcome(case.name, "failed", error=problem))
+            manifest.record_case(
+                case.name, CaseEntry("failed", _inputs(case), error=problem), lazy=True
+            )
         else:
             todo.append(case)
     log.info(
@@ -328,15 +274,19 @@ def predict_folder(
     return report
 
 
-def _write_label_table(model: SegmentationModel, out: Path, manifest: RunManifest) -> None:
-    """``labels.json``, shared by the segmentations of the folder (a run-level output)."""
-    from medseg.io.labels import build_label_table, write_label_table
+def _write_label_table(names: dict[int, str], manifest: RunManifest) -> None:
+    """``labels.json``, shared by the segmentations of the folder (a run-level output,
+    written before the first case is committed)."""
+    from medseg.io.labels import build_label_table, label_table_text, write_label_table
 
-    path = output_path(out, "labels", ".json")
+    path = output_path(manifest.folder, "labels", ".json")
+    table = build_label_table(names, sorted(names))
+    background = names.get(0, "background")
+    text = label_table_text(table, background)
+    if path.is_file() and manifest.owns(path) and path.read_text(encoding="utf-8") == text:
+        return
     manifest.check_replaceable(path, True)
-    table = build_label_table(model.label_names, sorted(model.label_names))
-    background = model.label_names.get(0, "background")
-    write_label_table(table, path, background=background, overwrite=manifest.owns(path))
+    write_label_table(table, path, background=background, overwrite=True)
     manifest.record_files([path])
 
 
@@ -347,7 +297,7 @@ def _run(
     asked: Postprocessing | None,
     opts: PredictOptions,
     manifest: RunManifest,
-    report: PredictReport,
+    report: BatchReport,
 ) -> None:
     from tqdm import tqdm
 
@@ -382,8 +332,10 @@ def _run(
                 _finish(pending, report, manifest)
                 pending = None
             if seg is None:
-                report.cases.append(CaseResult(case.name, "failed", error=error))
-                manifest.record_case(case.name, CaseEntry("failed", _inputs(case), error=error))
+                report.cases.append(CaseOutcome(case.name, "failed", error=error))
+                manifest.record_case(
+                    case.name, CaseEntry("failed", _inputs(case), error=error), lazy=True
+                )
                 log.warning("case %s failed: %s", case.name, error)
             else:
                 targets = planned[case.name]
@@ -398,19 +350,19 @@ def _run(
 _Pending = tuple[CaseInput, float, "Future[tuple[tuple[int, ...], str, list[Path]]]"]
 
 
-def _finish(pending: _Pending, report: PredictReport, manifest: RunManifest) -> None:
+def _finish(pending: _Pending, report: BatchReport, manifest: RunManifest) -> None:
     case, t0, fut = pending
     try:
         empty, written_note, written = fut.result()
     except (MedsegError, OSError) as exc:
         error = _message(exc, case)
-        report.cases.append(CaseResult(case.name, "failed", error=error))
-        manifest.record_case(case.name, CaseEntry("failed", _inputs(case), error=error))
+        report.cases.append(CaseOutcome(case.name, "failed", error=error))
+        manifest.record_case(case.name, CaseEntry("failed", _inputs(case), error=error), lazy=True)
         log.warning("case %s failed: %s", case.name, error)
         return
     dt = time.perf_counter() - t0
     report.cases.append(
-        CaseResult(
+        CaseOutcome(
             case.name,
             "done",
             written[0] if written else None,
@@ -435,8 +387,6 @@ def _message(exc: BaseException, case: CaseInput) -> str:
 __all__ = [
     "PROBABILITIES_SUFFIX",
     "SUFFIXES",
-    "CaseResult",
     "PredictOptions",
-    "PredictReport",
     "predict_folder",
 ]

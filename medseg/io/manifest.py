@@ -48,6 +48,7 @@ from medseg.io.atomic import (
     reserve_temporary,
     usual_file_mode,
 )
+from medseg.io.report import BatchReport
 
 FORMAT_TAG = "medseg-run-manifest"
 VERSION = 1
@@ -160,6 +161,10 @@ class RunManifest:
         self.runtime = runtime_facts(device)
         self.files: list[str] = []
         self.cases: dict[str, CaseEntry] = {}
+        #: further top-level entries of the document (e.g. the demo's results)
+        self.extra: dict[str, Any] = {}
+        self._mine: set[str] = set()  # cases this process recorded
+        self._forgotten: set[str] = set()  # files this process removed
 
     # --- reading and writing --------------------------------------------------------------
     @classmethod
@@ -172,12 +177,15 @@ class RunManifest:
         options: Mapping[str, Any] | None = None,
         device: str | None = None,
         overwrite: bool = False,
+        compare: bool = True,
     ) -> RunManifest:
-        """The manifest of ``command`` in ``folder`` (created, and the folder too).
+        """The manifest of ``command`` in ``folder`` (the folder is created; the file is
+        written at the first record).
 
-        An existing manifest made with another ``model`` identity or other ``options`` is an
-        :class:`~medseg.errors.OutputError` naming the differences, unless ``overwrite``:
-        then its cases become ``stale``. Its recorded files stay owned (replaceable)."""
+        With ``compare`` (commands that resume case by case), an existing manifest made with
+        another ``model`` identity or other ``options`` is an :class:`~medseg.errors.
+        OutputError` naming the differences, unless ``overwrite``: then its cases become
+        ``stale``. Its recorded files stay owned (replaceable)."""
         check_output_dir(folder)
         m = cls(folder, command, model=model, options=options, device=device)
         with _locked(m.folder):
@@ -188,7 +196,7 @@ class RunManifest:
                 )
                 m.files = list(old.get("files", []))
                 m.cases = {k: CaseEntry(**v) for k, v in old.get("cases", {}).items()}
-                if diff and not overwrite:
+                if diff and compare and not overwrite:
                     raise OutputError(
                         m.path,
                         "the outputs in this folder were made by another run: "
@@ -200,7 +208,7 @@ class RunManifest:
                 if diff:
                     for e in m.cases.values():
                         e.status = "stale" if e.status == "done" else e.status
-            m._write()
+                    m._write()
         return m
 
     def _read(self) -> dict[str, Any] | None:
@@ -220,6 +228,7 @@ class RunManifest:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **_jsonable(self.extra),
             "format": FORMAT_TAG,
             "version": VERSION,
             "command": self.command,
@@ -236,21 +245,24 @@ class RunManifest:
         atomic_write_text(self.path, text, overwrite=True)
 
     def _update(self, change: Callable[[], None]) -> None:
-        """Apply ``change`` to the current file's content (merged under the lock) and write."""
+        """Apply ``change`` to the current file's content and write it, under the lock: the
+        entries other processes wrote meanwhile (parallel parts) are kept."""
         with _locked(self.folder):
             old = self._read()
             if old is not None:
                 for k, v in old.get("cases", {}).items():
-                    if k not in self.cases or self.cases[k].status == "stale":
-                        self.cases.setdefault(k, CaseEntry(**v))
-                self.files = sorted(set(self.files) | set(old.get("files", [])))
+                    if k not in self._mine:
+                        self.cases[k] = CaseEntry(**v)
+                disk = set(old.get("files", [])) - self._forgotten
+                self.files = sorted(set(self.files) | disk)
             change()
             self._write()
 
     # --- queries ----------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
         """``path`` relative to the folder, POSIX style."""
-        return Path(path).relative_to(self.folder).as_posix()
+        full = Path(os.path.abspath(path))
+        return full.relative_to(os.path.abspath(self.folder)).as_posix()
 
     def owns(self, path: Path) -> bool:
         """True when ``path`` is a file this folder's runs of this command wrote."""
@@ -289,23 +301,52 @@ class RunManifest:
     def record_files(self, paths: Sequence[Path]) -> None:
         """Record run-level outputs (tables, reports) as written by this command."""
         names = [self.rel(p) for p in paths]
+        self._forgotten -= set(names)
         self._update(lambda: self.files.extend(n for n in names if n not in self.files))
 
     def forget_files(self, paths: Sequence[Path]) -> None:
         """Remove recorded run-level outputs from the folder and the manifest (only ones
         this command wrote: a stale table an ``overwrite`` run does not produce again)."""
-        names = {self.rel(p) for p in paths}
-        for n in names & set(self.files):
+        names = {self.rel(p) for p in paths} & set(self.files)
+        for n in names:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / n).unlink()
+        self._forgotten |= names
         self._update(lambda: setattr(self, "files", [f for f in self.files if f not in names]))
 
-    def record_case(self, case: str, entry: CaseEntry) -> None:
-        """Record ``case`` (e.g. a failure), replacing an earlier entry."""
+    def record_case(self, case: str, entry: CaseEntry, *, lazy: bool = False) -> None:
+        """Record ``case`` (e.g. a failure), replacing an earlier entry. ``lazy``: while the
+        manifest file does not exist, keep the entry for the next write (a run that writes
+        nothing leaves no manifest behind)."""
 
         def change() -> None:
             self.cases[case] = entry
 
+        self._mine.add(case)
+        if lazy and not self.path.exists():
+            change()
+            return
+        self._update(change)
+
+    def record_report(self, report: BatchReport) -> None:
+        """Record the cases of a run-level command (evaluate, volumetry), replacing the
+        earlier run's (their files are the run's files, recorded by :func:`write_run_files`)."""
+        entries = {
+            c.name: CaseEntry(
+                c.status,
+                list(c.inputs),
+                [self.rel(p) for p in c.outputs],
+                c.seconds,
+                c.error,
+                c.note,
+            )
+            for c in report.cases
+        }
+
+        def change() -> None:
+            self.cases = entries
+
+        self._mine |= set(entries)
         self._update(change)
 
     @contextlib.contextmanager
@@ -345,6 +386,31 @@ class RunManifest:
                 discard_temporary(tmp)
 
 
+def write_run_files(
+    manifest: RunManifest, texts: Mapping[Path, str], *, overwrite: bool
+) -> dict[Path, Path]:
+    """Write a run's files (tables, reports; ``{path: text}``, paths from
+    :func:`~medseg.io.outputs.output_path`) and record them in ``manifest``.
+
+    Every path is checked before anything is written (:meth:`RunManifest.check_replaceable`:
+    a file medseg did not write is never replaced; one it wrote only with ``overwrite``).
+    With ``overwrite``, files an earlier run of the command recorded and this run does not
+    produce (e.g. a ``lesions.csv`` of an earlier lesion-wise evaluation) are removed; no
+    other file is touched. Returns ``{path: path}`` of the files written."""
+    for path in texts:
+        manifest.check_replaceable(path, overwrite)
+    written: dict[Path, Path] = {}
+    for path, text in texts.items():
+        written[path] = atomic_write_text(path, text, overwrite=True)
+    if overwrite:
+        keep = {manifest.rel(p) for p in texts}
+        stale = [manifest.folder / f for f in manifest.files if f not in keep]
+        if stale:
+            manifest.forget_files(stale)
+    manifest.record_files(list(written))
+    return written
+
+
 @dataclass
 class CaseCommit:
     """The temporaries of one case being committed (see :meth:`RunManifest.commit_case`)."""
@@ -361,4 +427,11 @@ class CaseCommit:
         return self.temps[target].is_file()
 
 
-__all__ = ["FORMAT_TAG", "CaseCommit", "CaseEntry", "RunManifest", "runtime_facts"]
+__all__ = [
+    "FORMAT_TAG",
+    "CaseCommit",
+    "CaseEntry",
+    "RunManifest",
+    "runtime_facts",
+    "write_run_files",
+]

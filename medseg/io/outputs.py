@@ -76,12 +76,12 @@ def safe_name(text: str, *, fallback: str = "case") -> str:
 
 def case_stem(path: str | Path) -> str:
     """A case's name from its file: the name without its format suffix (``case_01.nii.gz``
-    -> ``case_01``; ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``, ``.dcm``, ...), or a folder's
-    name. Not sanitised: it is a matching key; :func:`output_path` sanitises it."""
+    -> ``case_01``; ``.seg.nrrd``, ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``, ``.dcm``, ...), or
+    a folder's name. Not sanitised: it is a matching key; :func:`output_path` sanitises it."""
     p = Path(path)
     if p.is_dir():
         return p.name
-    suffix = full_suffix(p)
+    suffix = ".seg.nrrd" if p.name.lower().endswith(".seg.nrrd") else full_suffix(p)
     return p.name[: -len(suffix)] if suffix else p.name
 
 
