@@ -374,10 +374,18 @@ class RunManifest:
             )
             self.record_case(case, entry)
             mode = usual_file_mode()
-            for t in written:
-                tmp = commit.temps[t]
-                os.chmod(tmp, mode)
-                os.replace(tmp, t)
+            moved: list[Path] = []
+            try:
+                for t in written:
+                    tmp = commit.temps[t]
+                    os.chmod(tmp, mode)
+                    os.replace(tmp, t)
+                    moved.append(t)
+            except OSError:  # all or none: take back what this commit renamed
+                for t in moved:
+                    with contextlib.suppress(OSError):
+                        t.unlink()
+                raise
             entry.status = "done"
             entry.seconds = commit.seconds
             self.record_case(case, entry)

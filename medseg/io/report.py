@@ -9,7 +9,7 @@ for all and writes one CSV / JSON shape (:data:`CASE_FIELDS`).
 reports). A text cell that a spreadsheet would run as a formula (starting with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return; e.g. a label or case name taken from an input) is
 prefixed with ``'``, as OWASP's CSV-injection guidance recommends; numbers are written as
-numbers.
+numbers; a carriage return inside a cell is written as the two characters ``\\r``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_text_cell(text: str) -> str:
-    """``text`` safe for a spreadsheet: prefixed with ``'`` when it starts like a formula."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """``text`` safe for a spreadsheet: prefixed with ``'`` when it starts like a formula; a
+    carriage return (which would split the row for some readers) is written as ``\\r``."""
+    text = "'" + text if text.startswith(_FORMULA_START) else text
+    return text.replace("\r", "\\r")
 
 
 def _csv_value(v: Any) -> Any:
