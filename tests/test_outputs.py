@@ -93,9 +93,11 @@ def test_case_stems_and_series_names() -> None:
 
 
 def test_check_unique_refuses_colliding_and_case_folded_names(tmp_path: Path) -> None:
-    check_unique({tmp_path / "a.nrrd": "case a", tmp_path / "b.nrrd": "case b"})
+    check_unique([(tmp_path / "a.nrrd", "case a"), (tmp_path / "b.nrrd", "case b")])
     with pytest.raises(OutputError, match="would hold both case a and case A"):
-        check_unique({tmp_path / "a.nrrd": "case a", tmp_path / "A.nrrd": "case A"})
+        check_unique([(tmp_path / "a.nrrd", "case a"), (tmp_path / "A.nrrd", "case A")])
+    with pytest.raises(OutputError, match=r"would hold both case a and case a\.seg"):
+        check_unique([(tmp_path / "a.seg.nrrd", "case a"), (tmp_path / "a.seg.nrrd", "case a.seg")])
 
 
 def test_check_not_inputs(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def convert_series(
     check_not_inputs([src], folder=out)
     names = {s.index: series_name(s.series_number, s.description, s.key) for s in scan.series}
     targets = {i: output_path(out, n, suffix) for i, n in names.items()}
-    check_unique({p: f"series [{i}]" for i, p in targets.items()})
+    check_unique((p, f"series [{i}]") for i, p in targets.items())
     check_output_dir(out)
     manifest = RunManifest.open(
         out, "convert", options={"label": label, "format": suffix}, overwrite=overwrite

@@ -223,7 +223,7 @@ def predict_folder(
     )
     found = find_cases(src, len(model.channel_names))
     planned = {c.name: _outputs(c, out, formats, opts.save_probabilities) for c in found.cases}
-    check_unique({p: f"case {k} ({p.name})" for k, ps in planned.items() for p in ps})
+    check_unique((p, f"case {k} ({p.name})") for k, ps in planned.items() for p in ps)
     check_not_inputs(
         [src, *(ch.path for c in found.cases for ch in c.channels)],
         files=[p for ps in planned.values() for p in ps],

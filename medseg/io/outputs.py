@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from medseg.errors import OutputError
@@ -45,6 +45,11 @@ _WINDOWS_RESERVED = {
 }
 _BAD_CHARS = re.compile(r'[\\/:*?"<>|]')
 _SUFFIX = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
+
+
+def _real(p: str | Path) -> Path:
+    """``p`` with every link followed (a link loop is left as it is, never an exception)."""
+    return Path(os.path.realpath(p))
 
 
 def _digest(text: str) -> str:
@@ -116,9 +121,9 @@ def output_path(
     base = Path(folder)
     parent = base / safe_name(subdir, fallback="sub") if subdir is not None else base
     candidate = parent / f"{safe_name(name)}{suffix}"
-    root = base.resolve()
-    resolved = candidate.resolve()
-    if resolved.parent != parent.resolve() or root not in resolved.parents:
+    root = _real(base)
+    resolved = _real(candidate)
+    if resolved.parent != _real(parent) or root not in resolved.parents:
         raise OutputError(
             candidate, f"resolves to {resolved}, outside the output folder {base}; refused"
         )
@@ -129,14 +134,14 @@ def _key(path: Path) -> str:
     return os.path.normcase(str(path.absolute())).casefold()
 
 
-def check_unique(outputs: Mapping[Path, str]) -> None:
+def check_unique(outputs: Iterable[tuple[Path, str]]) -> None:
     """Refuse two outputs of one run on one file, before anything is written.
 
-    ``outputs`` maps each planned output path to what it is for (``"case a (nrrd)"``); two
+    ``outputs``: each planned output path and what it is for (``"case a (a.nrrd)"``); two
     paths equal after case folding (a case-insensitive file system would make them one
     file) are an :class:`~medseg.errors.OutputError` naming both."""
     seen: dict[str, tuple[Path, str]] = {}
-    for path, what in outputs.items():
+    for path, what in outputs:
         k = _key(path)
         if k in seen and seen[k][1] != what:
             raise OutputError(
@@ -153,7 +158,7 @@ def _same(a: Path, b: Path) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return a.resolve() == b.resolve()
+    return _real(a) == _real(b)
 
 
 def check_not_inputs(
@@ -167,11 +172,11 @@ def check_not_inputs(
     one or contains one. Raises :class:`~medseg.errors.OutputError` naming both paths."""
     ins = [Path(p) for p in inputs]
     if folder is not None:
-        out = Path(folder).resolve()
+        out = _real(folder)
         for p in ins:
             if not p.is_dir():
                 continue
-            r = p.resolve()
+            r = _real(p)
             if out == r or r in out.parents or out in r.parents:
                 how = "is" if out == r else ("lies inside" if r in out.parents else "contains")
                 raise OutputError(

@@ -131,11 +131,10 @@ def write_outputs(
             (a.as_dict() for a in result.agreement or []), AGREEMENT_FIELDS
         )
     stats: dict[Path, str] = {}
-    for case in result.cases:
-        doc = statistics_json(case.records)
-        path = output_path(out, case.case, ".json", subdir=STATISTICS_DIR)
-        stats[path] = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    check_unique({p: f"the statistics of case {p.stem}" for p in stats})
+    planned = [(output_path(out, c.case, ".json", subdir=STATISTICS_DIR), c) for c in result.cases]
+    check_unique((p, f"the statistics of case {c.case!r}") for p, c in planned)
+    for path, case in planned:
+        stats[path] = json.dumps(statistics_json(case.records), indent=2, allow_nan=False) + "\n"
     if html:
         from medseg.volumetry.html import render_report
 
