@@ -367,7 +367,13 @@ class RunManifest:
             self.check_replaceable(t, overwrite, case)
         commit = CaseCommit({t: reserve_temporary(t) for t in targets})
         try:
-            yield commit
+            try:
+                yield commit
+            except OutputError as exc:  # name the target, not its temporary
+                back = {tmp: t for t, tmp in commit.temps.items()}
+                if exc.path in back:
+                    raise OutputError(back[exc.path], exc.problem) from exc
+                raise
             written = [t for t in targets if commit.written(t)]
             entry = CaseEntry(
                 "pending", list(inputs), [self.rel(t) for t in written], note=commit.note
