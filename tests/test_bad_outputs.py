@@ -375,3 +375,19 @@ def test_demo_overwrite_removes_only_its_own_folders(tmp_path: Path) -> None:
     assert (out / "mine").is_dir()
     with pytest.raises(OutputExistsError, match="not a demo folder"):
         demo._remove_earlier_demo(out)  # its demo.json went with it
+
+
+# --- train --------------------------------------------------------------------------------------
+def test_train_writes_its_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from support.plans import write_training_run
+
+    cfg = write_training_run(tmp_path, n_cases=3, epochs=1, iterations_per_epoch=2, val_every=1)
+    out = tmp_path / "model"
+    code, o, e = _run(["train", str(cfg), "--out", str(out), "--fold", "all"], capsys)
+    assert code == 0, o + e
+    doc = json.loads((out / "train.json").read_text())
+    assert doc["format"] == "medseg-run-manifest" and doc["command"] == "train"
+    assert "fold_all/checkpoint_last.pt" in doc["cases"]["fold_all"]["files"]
+    assert doc["options"]["config"] == str(cfg)
