@@ -352,6 +352,15 @@ def test_an_unwritten_dicom_seg_is_never_reported(
     code, out, err = _run(argv, capsys)
     assert code == 0, out + err
     assert not list(o.glob("*.dcm"))
+    from support.predict import run_predict
+
+    report = run_predict(
+        _model(), tmp_path / "study", tmp_path / "api", device="cpu",
+        output_format=("nii.gz", "dicom-seg"), min_volume_ml=1e9,
+    )  # fmt: skip
+    outputs = report.done[0].outputs
+    assert outputs and all(p.is_file() for p in outputs) and report.done[0].output == outputs[0]
+    assert all(p.suffix != ".dcm" for p in outputs)
     case = next(iter(json.loads((o / "predict.json").read_text())["cases"].values()))
     assert case["files"] and all(not f.endswith(".dcm") for f in case["files"])
     assert "no DICOM SEG written" in case["note"]
@@ -378,9 +387,7 @@ def test_demo_overwrite_removes_only_its_own_folders(tmp_path: Path) -> None:
 
 
 # --- train --------------------------------------------------------------------------------------
-def test_train_writes_its_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_train_writes_its_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from support.plans import write_training_run
 
     cfg = write_training_run(tmp_path, n_cases=3, epochs=1, iterations_per_epoch=2, val_every=1)

@@ -184,7 +184,7 @@ def _write(
             written = write_segmentation(seg, c.temporary(path), format=fmt, table_name=None, **kw)
             empty = tuple(written.empty_labels)
         c.seconds = time.perf_counter() - t0
-    return empty, c.note, [t for t in targets if c.written(t)]
+    return empty, c.note, list(c.committed)
 
 
 def predict_folder(

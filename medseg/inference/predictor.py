@@ -209,13 +209,16 @@ class Predictor:
             import hashlib
             import os
 
+            files = [Path(os.path.abspath(p)) for p in self.paths]
+            root = Path(os.path.commonpath([str(f.parent) for f in files]))
             shas = {}
-            for p in self.paths:
-                with open(p, "rb") as fh:
-                    shas[str(p)] = hashlib.file_digest(fh, "sha256").hexdigest()
+            for f in files:
+                with open(f, "rb") as fh:
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                shas[f.relative_to(root).as_posix()] = digest
             self._identity = {
                 "kind": "medseg",
-                "path": str(Path(os.path.commonpath([str(p) for p in self.paths]))),
+                "path": str(root),
                 "folds": None,
                 "checkpoint": None,
                 "weights_sha256": shas,

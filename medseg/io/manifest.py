@@ -141,6 +141,11 @@ def _differences(old: Any, new: Any, prefix: str) -> list[str]:
     return [] if old == new else [f"{prefix} ({old!r} then, {new!r} now)"]
 
 
+def _where_free(model: Any) -> Any:
+    """A model identity without its location: a model folder that moved is the same model."""
+    return {k: v for k, v in model.items() if k != "path"} if isinstance(model, dict) else model
+
+
 class RunManifest:
     """The manifest of one command in one output folder (see the module docstring)."""
 
@@ -191,9 +196,8 @@ class RunManifest:
         with _locked(m.folder):
             old = m._read()
             if old is not None:
-                diff = _differences(old.get("model"), m.model, "model") + _differences(
-                    old.get("options"), m.options, "options"
-                )
+                diff = _differences(_where_free(old.get("model")), _where_free(m.model), "model")
+                diff += _differences(old.get("options"), m.options, "options")
                 m.files = list(old.get("files", []))
                 m.cases = {k: CaseEntry(**v) for k, v in old.get("cases", {}).items()}
                 if diff and compare and not overwrite:
@@ -375,6 +379,7 @@ class RunManifest:
                     raise OutputError(back[exc.path], exc.problem) from exc
                 raise
             written = [t for t in targets if commit.written(t)]
+            commit.committed = written
             entry = CaseEntry(
                 "pending", list(inputs), [self.rel(t) for t in written], note=commit.note
             )
@@ -432,12 +437,15 @@ class CaseCommit:
     temps: dict[Path, Path]
     note: str = ""
     seconds: float = 0.0
+    #: the targets written, once the body has run (in target order)
+    committed: list[Path] = field(default_factory=list)
 
     def temporary(self, target: Path) -> Path:
         """Where to write ``target``'s content (same folder, same suffix)."""
         return self.temps[target]
 
     def written(self, target: Path) -> bool:
+        """True once the body has written ``target``'s temporary (before the renames)."""
         return self.temps[target].is_file()
 
 
