@@ -31,6 +31,7 @@ Every command that writes a folder keeps one (``predict.json``, ``evaluate.json`
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -54,6 +55,7 @@ FORMAT_TAG = "medseg-run-manifest"
 VERSION = 1
 
 
+@functools.lru_cache(maxsize=1)
 def _medseg_version() -> str:
     try:
         from importlib.metadata import version
@@ -245,7 +247,14 @@ class RunManifest:
         }
 
     def _write(self) -> None:
-        text = json.dumps(self.as_dict(), indent=2, allow_nan=False) + "\n"
+        """The document, one case a line (readable, and fast to rewrite as cases complete)."""
+        doc = self.as_dict()
+        cases = doc.pop("cases")
+        head = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}," for k, v in doc.items()]
+        body = ",\n".join(
+            f"    {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in cases.items()
+        )
+        text = "{\n" + "\n".join(head) + '\n  "cases": {\n' + body + "\n  }\n}\n"
         atomic_write_text(self.path, text, overwrite=True)
 
     def _update(self, change: Callable[[], None]) -> None:

@@ -23,6 +23,7 @@ Every command that writes (``predict``, ``segment``, ``convert``, ``evaluate``,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -152,15 +153,6 @@ def check_unique(outputs: Iterable[tuple[Path, str]]) -> None:
         seen[k] = (path, what)
 
 
-def _same(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return _real(a) == _real(b)
-
-
 def check_not_inputs(
     inputs: Iterable[str | Path],
     *,
@@ -184,10 +176,21 @@ def check_not_inputs(
                     f"the output folder {how} the input folder {p}; choose an output folder "
                     "apart from the inputs (an input is never an output)",
                 )
+    in_files = [p for p in ins if not p.is_dir()]
+    by_path = {_real(p): p for p in in_files}
+    by_inode: dict[tuple[int, int], Path] = {}
+    for p in in_files:
+        with contextlib.suppress(OSError):
+            st = p.stat()
+            by_inode[(st.st_dev, st.st_ino)] = p
     for f in map(Path, files):
-        for p in ins:
-            if not p.is_dir() and _same(f, p):
-                raise OutputError(f, f"is an input ({p}); an input is never replaced by an output")
+        hit = by_path.get(_real(f))
+        if hit is None and by_inode:
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                hit = by_inode.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise OutputError(f, f"is an input ({hit}); an input is never replaced by an output")
 
 
 __all__ = [
