@@ -96,9 +96,12 @@ def make_model(folder: Path, *, spacing: float, patch: int, base: int, max_filte
 
 # --- one prediction in a subprocess ------------------------------------------------------------
 def _run_medseg(model: Path, image: Path, out: Path, device: str) -> None:
-    from medseg.inference.batch import predict_folder
+    from medseg.inference.batch import PredictOptions, predict_folder
+    from medseg.inference.load import load_model
 
-    report = predict_folder(model, image, out, device=device, overwrite=True)
+    report = predict_folder(
+        load_model(model, device=device), image, out, options=PredictOptions(overwrite=True)
+    )
     assert report.ok, report.summary()
 
 

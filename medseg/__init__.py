@@ -10,7 +10,8 @@ The public API (everything else is an implementation detail that may change)::
     medseg.save_plan(plan, "runs/heart/plan.yaml")
     result = medseg.train("runs/heart/plan.yaml", "runs/heart/model", fold="cv")
     seg = medseg.predict("runs/heart/model", [ct])           # LabelMap on the scan's grid
-    report = medseg.predict_folder("runs/heart/model", "scans/", "segs/")   # a batch
+    from medseg.inference.load import load_model
+    report = medseg.predict_folder(load_model("runs/heart/model"), "scans/", "segs/")  # a batch
     records = medseg.evaluate_pair(seg, medseg.read_label_map("ref.nii.gz"))
 
 Names are imported lazily, so ``import medseg`` stays fast and does not import torch.

@@ -16,7 +16,6 @@ and geometry unchanged) and predicts that copy.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -71,7 +70,11 @@ class DemoResult:
             "a demonstration, not a spleen model)",
             f"  NIfTI scan      {o['nifti_prediction']}",
             f"  DICOM series    {o['dicom_prediction']}  (NIfTI)",
-            f"                  {o['dicom_seg']}  (DICOM SEG, references {o['dicom_copy']})",
+            (
+                f"                  {o['dicom_seg']}  (DICOM SEG, references {o['dicom_copy']})"
+                if "dicom_seg" in o
+                else "                  no DICOM SEG: nothing segmented"
+            ),
             f"  evaluation      {o['evaluation']}/metrics.csv  (Dice, HD95 in mm; "
             + ", ".join(f"{k} Dice {v:.2f}" for k, v in self.dice.items())
             + " on the training scans)",
@@ -81,7 +84,7 @@ class DemoResult:
             f"  3D Slicer: File > Add Data > {o['nifti_image']} and {o['nifti_prediction']} "
             "(as a segmentation);",
             f"             or the DICOM database: import {o['dicom_copy']} and "
-            f"{o['dicom_seg'].parent}",
+            f"{o['dicom_prediction'].parent}",
             f"  ITK-SNAP:  itksnap -g {o['nifti_image']} -s {o['nifti_prediction']}",
             f"  a browser: {o['report']}",
         ]
@@ -121,8 +124,10 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
 
     from medseg.datasets import check_dataset, load_dataset
     from medseg.evaluation import evaluate_folders
-    from medseg.inference.batch import predict_folder
+    from medseg.inference.batch import PredictOptions, predict_folder
+    from medseg.inference.load import load_model
     from medseg.io.atomic import atomic_write_text, check_output_dir
+    from medseg.io.manifest import RunManifest
     from medseg.plan.files import save_plan
     from medseg.plan.rules import explain_plan, plan_dataset
     from medseg.training import load_train_config, train
@@ -133,7 +138,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(out, hint="pass --overwrite to replace the demo folder")
-        shutil.rmtree(out)
+        _remove_earlier_demo(out)
     check_output_dir(out)
     res = DemoResult(out.resolve())
     clock = time.perf_counter()
@@ -167,17 +172,17 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     res.outputs["dicom_copy"] = dicom
     res.outputs["nifti_image"] = SAMPLE / "spleen_ct.nii.gz"
     preds = out / "predictions"
-    nifti = predict_folder(
-        out / "model", SAMPLE / "spleen_ct.nii.gz", preds / "nifti", device="cpu"
-    )
-    series = predict_folder(
-        out / "model", dicom, preds / "dicom", device="cpu", output_format=["nii.gz", "dicom-seg"]
-    )
+    model = load_model(out / "model", device="cpu")
+    nifti = predict_folder(model, SAMPLE / "spleen_ct.nii.gz", preds / "nifti")
+    both = PredictOptions(output_format=("nii.gz", "dicom-seg"))
+    series = predict_folder(model, dicom, preds / "dicom", options=both)
     for report in (nifti, series):
         if not report.ok:  # pragma: no cover - a failure here is a bug
             raise RuntimeError(report.summary())
     res.outputs["nifti_prediction"] = nifti.done[0].outputs[0]
-    res.outputs["dicom_prediction"], res.outputs["dicom_seg"] = series.done[0].outputs[:2]
+    res.outputs["dicom_prediction"] = series.done[0].outputs[0]
+    if len(series.done[0].outputs) > 1:  # an empty prediction has no DICOM SEG
+        res.outputs["dicom_seg"] = series.done[0].outputs[1]
     res.notes += [c.note for c in series.done if c.note]
     lap("predict")
     # 4. evaluate against the reference masks (named like the predictions)
@@ -213,19 +218,46 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     written = write_outputs(vol, out / "volumetry")
     res.outputs["report"] = written["report.html"]
     lap("volumetry")
-    atomic_write_text(
-        out / "demo.json",
-        json.dumps(
-            {
-                "outputs": {k: str(v) for k, v in res.outputs.items()},
-                "dice": res.dice,
-                "seconds": res.seconds,
-            },
-            indent=2,
-        )
-        + "\n",
-    )
+    manifest = RunManifest.open(out, "demo", options=DEMO_RECIPE, device="cpu", compare=False)
+    manifest.extra = {
+        "outputs": {k: str(v) for k, v in res.outputs.items()},
+        "dice": res.dice,
+        "seconds": res.seconds,
+    }
+    manifest.record_files([out / n for n in DEMO_ENTRIES if (out / n).exists()])
     return res
+
+
+#: What the demo creates in its folder (``--overwrite`` removes these, nothing else).
+DEMO_ENTRIES = (
+    "plan",
+    "model",
+    "data",
+    "predictions",
+    "references",
+    "images",
+    "evaluation",
+    "volumetry",
+)
+
+
+def _remove_earlier_demo(out: Path) -> None:
+    """Remove what an earlier demo recorded in ``out/demo.json`` (its own folders and the
+    manifest); any other file of ``out`` is left alone. A folder without ``demo.json`` is
+    not a demo folder: refused."""
+    from medseg.io.manifest import RunManifest
+
+    manifest = RunManifest.open(out, "demo", compare=False)
+    if not manifest.path.is_file():
+        raise OutputExistsError(
+            out,
+            hint="it is not a demo folder (no demo.json), so --overwrite does not replace "
+            "it; choose another --out",
+        )
+    for name in manifest.files:
+        if name in DEMO_ENTRIES and (out / name).is_dir() and not (out / name).is_symlink():
+            shutil.rmtree(out / name)
+    manifest.path.unlink()
 
 
 __all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]

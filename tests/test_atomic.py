@@ -216,7 +216,7 @@ def test_temporary_left_by_sigkill_is_removed_by_the_next_run(tmp_path: Path) ->
     )
     assert res.returncode == 0, res.stderr
     assert f"removed {stale}" in res.stderr and "interrupted medseg run" in res.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["other.nii.gz"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["convert.json", "other.nii.gz"]
 
 
 def test_stale_cleanup_spares_live_processes_and_other_hosts(tmp_path: Path) -> None:

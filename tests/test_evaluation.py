@@ -18,11 +18,11 @@ from medseg.cli import main
 from medseg.errors import InputError, OutputExistsError
 from medseg.evaluation import (
     OUTPUT_FILES,
-    case_name,
     evaluate_folders,
     is_single_case,
     match_cases,
 )
+from medseg.io.outputs import case_stem
 from medseg.metrics import EmptyPolicy
 
 REQUIRED_COLUMNS = (
@@ -234,8 +234,8 @@ def test_progress_bar_only_when_asked(batch, capsys) -> None:
 
 
 def test_case_matching_rules(tmp_path) -> None:
-    assert case_name(Path("x/case_01.nii.gz")) == "case_01"
-    assert case_name(Path("x/case_01.nrrd")) == "case_01"
+    assert case_stem(Path("x/case_01.nii.gz")) == "case_01"
+    assert case_stem(Path("x/case_01.nrrd")) == "case_01"
     pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
     pred, ref = labels_ab()
     write_nii(ref_dir / "k.nii.gz", ref)
@@ -500,7 +500,7 @@ def test_outputs_without_lesion_wise_are_unchanged(batch, tmp_path) -> None:
     out = tmp_path / "plain"
     assert main(["evaluate", str(pred_dir / "b.nii.gz"), str(ref_dir / "b.nii.gz"),
                  "--out", str(out), "--quiet"]) == 0  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, "evaluate.json"))
     (row, *_) = read_csv(out / "metrics.csv")
     assert "lesion_dice" not in row and "accuracy" in row
     assert "lesion_wise" not in json.loads((out / "settings.json").read_text())

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from support.dicom import write_series
 from support.plans import write_training_run
+from support.predict import run_predict
 from support.volumes import ball_arrays, write_nifti
 
 from medseg.cli import main
 from medseg.errors import InputError
-from medseg.inference.batch import predict_folder
-from medseg.inference.inputs import find_cases, series_output_name
+from medseg.inference.inputs import find_cases
 from medseg.io import read_label_map, read_volume
+from medseg.io.outputs import series_name
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def _world_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def test_outputs_lie_on_each_inputs_grid(model: Path, tmp_path: Path) -> None:
     truth = _ball_folder(tmp_path / "in", GEOMETRIES)
-    report = predict_folder(model, tmp_path / "in", tmp_path / "out", device="cpu")
+    report = run_predict(model, tmp_path / "in", tmp_path / "out", device="cpu")
     assert report.ok and [c.name for c in report.done] == sorted(GEOMETRIES)
     labels = json.loads((tmp_path / "out" / "labels.json").read_text())
     assert "ball" in json.dumps(labels)
@@ -109,8 +110,8 @@ def test_dicom_series_input_nifti_and_dicom_seg_agree(model: Path, tmp_path: Pat
     assert len(scan.cases) == 1 and scan.cases[0].dicom
     name = scan.cases[0].name
     assert name.startswith("s007_Ball_CT_1.0_") and "Doe" not in name and "PID" not in name
-    r1 = predict_folder(model, tmp_path / "study", tmp_path / "nii", device="cpu")
-    r2 = predict_folder(
+    r1 = run_predict(model, tmp_path / "study", tmp_path / "nii", device="cpu")
+    r2 = run_predict(
         model, tmp_path / "study", tmp_path / "seg", device="cpu", output_format="dicom-seg"
     )
     assert r1.ok and r2.ok
@@ -128,7 +129,7 @@ def test_dicom_series_input_nifti_and_dicom_seg_agree(model: Path, tmp_path: Pat
 
 def test_postprocessing_options(model: Path, tmp_path: Path) -> None:
     _ball_folder(tmp_path / "in", {"a": np.eye(4)})
-    raw = predict_folder(
+    raw = run_predict(
         model, tmp_path / "in", tmp_path / "raw", device="cpu", save_probabilities=True
     )
     with np.load(tmp_path / "raw" / "a.probabilities.npz") as npz:
@@ -138,12 +139,12 @@ def test_postprocessing_options(model: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(p.astype(np.float32).sum(0), 1.0, atol=2e-3)
     lab = read_label_map(tmp_path / "raw" / "a.nii.gz").array
     assert np.mean(p.argmax(0) == lab) > 0.999  # the labels are the argmax of the probabilities
-    gone = predict_folder(model, tmp_path / "in", tmp_path / "big", device="cpu", min_volume_ml=1e6)
+    gone = run_predict(model, tmp_path / "in", tmp_path / "big", device="cpu", min_volume_ml=1e6)
     assert raw.ok and gone.ok
     assert read_label_map(tmp_path / "raw" / "a.nii.gz").array.any()
     assert not read_label_map(tmp_path / "big" / "a.nii.gz").array.any()  # all < 1e6 mL
     assert gone.done[0].empty_labels == (1,)  # reported empty
-    lcc = predict_folder(
+    lcc = run_predict(
         model,
         tmp_path / "in",
         tmp_path / "lcc",
@@ -157,7 +158,7 @@ def test_postprocessing_options(model: Path, tmp_path: Path) -> None:
 
     assert connected_components(a == 1)[1] == 1
     with pytest.raises(Exception, match="labels \\[3\\] are not labels of the model"):
-        predict_folder(model, tmp_path / "in", tmp_path / "x", device="cpu", keep_largest=[3])
+        run_predict(model, tmp_path / "in", tmp_path / "x", device="cpu", keep_largest=[3])
 
 
 def test_bad_cases_are_reported_and_the_batch_goes_on(
@@ -214,7 +215,7 @@ def test_bad_requests_are_one_line_errors(
     cases = [
         (
             ["--model", str(model), str(tmp_path / "in"), str(tmp_path / "in" / "out")],
-            "must not be inside the input folder",
+            "the output folder lies inside the input folder",
         ),
         (
             ["--model", str(tmp_path), str(tmp_path / "in"), str(tmp_path / "o1")],
@@ -261,7 +262,7 @@ def test_bad_requests_are_one_line_errors(
                 "--num-parts",
                 "2",
             ],
-            "--num-parts/--part-id",
+            "num_parts/part_id: expected 0 <= part_id < num_parts",
         ),
     ]
     for argv, fragment in cases:
@@ -277,7 +278,7 @@ def test_parts_and_ranks_split_the_cases_without_loss_or_overlap(
     names = [c.name for c in find_cases(tmp_path / "in", 1).cases]
     done = []
     for part in (0, 1):
-        r = predict_folder(
+        r = run_predict(
             model, tmp_path / "in", tmp_path / "parts", device="cpu", num_parts=2, part_id=part
         )
         done += [c.name for c in r.done]
@@ -285,7 +286,8 @@ def test_parts_and_ranks_split_the_cases_without_loss_or_overlap(
     # torchrun: each rank (RANK/WORLD_SIZE in its environment) takes its share
     code = (
         "import sys; from medseg.inference.batch import predict_folder; "
-        "r = predict_folder(sys.argv[1], sys.argv[2], sys.argv[3], device='cpu'); "
+        "from medseg.inference.load import load_model; "
+        "r = predict_folder(load_model(sys.argv[1], device='cpu'), sys.argv[2], sys.argv[3]); "
         "print(','.join(c.name for c in r.done))"
     )
     procs = [
@@ -337,10 +339,17 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output(model: Path, tmp_pa
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    first = {p.name: p.stat().st_mtime_ns for p in out.glob("c*.nii.gz")}
-    assert 0 < len(first) < 6, "the batch finished before the kill"
+    present = {p.name: p.stat().st_mtime_ns for p in out.glob("c*.nii.gz")}
+    assert 0 < len(present) < 6, "the batch finished before the kill"
     for p in out.glob("c*.nii.gz"):  # every output present is complete and readable
         read_label_map(p)
+    # finished: committed and recorded in the manifest (a case killed between its rename and
+    # its record is pending, and redone)
+    cases = json.loads((out / "predict.json").read_text())["cases"]
+    first = {
+        f"{k}.nii.gz": present[f"{k}.nii.gz"] for k, e in cases.items() if e["status"] == "done"
+    }
+    assert len(present) - 1 <= len(first) <= len(present)
     done = subprocess.run(
         cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
     )
@@ -353,8 +362,8 @@ def test_sigkill_mid_batch_then_rerun_completes_every_output(model: Path, tmp_pa
 
 
 def test_series_names_are_safe_and_unique() -> None:
-    a = series_output_name(3, "CT Body 3.0 / Thorax*", "1.2.3")
-    b = series_output_name(3, "CT Body 3.0 / Thorax*", "1.2.3#echo2")
+    a = series_name(3, "CT Body 3.0 / Thorax*", "1.2.3")
+    b = series_name(3, "CT Body 3.0 / Thorax*", "1.2.3#echo2")
     assert a.startswith("s003_CT_Body_3.0_Thorax_") and a != b
     assert set(a) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 

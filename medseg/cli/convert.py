@@ -1,15 +1,22 @@
-"""``medseg convert INPUT OUTPUT``: DICOM series or any supported file to NIfTI (or NRRD/MHA)."""
+"""``medseg convert INPUT OUTPUT``: DICOM series or any supported file to NIfTI (or NRRD/MHA).
+
+Outputs are committed atomically and recorded in the run manifest ``convert.json`` of the
+output folder (:mod:`medseg.io.manifest`); ``--all`` names each series as ``medseg predict``
+does (:func:`medseg.io.outputs.series_name`)."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+import time
 from pathlib import Path
 
 from medseg.errors import InputError, MedsegError, UnsupportedFormatError
 from medseg.io import WRITE_SUFFIXES, detect_format, read_volume, write_volume
 from medseg.io.atomic import check_output_dir, check_writable, full_suffix
+from medseg.io.manifest import CaseEntry, RunManifest
+from medseg.io.outputs import check_not_inputs, check_unique, output_path, series_name
+from medseg.io.report import BatchReport, CaseOutcome
 from medseg.volume import LabelMap
 
 
@@ -48,10 +55,12 @@ def convert_file(
     label: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Read ``src`` and write it to ``dst`` (format by suffix). Returns ``dst``.
+    """Read ``src`` and write it to ``dst`` (format by suffix), recorded in the run manifest
+    ``convert.json`` beside it. Returns ``dst``.
 
-    The output is checked first (suffix, existing file, writable folder), so a bad output
-    path fails before a long read."""
+    The output is checked first (suffix, not the input, an existing file only if medseg
+    wrote it and ``overwrite``, writable folder), so a bad output path fails before a long
+    read."""
     if full_suffix(dst) not in WRITE_SUFFIXES:
         raise UnsupportedFormatError(
             dst,
@@ -59,15 +68,70 @@ def convert_file(
             f"expected one of {', '.join(WRITE_SUFFIXES)}",
         )
     detect_format(src)  # a missing or unsupported input is named before the output is touched
-    check_writable(dst, overwrite)
+    check_not_inputs([src], files=[dst])
+    check_writable(dst, True)  # a folder in the way, a read-only location
+    manifest = RunManifest.open(dst.parent, "convert", compare=False)
+    manifest.check_replaceable(dst, overwrite, dst.name)
     vol = read_volume(src, channel=channel, series=series)
     if label:
         vol = LabelMap.from_volume(vol)
-    return write_volume(vol, dst, overwrite=overwrite)
+    with manifest.commit_case(dst.name, [dst], inputs=[str(src)], overwrite=overwrite) as c:
+        write_volume(vol, c.temporary(dst))
+    return dst
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "series"
+def convert_series(
+    src: Path, out: Path, *, suffix: str, label: bool = False, overwrite: bool = False
+) -> BatchReport:
+    """Write every series of the DICOM folder ``src`` into the folder ``out``, one file per
+    series named by :func:`medseg.io.outputs.series_name` (as ``medseg predict`` names
+    them), each committed and recorded in ``convert.json``. Series converted by an earlier
+    run are kept (``overwrite``: redone); a series that fails leaves no file."""
+    from medseg.io.dicom import read_dicom, scan_dicom_folder
+
+    scan = scan_dicom_folder(src)
+    if not scan.series:
+        raise InputError(
+            src, f"no DICOM series found ({len(scan.skipped)} non-image file(s) skipped)"
+        )
+    check_not_inputs([src], folder=out)
+    names = {s.index: series_name(s.series_number, s.description, s.key) for s in scan.series}
+    targets = {i: output_path(out, n, suffix) for i, n in names.items()}
+    check_unique((p, f"series [{i}]") for i, p in targets.items())
+    check_output_dir(out)
+    manifest = RunManifest.open(
+        out, "convert", options={"label": label, "format": suffix}, overwrite=overwrite
+    )
+    report = BatchReport(out, verb="converted")
+    for s in scan.series:
+        name, dst = names[s.index], targets[s.index]
+        inputs = [f"{src} (series {s.key})"]
+        if s.problem is not None:
+            report.cases.append(
+                CaseOutcome(name, "failed", error=f"series [{s.index}]: {s.problem}")
+            )
+            continue
+        if manifest.done(name) and not overwrite:
+            report.cases.append(CaseOutcome(name, "exists", dst))
+            continue
+        t0 = time.perf_counter()
+        try:
+            manifest.check_replaceable(dst, overwrite, name)
+            vol = read_dicom(src, series=s.index, scan=scan)
+            if label:
+                vol = LabelMap.from_volume(vol)
+            with manifest.commit_case(name, [dst], inputs=inputs, overwrite=overwrite) as c:
+                write_volume(vol, c.temporary(dst))
+                c.seconds = time.perf_counter() - t0
+        except MedsegError as exc:
+            error = f"series [{s.index}]: {exc}"
+            report.cases.append(CaseOutcome(name, "failed", error=error))
+            manifest.record_case(name, CaseEntry("failed", inputs, error=error), lazy=True)
+            continue
+        report.cases.append(
+            CaseOutcome(name, "done", dst, time.perf_counter() - t0, outputs=(dst,))
+        )
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,39 +146,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out}")
         return 0
-    from medseg.io.dicom import read_dicom, scan_dicom_folder
-
-    scan = scan_dicom_folder(args.input)
-    if not scan.series:
-        raise InputError(
-            args.input, f"no DICOM series found ({len(scan.skipped)} non-image file(s) skipped)"
-        )
-    check_output_dir(args.output)
-    failures: list[str] = []
-    written = 0
-    for s in scan.series:
-        name = f"{s.index:03d}_{s.series_number if s.series_number is not None else 'x'}"
-        if s.description:
-            name += "_" + _safe_name(s.description)
-        dst = args.output / f"{name}{args.format}"
-        if s.problem is not None:
-            failures.append(f"series [{s.index}]: {s.problem}")
-            continue
-        if dst.exists() and not args.overwrite:
-            print(f"exists, kept: {dst}")
-            continue
-        try:
-            vol = read_dicom(args.input, series=s.index, scan=scan)
-            if args.label:
-                vol = LabelMap.from_volume(vol)
-            write_volume(vol, dst, overwrite=args.overwrite)
-            written += 1
-            print(f"wrote {dst}")
-        except MedsegError as exc:
-            failures.append(f"series [{s.index}]: {exc}")
-    if failures:
-        print(f"\n{len(failures)} series not converted:", file=sys.stderr)
-        for f in failures:
-            print(f"  {f}", file=sys.stderr)
-    print(f"{written} written, {len(failures)} failed")
-    return 1 if failures else 0
+    report = convert_series(
+        args.input, args.output, suffix=args.format, label=args.label, overwrite=args.overwrite
+    )
+    for c in report.done:
+        print(f"wrote {c.output}")
+    for c in report.existing:
+        print(f"exists, kept: {c.output}")
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1

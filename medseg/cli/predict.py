@@ -133,7 +133,8 @@ def _volumes(text: str | None) -> float | dict[int, float] | None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
-    from medseg.inference.batch import predict_folder
+    from medseg.inference.batch import PredictOptions, predict_folder
+    from medseg.inference.load import load_model
 
     folds: list[int | str] | None = None
     if args.folds:
@@ -149,27 +150,29 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("medseg.inference")  # one line per case, even without -v
     if not args.quiet and log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
-    report = predict_folder(
+    model = load_model(
         args.model,
-        args.input,
-        args.output,
         folds=folds,
         checkpoint=args.checkpoint,
-        output_format=[f.strip() for f in args.output_format.split(",") if f.strip()],
-        dicom_encoding=args.dicom_encoding,
+        device=args.device,
         overlap=args.overlap,
         tta=args.tta,
         batch_size=args.batch_size,
-        device=args.device,
+        model_postprocessing=not args.no_model_postprocessing,
+    )
+    options = PredictOptions(
+        output_format=tuple(f.strip() for f in args.output_format.split(",") if f.strip()),
+        dicom_encoding=args.dicom_encoding,
         save_probabilities=args.save_probabilities,
         keep_largest=_labels(args.keep_largest),  # type: ignore[arg-type]
         min_volume_ml=_volumes(args.min_volume),
         fill_holes=_labels(args.fill_holes),  # type: ignore[arg-type]
-        model_postprocessing=not args.no_model_postprocessing,
         num_parts=args.num_parts,
         part_id=args.part_id,
         overwrite=args.overwrite,
         progress=not args.quiet and sys.stderr.isatty(),
     )
+    options.check()
+    report = predict_folder(model, args.input, args.output, options=options)
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

@@ -13,7 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import ConfigError, OutputExistsError
+from medseg.errors import ConfigError
+from medseg.io.outputs import case_stem, output_path
 
 #: ``--method`` choices; ``region-growing`` and ``edges`` have two algorithms each.
 CLI_METHODS: tuple[str, ...] = (
@@ -262,27 +263,52 @@ def method_params(args: argparse.Namespace, volume: Any) -> tuple[str, dict[str,
     return "sobel", params
 
 
+def _targets(path: Path) -> tuple[Path, Path]:
+    """The label map and its label table (``<name>.labels.json``: each method names its
+    labels differently), both in the folder the user chose."""
+    return path, output_path(path.parent, case_stem(path), ".labels.json")
+
+
 def write_labels(
     labels: Any, path: Path, *, overwrite: bool, source: Path, series: str | int | None
 ) -> Path:
     """Write the label map as ``medseg predict`` writes segmentations (format by the suffix
     of ``path``: NIfTI, NRRD, 3D Slicer ``.seg.nrrd`` or a DICOM SEG ``.dcm`` referencing the
-    DICOM input), with its label table beside (``<name>.labels.json``: each method names its
-    labels differently)."""
-    from medseg.io.atomic import full_suffix
+    DICOM input), with its label table beside; both are committed together and recorded in
+    the run manifest ``segment.json`` of the folder."""
+    from medseg.io.labels import build_label_table, write_label_table
+    from medseg.io.manifest import RunManifest
     from medseg.io.segmentation import format_from_path, write_segmentation
 
     fmt = format_from_path(path)
     kw: dict[str, Any] = {"source": source, "series": series} if fmt == "dicom-seg" else {}
-    stem = (
-        path.name[: -len(".seg.nrrd")]
-        if fmt == "seg.nrrd"
-        else path.name[: -len(full_suffix(path))]
-    )
-    written = write_segmentation(
-        labels, path, format=fmt, overwrite=overwrite, table_name=f"{stem}.labels.json", **kw
-    )
-    return written.path
+    targets = _targets(path)
+    manifest = RunManifest.open(path.parent, "segment", compare=False)
+    table = build_label_table(labels.label_names, labels.labels_present())
+    with manifest.commit_case(
+        path.name, list(targets), inputs=[str(source)], overwrite=overwrite
+    ) as c:
+        write_segmentation(
+            labels, c.temporary(path), format=fmt, table_name=None, label_table=table, **kw
+        )
+        background = labels.label_names.get(0, "background")
+        write_label_table(table, c.temporary(targets[1]), background=background)
+    return path
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Before any work: the output is not an input, and replaces only what medseg wrote."""
+    from medseg.io.atomic import check_writable
+    from medseg.io.manifest import RunManifest
+    from medseg.io.outputs import check_not_inputs
+
+    targets = _targets(args.output)
+    inputs = [p for p in (args.input, args.mask, args.markers) if p is not None]
+    check_not_inputs(inputs, files=targets)
+    check_writable(args.output, True)
+    manifest = RunManifest.open(args.output.parent, "segment", compare=False)
+    for t in targets:
+        manifest.check_replaceable(t, args.overwrite, args.output.name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,8 +319,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.io.segmentation import format_from_path
 
     format_from_path(args.output)  # .nii.gz, .nii, .nrrd, .seg.nrrd or .dcm (DICOM SEG)
-    if args.output.exists() and not args.overwrite:
-        raise OutputExistsError(args.output)
+    _check_output(args)
     series: str | int | None = args.series
     if isinstance(series, str) and series.isdigit():
         series = int(series)

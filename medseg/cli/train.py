@@ -66,5 +66,22 @@ def run(args: argparse.Namespace) -> int:
     if tlog.getEffectiveLevel() > logging.INFO:
         tlog.setLevel(logging.INFO)
     result = train(cfg, args.out, fold=fold, resume=args.resume)
+    _record_run(args, cfg, result)
     print(json.dumps(result.as_dict()["mean_metrics"], indent=2))
     return 0
+
+
+def _record_run(args: argparse.Namespace, cfg: Any, result: Any) -> None:
+    """``OUT/train.json``: the run manifest (medseg version, runtime, options, per fold the
+    checkpoint files written; :mod:`medseg.io.manifest`)."""
+    from pathlib import Path
+
+    from medseg.io.manifest import CaseEntry, RunManifest
+
+    out = Path(args.out)
+    options = {"config": str(args.config), "fold": str(args.fold), "cv": bool(args.cv)}
+    m = RunManifest.open(out, "train", options=options, device=cfg.device, compare=False)
+    for f in result.as_dict()["folds"]:
+        files = [Path(p) for p in (f.get("last_checkpoint"), f.get("best_checkpoint")) if p]
+        rel = [m.rel(p) for p in files if p.is_file() and out.absolute() in p.absolute().parents]
+        m.record_case(f"fold_{f['fold']}", CaseEntry("done", [str(args.config)], rel))

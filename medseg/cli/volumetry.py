@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from medseg.volumetry import check_outputs, measure_folder, write_outputs
 
     names = label_names_option(args)
-    check_outputs(args.out, args.overwrite)
+    inputs = (args.segmentations, args.images, args.baseline, args.compare)
+    check_outputs(args.out, args.overwrite, inputs)
     result = measure_folder(
         args.segmentations,
         images=args.images,

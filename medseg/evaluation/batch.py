@@ -17,7 +17,9 @@ from medseg import __version__
 from medseg.errors import ConfigError, MedsegError
 from medseg.evaluation.cases import CaseFailure, match_cases
 from medseg.evaluation.tables import json_safe, rows_to_csv, summary_to_json
-from medseg.io.atomic import atomic_write_text, check_output_dir
+from medseg.io.manifest import RunManifest, write_run_files
+from medseg.io.outputs import check_not_inputs, output_path
+from medseg.io.report import BatchReport, CaseOutcome
 from medseg.metrics import (
     LESION_FIELDS,
     OBJECT_FIELDS,
@@ -70,6 +72,22 @@ class EvaluationResult:
     def ok(self) -> bool:
         """True when every case was evaluated."""
         return not self.failures
+
+    def report(self, output: Path) -> BatchReport:
+        """The cases as a :class:`~medseg.io.report.BatchReport` (evaluated or failed)."""
+        failed = {f.case for f in self.failures}
+        done = sorted({r.case for r in self.records} - failed)
+        cases = [CaseOutcome(c, "done") for c in done]
+        cases += [
+            CaseOutcome(
+                f.case,
+                "failed",
+                error=f.error,
+                inputs=tuple(str(p) for p in (f.pred, f.ref) if p is not None),
+            )
+            for f in self.failures
+        ]
+        return BatchReport(output, cases, verb="evaluated")
 
 
 def _read(path: Path, label_names: Mapping[int, str] | None) -> Any:
@@ -129,7 +147,10 @@ def evaluate_folders(
     pairs, failures = match_cases(pred, ref)
     if out is not None:  # before any case is read: a bad --out fails at once
         files = OUTPUT_FILES + ((LESION_FILE,) if lesion_wise else ())
-        check_output_dir(out, overwrite=overwrite, files=files)
+        check_not_inputs([pred, ref], folder=out)
+        manifest = RunManifest.open(out, "evaluate", overwrite=overwrite, compare=False)
+        for name in files:
+            manifest.check_replaceable(_path(out, name), overwrite)
     settings: dict[str, Any] = {
         "medseg_version": __version__,
         "pred": str(Path(pred)),
@@ -253,9 +274,16 @@ def _complete(
     return out
 
 
+def _path(out: Path, name: str) -> Path:
+    stem, _, ext = name.partition(".")
+    return output_path(out, stem, "." + ext)
+
+
 def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -> dict[str, Path]:
-    """Write the five output files (six with lesion-wise records) atomically; returns
-    ``{name: path}``."""
+    """Write the five output files (six with lesion-wise records) atomically, recorded in the
+    run manifest ``evaluate.json``; returns ``{name: path}``. Only files medseg wrote are
+    replaced (with ``overwrite``), and a recorded file this run does not produce (an earlier
+    ``lesions.csv``) is removed."""
     rows: Iterable[Mapping[str, Any]] = (r.as_dict() for r in result.records)
     fields: tuple[str, ...] = RECORD_FIELDS
     if result.objects:
@@ -279,10 +307,18 @@ def write_outputs(result: EvaluationResult, out_dir: Path, *, overwrite: bool) -
     if result.objects:
         lesions = (les.as_dict() for o in result.objects for les in o.lesions)
         texts[LESION_FILE] = rows_to_csv(lesions, LESION_FIELDS)
-    paths: dict[str, Path] = {}
-    for name, text in texts.items():
-        paths[name] = atomic_write_text(out_dir / name, text, overwrite=overwrite)
-    return paths
+    out = Path(out_dir)
+    check_not_inputs(
+        [result.settings["pred"], result.settings["ref"]],
+        folder=out,
+        files=[_path(out, n) for n in texts],
+    )
+    manifest = RunManifest.open(
+        out, "evaluate", options=result.settings, overwrite=overwrite, compare=False
+    )
+    write_run_files(manifest, {_path(out, n): t for n, t in texts.items()}, overwrite=overwrite)
+    manifest.record_report(result.report(out))
+    return {name: _path(out, name) for name in texts}
 
 
 __all__ = ["LESION_FILE", "OUTPUT_FILES", "EvaluationResult", "evaluate_folders", "write_outputs"]

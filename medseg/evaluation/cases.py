@@ -1,6 +1,7 @@
 """Matching prediction and reference cases by name.
 
-A case's name is its file name without the format suffix (``case_01.nii.gz`` → ``case_01``;
+A case's name is its file name without the format suffix (:func:`medseg.io.outputs.case_stem`,
+the one definition) (``case_01.nii.gz`` → ``case_01``;
 ``.nii``, ``.nii.gz``, ``.nrrd``, ``.mha``, ``.mhd``, ``.dcm``), or a sub-folder's name (a DICOM
 series folder is one case). A side may also be a single file or a single DICOM series folder
 (a folder without sub-folders): then the two sides form one case. :func:`match_cases` is used
@@ -19,6 +20,7 @@ from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
 from medseg.io.dicom.sniff import sniff_dicom
 from medseg.io.files import path_problem
+from medseg.io.outputs import case_stem
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,6 @@ class CaseFailure:
         }
 
 
-def case_name(path: Path) -> str:
-    """``case_01`` for ``case_01.nii.gz`` / ``case_01.nrrd`` / folder ``case_01``."""
-    if path.is_dir():
-        return path.name
-    suffix = full_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.name
-
-
 def _dicom_like(path: Path) -> bool:
     """A DICOM file, or a file too short or unreadable to tell (a damaged slice)."""
     try:
@@ -91,7 +85,7 @@ def _list_cases(folder: Path) -> tuple[dict[str, Path], list[CaseFailure]]:
         if not entry.is_dir() and full_suffix(entry) not in CASE_SUFFIXES:
             log.debug("ignoring %s (not an image file or case folder)", entry)
             continue
-        key = case_name(entry)
+        key = case_stem(entry)
         if key in cases:
             failures.append(
                 CaseFailure(
@@ -115,7 +109,7 @@ def list_cases(path: str | Path) -> tuple[dict[str, Path], list[CaseFailure]]:
     if not p.exists():
         raise InputError(p, "no such file or folder")
     if is_single_case(p):
-        return {case_name(p): p}, []
+        return {case_stem(p): p}, []
     return _list_cases(p)
 
 
@@ -140,7 +134,7 @@ def match_cases(
                 f"expected a single case to match {single} (a file or a DICOM series folder), "
                 "found a folder of cases",
             )
-        return [CasePair(case_name(r), p, r)], []
+        return [CasePair(case_stem(r), p, r)], []
     pc, pf = _list_cases(p)
     rc, rf = _list_cases(r)
     failures = pf + rf
@@ -170,7 +164,6 @@ __all__ = [
     "CASE_SUFFIXES",
     "CaseFailure",
     "CasePair",
-    "case_name",
     "is_single_case",
     "list_cases",
     "match_cases",

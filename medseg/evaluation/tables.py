@@ -1,25 +1,16 @@
-"""Output formatting of the evaluation (and of the other batch commands' tables): CSV text,
-JSON-safe values, the ``summary.json`` document and the terminal table."""
+"""Output formatting of the evaluation: JSON-safe values, the ``summary.json`` document and the
+terminal table; CSV text through the one CSV writer, :func:`medseg.io.report.rows_to_csv`."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from medseg.evaluation.cases import CaseFailure
+from medseg.io.report import rows_to_csv
 from medseg.metrics import MetricSummary
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(v)
-    if isinstance(v, (list, tuple)):
-        return ";".join(str(x) for x in v)
-    return v
 
 
 def json_safe(v: Any) -> Any:
@@ -34,16 +25,6 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     return v
-
-
-def rows_to_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
-    """CSV text (header + rows); floats in full precision, NaN as ``nan``, lists ``;``-joined."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: _csv_value(row[k]) for k in fields})
-    return buf.getvalue()
 
 
 def summary_to_json(

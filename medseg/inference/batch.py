@@ -8,9 +8,14 @@ channel), named after it (:mod:`medseg.inference.inputs`), in NIfTI, NRRD, 3D Sl
 * reads the next case while the current one is predicted and the previous one written
   (one reader and one writer thread);
 * reports and skips a case that fails (unreadable, wrong channels, refused DICOM series) and
-  goes on; :attr:`PredictReport.ok` is false then;
-* writes every file atomically and skips the cases whose outputs exist (``overwrite`` to
-  redo), so an interrupted batch resumes and a half-written file never counts as finished;
+  goes on; :attr:`~medseg.io.report.BatchReport.ok` is false then;
+* names every output through :mod:`medseg.io.outputs` (sanitised, proven inside the output
+  folder, unique per case and format, never one of the inputs: all checked before anything
+  is written);
+* commits each case's files together (all or none) and records them in the run manifest
+  ``predict.json`` (:mod:`medseg.io.manifest`): a rerun skips the cases done by the same
+  model with the same options, completes interrupted ones, and refuses a folder made by
+  another model or options; ``overwrite`` replaces exactly the files the manifest records;
 * splits the cases into independent parts (``num_parts``/``part_id``, e.g. a Slurm job
   array) and, under ``torchrun``, across the ranks (each rank its own GPU): no case is lost or
   done twice.
@@ -24,17 +29,24 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medseg.errors import InputError, MedsegError
+from medseg.errors import ConfigError, MedsegError
 from medseg.inference.inputs import CaseInput, find_cases, shard
-from medseg.inference.predictor import Predictor, resolve_device
-from medseg.nnunet import is_nnunet_folder, load_nnunet_model
-from medseg.postprocess import LabelChoice, Postprocessing, requested_postprocessing
+from medseg.inference.load import SegmentationModel
+from medseg.io.manifest import CaseCommit, CaseEntry, RunManifest
+from medseg.io.outputs import check_not_inputs, check_unique, output_path
+from medseg.io.report import BatchReport, CaseOutcome
+from medseg.postprocess import (
+    LabelChoice,
+    Postprocessing,
+    apply_postprocessing,
+    requested_postprocessing,
+)
 from medseg.volume import LabelMap, Volume
 
 log = logging.getLogger("medseg.inference")
@@ -51,58 +63,64 @@ PROBABILITIES_SUFFIX = ".probabilities.npz"
 
 
 @dataclass(frozen=True)
-class CaseResult:
-    """One case of a batch: ``status`` is ``"done"``, ``"exists"`` (skipped: its outputs were
-    already there) or ``"failed"`` (``error`` says why). ``output`` is the segmentation in
-    the first output format."""
+class PredictOptions:
+    """How :func:`predict_folder` writes (the model's own settings, e.g. overlap and
+    test-time mirroring, are given to :func:`~medseg.inference.load.load_model`).
 
-    name: str
-    status: str
-    output: Path | None = None
-    seconds: float = 0.0
-    error: str = ""
-    empty_labels: tuple[int, ...] = ()
-    #: every file written for the case (one per format, then the probabilities)
-    outputs: tuple[Path, ...] = ()
-    note: str = ""
+    Attributes:
+        output_format: ``nii.gz``, ``nii``, ``nrrd``, ``seg.nrrd`` or ``dicom-seg``, or several
+            (each case predicted once, written in each format; ``dicom-seg``: DICOM inputs
+            only).
+        dicom_encoding: ``binary`` or ``labelmap`` (DICOM SEG).
+        save_probabilities: also write ``<case>.probabilities.npz`` (float16 per class, on
+            the original grid, before post-processing).
+        keep_largest, min_volume_ml, fill_holes: post-processing per label (label lists or
+            ``"all"``; mL for one or every label; see
+            :func:`medseg.postprocess.requested_postprocessing`), after the model's own.
+        num_parts, part_id: predict only this part of the cases (the parts together hold
+            every case once); under ``torchrun`` each rank takes its share of the part.
+        overwrite: redo the cases done before and replace the files the run manifest
+            records (never any other file).
+        progress: a progress bar on stderr.
+    """
 
-
-@dataclass
-class PredictReport:
-    """What :func:`predict_folder` did, case by case, plus what it found but could not
-    predict (``problems``: ``(what, reason)``)."""
-
-    output: Path
-    cases: list[CaseResult] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def done(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "done"]
-
-    @property
-    def existing(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "exists"]
-
-    @property
-    def failed(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.status == "failed"]
+    output_format: str | tuple[str, ...] = "nii.gz"
+    dicom_encoding: str = "binary"
+    save_probabilities: bool = False
+    keep_largest: LabelChoice = None
+    min_volume_ml: float | dict[int, float] | None = None
+    fill_holes: LabelChoice = None
+    num_parts: int = 1
+    part_id: int = 0
+    overwrite: bool = False
+    progress: bool = False
 
     @property
-    def ok(self) -> bool:
-        """True when every input was predicted (now or by an earlier run)."""
-        return not self.failed and not self.problems
+    def formats(self) -> list[str]:
+        f = self.output_format
+        return [f] if isinstance(f, str) else list(f)
 
-    def summary(self) -> str:
-        lines = [
-            f"{len(self.done)} predicted, {len(self.existing)} already done, "
-            f"{len(self.failed) + len(self.problems)} failed; outputs in {self.output}"
-        ]
-        for c in self.failed:
-            lines.append(f"  failed: {c.name}: {c.error}")
-        for what, why in self.problems:
-            lines.append(f"  not predicted: {what}: {why}")
-        return "\n".join(lines)
+    def check(self) -> None:
+        """Refuse bad values, naming the field."""
+        formats = self.formats
+        bad = [f for f in formats if f not in SUFFIXES]
+        if bad or not formats or len(set(formats)) != len(formats):
+            raise ConfigError(
+                f"output_format: expected distinct formats of {', '.join(SUFFIXES)}, "
+                f"found {', '.join(formats) or 'none'}"
+            )
+        if self.dicom_encoding not in ("binary", "labelmap"):
+            raise ConfigError(
+                f"dicom_encoding: expected binary or labelmap, found {self.dicom_encoding!r}"
+            )
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that change the outputs (compared when a run resumes)."""
+        d = asdict(self)
+        for k in ("num_parts", "part_id", "overwrite", "progress"):
+            d.pop(k)
+        d["output_format"] = self.formats
+        return d
 
 
 def _rank() -> tuple[int, int]:
@@ -120,229 +138,180 @@ def _outputs(
     case: CaseInput, out_dir: Path, formats: Sequence[str], probabilities: bool
 ) -> list[Path]:
     """One path per format, then the probabilities file when asked."""
-    paths = [out_dir / f"{case.name}{SUFFIXES[f]}" for f in formats]
-    return [*paths, out_dir / f"{case.name}{PROBABILITIES_SUFFIX}"] if probabilities else paths
+    paths = [output_path(out_dir, case.name, SUFFIXES[f]) for f in formats]
+    if probabilities:
+        paths.append(output_path(out_dir, case.name, PROBABILITIES_SUFFIX))
+    return paths
+
+
+def _inputs(case: CaseInput) -> list[str]:
+    return [c.describe() for c in case.channels]
 
 
 def _write(
     case: CaseInput,
     seg: LabelMap,
     probs: np.ndarray | None,
-    paths: list[Path],
-    formats: Sequence[str],
-    encoding: str,
-    overwrite: bool,
-) -> tuple[tuple[int, ...], str]:
-    """Write the case's outputs; returns the empty labels and a note (a DICOM SEG needs at
-    least one segment: an empty prediction gets none, said in the note)."""
-    from medseg.io.atomic import atomic_path
+    targets: list[Path],
+    options: PredictOptions,
+    manifest: RunManifest,
+    t0: float,
+) -> tuple[tuple[int, ...], str, list[Path]]:
+    """Write and commit the case's outputs together; returns the empty labels, a note (a
+    DICOM SEG needs at least one segment: an empty prediction gets none, said in the note)
+    and the files written."""
     from medseg.io.segmentation import write_segmentation
 
-    if probs is not None:
-        names = [seg.label_names.get(k, f"label_{k}") for k in range(probs.shape[0])]
-        with atomic_path(paths[-1], overwrite=overwrite) as tmp, tmp.open("wb") as fh:
-            np.savez_compressed(fh, **{n: probs[k] for k, n in enumerate(names)})
+    formats = options.formats
     src = case.channels[0]
+    _write_label_table(seg.label_names, manifest)
     empty: tuple[int, ...] = ()
-    note = ""
-    for fmt, path in zip(formats, paths, strict=False):
-        kw: dict[str, Any] = {}
-        if fmt == "dicom-seg":
-            if not seg.array.any():
-                note = "nothing segmented: no DICOM SEG written (it needs a segment)"
-                continue
-            kw = {"source": src.path, "series": src.series, "encoding": encoding}
-        written = write_segmentation(seg, path, format=fmt, overwrite=overwrite, **kw)
-        empty = tuple(written.empty_labels)
-    return empty, note
+    c: CaseCommit
+    with manifest.commit_case(
+        case.name, targets, inputs=_inputs(case), overwrite=options.overwrite
+    ) as c:
+        if probs is not None:
+            names = [seg.label_names.get(k, f"label_{k}") for k in range(probs.shape[0])]
+            with c.temporary(targets[-1]).open("wb") as fh:
+                np.savez_compressed(fh, **{n: probs[k] for k, n in enumerate(names)})
+        for fmt, path in zip(formats, targets, strict=False):
+            kw: dict[str, Any] = {}
+            if fmt == "dicom-seg":
+                if not seg.array.any():
+                    c.note = "nothing segmented: no DICOM SEG written (it needs a segment)"
+                    continue
+                kw = {"source": src.path, "series": src.series, "encoding": options.dicom_encoding}
+            written = write_segmentation(seg, c.temporary(path), format=fmt, table_name=None, **kw)
+            empty = tuple(written.empty_labels)
+        c.seconds = time.perf_counter() - t0
+    return empty, c.note, list(c.committed)
 
 
 def predict_folder(
-    model: str | Path | Sequence[str | Path],
+    model: SegmentationModel,
     inputs: str | Path,
     output: str | Path,
     *,
-    folds: Sequence[int | str] | None = None,
-    checkpoint: str = "last",
-    output_format: str | Sequence[str] = "nii.gz",
-    dicom_encoding: str = "binary",
-    overlap: float = 0.5,
-    tta: bool = False,
-    batch_size: int = 2,
-    device: str = "auto",
-    save_probabilities: bool = False,
-    keep_largest: LabelChoice = None,
-    min_volume_ml: float | dict[int, float] | None = None,
-    fill_holes: LabelChoice = None,
-    model_postprocessing: bool = True,
-    num_parts: int = 1,
-    part_id: int = 0,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> PredictReport:
+    options: PredictOptions | None = None,
+) -> BatchReport:
     """Segment every case under ``inputs`` with ``model`` and write one output per case into
     the folder ``output`` (see the module docstring).
 
     Args:
-        model: a checkpoint file, a model folder (its folds ensembled), or several.
+        model: a loaded model (:func:`medseg.inference.load.load_model`).
         inputs: a file, a folder of image files / DICOM series, or a CSV listing
             (:func:`medseg.inference.inputs.find_cases`).
-        output: the output folder (created; not inside ``inputs``).
-        folds, checkpoint: which folds of a model folder and which checkpoint (``"last"``,
-            the final weights, or ``"best"``).
-        output_format: ``nii.gz``, ``nii``, ``nrrd``, ``seg.nrrd`` or ``dicom-seg``, or several
-            of them (each case predicted once, written in each format); ``dicom-seg``: DICOM
-            inputs only; ``dicom_encoding`` ``binary`` or ``labelmap``).
-        overlap, batch_size: sliding-window overlap (fraction) and windows per forward pass.
-        tta: test-time mirroring over the axes the networks were trained to be flipped on.
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; mixed precision on GPU.
-        save_probabilities: also write ``<case>.probabilities.npz`` (float16 per class, on
-            the original grid, before post-processing).
-        keep_largest, min_volume_ml, fill_holes: post-processing per label (label lists or
-            ``"all"``; mL for one or every label; see
-            :func:`medseg.postprocess.requested_postprocessing`), applied after the model
-            folder's own choice (``postprocessing.json``; ``model_postprocessing=False`` skips
-            it).
-        num_parts, part_id: predict only this part of the cases (the parts together hold
-            every case once); under ``torchrun`` each rank takes its share of the part.
-        overwrite: redo (and replace) cases whose outputs exist; otherwise they are skipped.
-        progress: a progress bar on stderr.
+        output: the output folder (created; apart from ``inputs``).
+        options: :class:`PredictOptions` (default: NIfTI, no post-processing of the user's).
 
-    Raises (before any case is predicted): :class:`InputError` for a bad model, input,
-    output location or option. Problems of single cases are in the report instead.
+    Raises (before any case is predicted): :class:`~medseg.errors.MedsegError` for a bad
+    input, output location or option, colliding output names, an output that is an input,
+    or an output folder made by another model or options. Problems of single cases are in
+    the report instead.
     """
-    from medseg.io.atomic import check_output_dir
-
-    formats = [output_format] if isinstance(output_format, str) else list(output_format)
-    bad = [f for f in formats if f not in SUFFIXES]
-    if bad or not formats or len(set(formats)) != len(formats):
-        raise InputError(
-            None,
-            f"--output-format: expected distinct formats of {', '.join(SUFFIXES)}, "
-            f"found {', '.join(formats) or 'none'}",
-        )
-    if dicom_encoding not in ("binary", "labelmap"):
-        raise InputError(
-            None, f"--dicom-encoding: expected binary or labelmap, found {dicom_encoding!r}"
-        )
-    if batch_size < 1:
-        raise InputError(None, f"--batch-size: expected >= 1, found {batch_size}")
+    opts = options or PredictOptions()
+    opts.check()
+    formats = opts.formats
     src, out = Path(inputs), Path(output)
-    if src.is_dir():
-        inside = out.resolve()
-        if inside == src.resolve() or src.resolve() in inside.parents:
-            raise InputError(out, f"the output folder must not be inside the input folder {src}")
-    check_output_dir(out)
-    dev, amp = resolve_device(device)
+    check_not_inputs([src], folder=out)
     rank, world = _rank()
-    if dev == "cuda" and world > 1:
-        dev = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    paths = [model] if isinstance(model, (str, Path)) else list(model)
-    kwargs: dict[str, Any] = {}
-    if not model_postprocessing:
-        kwargs["postprocessing"] = Postprocessing()
-    predictor: Any
-    if len(paths) == 1 and is_nnunet_folder(paths[0]):
-        predictor = load_nnunet_model(
-            paths[0],
-            folds=folds,
-            checkpoint=checkpoint,
-            device=dev,
-            amp_dtype=amp,
-            overlap=overlap,
-            batch_size=batch_size,
-            tta=tta,
-            **kwargs,
-        )
-    else:
-        predictor = Predictor.from_paths(
-            paths,
-            folds=folds,
-            checkpoint=checkpoint,
-            device=dev,
-            amp_dtype=amp,
-            overlap=overlap,
-            batch_size=batch_size,
-            tta=tta,
-            **kwargs,
-        )
     asked = requested_postprocessing(
-        [v for v in sorted(predictor.label_names) if v != 0],
-        keep_largest=keep_largest,
-        min_volume_ml=min_volume_ml,
-        fill_holes=fill_holes,
+        [v for v in sorted(model.label_names) if v != 0],
+        keep_largest=opts.keep_largest,
+        min_volume_ml=opts.min_volume_ml,
+        fill_holes=opts.fill_holes,
     )
-    if asked is not None:
-        before = predictor.postprocessing.steps if predictor.postprocessing else []
-        predictor.postprocessing = Postprocessing(
-            steps=[*before, *asked.steps], decided_by="the model folder's choice, then the user's"
-        )
-    found = find_cases(src, len(predictor.channel_names))
-    mine = shard(found.cases, num_parts, part_id)[rank::world]
-    report = PredictReport(out, problems=found.problems if (part_id, rank) == (0, 0) else [])
+    found = find_cases(src, len(model.channel_names))
+    planned = {c.name: _outputs(c, out, formats, opts.save_probabilities) for c in found.cases}
+    check_unique((p, f"case {k} ({p.name})") for k, ps in planned.items() for p in ps)
+    check_not_inputs(
+        [src, *(ch.path for c in found.cases for ch in c.channels)],
+        files=[p for ps in planned.values() for p in ps],
+    )
+    manifest = RunManifest.open(
+        out,
+        "predict",
+        model=model.identity,
+        options=opts.recorded(),
+        device=str(getattr(model, "device", "")) or None,
+        overwrite=opts.overwrite,
+    )
+    mine = shard(found.cases, opts.num_parts, opts.part_id)[rank::world]
+    report = BatchReport(out, problems=found.problems if (opts.part_id, rank) == (0, 0) else [])
     todo: list[CaseInput] = []
     for case in mine:
-        targets = _outputs(case, out, formats, save_probabilities)
+        targets = planned[case.name]
+        problem = ""
         if "dicom-seg" in formats and not case.dicom:
-            report.cases.append(
-                CaseResult(
-                    case.name,
-                    "failed",
-                    error=(
-                        f"{case.channels[0].path}: a DICOM SEG output needs a DICOM series input"
-                    ),
-                )
+            problem = f"{case.channels[0].path}: a DICOM SEG output needs a DICOM series input"
+        elif manifest.done(case.name) and not opts.overwrite:
+            report.cases.append(CaseOutcome(case.name, "exists", targets[0]))
+            continue
+        else:
+            try:
+                for t in targets:
+                    manifest.check_replaceable(t, opts.overwrite, case.name)
+            except MedsegError as exc:
+                problem = str(exc)
+        if problem:
+            report.cases.append(CaseOutcome(case.name, "failed", error=problem))
+            manifest.record_case(
+                case.name, CaseEntry("failed", _inputs(case), error=problem), lazy=True
             )
-        elif not overwrite and all(p.exists() for p in targets):
-            report.cases.append(CaseResult(case.name, "exists", targets[0]))
         else:
             todo.append(case)
     log.info(
-        "%d case(s) to predict (%d already done, part %d/%d, rank %d/%d), %d network(s), %s",
+        "%d case(s) to predict (%d already done, part %d/%d, rank %d/%d)",
         len(todo),
         len(report.existing),
-        part_id + 1,
-        num_parts,
+        opts.part_id + 1,
+        opts.num_parts,
         rank + 1,
         world,
-        len(predictor.models),
-        dev,
     )
-    _run(
-        predictor,
-        todo,
-        out,
-        formats,
-        dicom_encoding,
-        save_probabilities,
-        overwrite,
-        progress,
-        report,
-    )
+    _run(model, todo, planned, asked, opts, manifest, report)
     report.cases.sort(key=lambda c: c.name)
     return report
 
 
+def _write_label_table(names: dict[int, str], manifest: RunManifest) -> None:
+    """``labels.json``, shared by the segmentations of the folder (a run-level output,
+    written before the first case is committed)."""
+    from medseg.io.labels import build_label_table, label_table_text, write_label_table
+
+    path = output_path(manifest.folder, "labels", ".json")
+    table = build_label_table(names, sorted(names))
+    background = names.get(0, "background")
+    text = label_table_text(table, background)
+    if path.is_file() and manifest.owns(path) and path.read_text(encoding="utf-8") == text:
+        return
+    manifest.check_replaceable(path, True)
+    write_label_table(table, path, background=background, overwrite=True)
+    manifest.record_files([path])
+
+
 def _run(
-    predictor: Predictor,
+    model: SegmentationModel,
     todo: Sequence[CaseInput],
-    out: Path,
-    formats: Sequence[str],
-    encoding: str,
-    probabilities: bool,
-    overwrite: bool,
-    progress: bool,
-    report: PredictReport,
+    planned: dict[str, list[Path]],
+    asked: Postprocessing | None,
+    opts: PredictOptions,
+    manifest: RunManifest,
+    report: BatchReport,
 ) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc="predict", unit="case", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=len(todo), desc="predict", unit="case", file=sys.stderr, disable=not opts.progress
+    )
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         pending: _Pending | None = None
         nxt = reader.submit(_read, todo[0]) if todo else None
         for i, case in enumerate(todo):
             assert nxt is not None
             t0 = time.perf_counter()
+            seg: LabelMap | None = None
+            probs: np.ndarray | None = None
             try:
                 images = nxt.result()
             except (MedsegError, OSError, MemoryError) as exc:
@@ -350,52 +319,62 @@ def _run(
             nxt = reader.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
             if images is not None:
                 try:
-                    seg, probs = predictor.predict_case(images, with_probabilities=probabilities)
+                    seg, probs = model.predict_case(
+                        images, with_probabilities=opts.save_probabilities
+                    )
+                    if asked is not None:
+                        arr = apply_postprocessing(seg.array, asked, images[0].voxel_volume_ml)
+                        seg = LabelMap(arr, seg.affine, seg.source, seg.meta, seg.label_names)
                     error = ""
                 except (MedsegError, MemoryError) as exc:
                     seg, probs, error = None, None, _message(exc, case)
             if pending is not None:
-                _finish(pending, report)
+                _finish(pending, report, manifest)
                 pending = None
-            if images is None or seg is None:
-                report.cases.append(CaseResult(case.name, "failed", error=error))
+            if seg is None:
+                report.cases.append(CaseOutcome(case.name, "failed", error=error))
+                manifest.record_case(
+                    case.name, CaseEntry("failed", _inputs(case), error=error), lazy=True
+                )
                 log.warning("case %s failed: %s", case.name, error)
             else:
-                targets = _outputs(case, out, formats, probabilities)
-                fut = writer.submit(_write, case, seg, probs, targets, formats, encoding, overwrite)
-                pending = (case, t0, targets, fut)
+                targets = planned[case.name]
+                fut = writer.submit(_write, case, seg, probs, targets, opts, manifest, t0)
+                pending = (case, t0, fut)
             bar.update(1)
         if pending is not None:
-            _finish(pending, report)
+            _finish(pending, report, manifest)
     bar.close()
 
 
-_Pending = tuple[CaseInput, float, list[Path], "Future[tuple[tuple[int, ...], str]]"]
+_Pending = tuple[CaseInput, float, "Future[tuple[tuple[int, ...], str, list[Path]]]"]
 
 
-def _finish(pending: _Pending, report: PredictReport) -> None:
-    case, t0, targets, fut = pending
+def _finish(pending: _Pending, report: BatchReport, manifest: RunManifest) -> None:
+    case, t0, fut = pending
     try:
-        empty, written_note = fut.result()
+        empty, written_note, written = fut.result()
     except (MedsegError, OSError) as exc:
-        report.cases.append(CaseResult(case.name, "failed", error=_message(exc, case)))
-        log.warning("case %s failed: %s", case.name, report.cases[-1].error)
+        error = _message(exc, case)
+        report.cases.append(CaseOutcome(case.name, "failed", error=error))
+        manifest.record_case(case.name, CaseEntry("failed", _inputs(case), error=error), lazy=True)
+        log.warning("case %s failed: %s", case.name, error)
         return
     dt = time.perf_counter() - t0
     report.cases.append(
-        CaseResult(
+        CaseOutcome(
             case.name,
             "done",
-            targets[0],
+            written[0] if written else None,
             dt,
             empty_labels=empty,
-            outputs=tuple(targets),
+            outputs=tuple(written),
             note=written_note,
         )
     )
     note = f" (labels {list(empty)} empty)" if empty else ""
     note += f"; {written_note}" if written_note else ""
-    log.info("case %s: %.1f s -> %s%s", case.name, dt, targets[0], note)
+    log.info("case %s: %.1f s -> %s%s", case.name, dt, written[0] if written else "-", note)
 
 
 def _message(exc: BaseException, case: CaseInput) -> str:
@@ -405,4 +384,9 @@ def _message(exc: BaseException, case: CaseInput) -> str:
     return text if str(case.channels[0].path) in text else f"{case.channels[0].describe()}: {text}"
 
 
-__all__ = ["PROBABILITIES_SUFFIX", "SUFFIXES", "CaseResult", "PredictReport", "predict_folder"]
+__all__ = [
+    "PROBABILITIES_SUFFIX",
+    "SUFFIXES",
+    "PredictOptions",
+    "predict_folder",
+]

@@ -10,21 +10,24 @@ An input is one of:
   series found anywhere below it (as ``medseg info`` lists them). Series that cannot be read
   as a volume are reported with the reason, not predicted.
 
-A DICOM series' output name is built from the series, never from folder or patient names:
+Case names come from :mod:`medseg.io.outputs` (:func:`~medseg.io.outputs.case_stem`,
+:func:`~medseg.io.outputs.series_name`): a DICOM series' name is built from the series, never
+from folder or patient names:
 ``s<SeriesNumber>_<SeriesDescription>_<8 hex of the SeriesInstanceUID and split key>``.
+Output paths are built from the names by :func:`~medseg.io.outputs.output_path`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
+from medseg.io.outputs import case_stem, series_name
 
 _NNUNET = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})(?P<ext>\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd)$")
 
@@ -63,23 +66,6 @@ class InputScan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _stem(path: Path) -> str:
-    suffix = full_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.name
-
-
-def _safe(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:limit] or "series"
-
-
-def series_output_name(series_number: int | None, description: str | None, key: str) -> str:
-    """``s003_CT_Body_3.0_1a2b3c4d``: series number, description (file-name safe) and a short
-    hash of the series key (SeriesInstanceUID + split suffix), unique within a study."""
-    num = f"s{series_number:03d}" if series_number is not None else "s"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return "_".join(x for x in (num, _safe(description or ""), digest) if x)
-
-
 def _image_cases(files: Sequence[Path], n_channels: int, scan: InputScan) -> None:
     groups: dict[str, dict[int, Path]] = {}
     singles: list[Path] = []
@@ -95,11 +81,12 @@ def _image_cases(files: Sequence[Path], n_channels: int, scan: InputScan) -> Non
                 (
                     str(f),
                     f"the model expects {n_channels} channels; name them "
-                    f"{_stem(f)}_0000{full_suffix(f)} ... _{n_channels - 1:04d} (nnU-Net naming)",
+                    f"{case_stem(f)}_0000{full_suffix(f)} ... _{n_channels - 1:04d} "
+                    "(nnU-Net naming)",
                 )
             )
             continue
-        scan.cases.append(CaseInput(_stem(f), (ChannelSource(f),)))
+        scan.cases.append(CaseInput(case_stem(f), (ChannelSource(f),)))
     for case, chans in sorted(groups.items()):
         want = list(range(n_channels))
         if sorted(chans) != want:
@@ -129,7 +116,7 @@ def _dicom_cases(root: Path, n_channels: int, scan: InputScan) -> None:
                 (what, f"the model expects {n_channels} channels; a DICOM series is one")
             )
             continue
-        name = series_output_name(s.series_number, s.description, s.key)
+        name = series_name(s.series_number, s.description, s.key)
         scan.cases.append(CaseInput(name, (ChannelSource(root, s.key),), dicom=True))
 
 
@@ -201,9 +188,8 @@ def shard(cases: Sequence[CaseInput], num_parts: int, part_id: int) -> list[Case
     """The cases of part ``part_id`` of ``num_parts`` (every ``num_parts``-th case of the
     sorted list, nnU-Net's ``--num_parts/--part_id``): the parts together hold every case once."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise InputError(
-            None,
-            f"--num-parts/--part-id: expected 0 <= part id < parts, found {part_id} of {num_parts}",
+        raise ConfigError(
+            f"num_parts/part_id: expected 0 <= part_id < num_parts, found {part_id} of {num_parts}"
         )
     return list(cases[part_id::num_parts])
 
@@ -213,6 +199,5 @@ __all__ = [
     "ChannelSource",
     "InputScan",
     "find_cases",
-    "series_output_name",
     "shard",
 ]

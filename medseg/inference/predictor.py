@@ -201,6 +201,32 @@ class Predictor:
     def channel_names(self) -> list[str]:
         return list(self.plan.channel_names)
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What this predictor is, for run manifests: its checkpoint files and the sha256 of
+        each (computed once), and the inference settings that change its outputs."""
+        if getattr(self, "_identity", None) is None:
+            import hashlib
+            import os
+
+            files = [Path(os.path.abspath(p)) for p in self.paths]
+            root = Path(os.path.commonpath([str(f.parent) for f in files]))
+            shas = {}
+            for f in files:
+                with open(f, "rb") as fh:
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                shas[f.relative_to(root).as_posix()] = digest
+            self._identity = {
+                "kind": "medseg",
+                "path": str(root),
+                "folds": None,
+                "checkpoint": None,
+                "weights_sha256": shas,
+                "overlap": self.overlap,
+                "mirror_axes": [list(m) for m in self.mirror_axes],
+            }
+        return dict(self._identity)
+
     @classmethod
     def from_paths(
         cls,

@@ -136,10 +136,18 @@ def write_volume(
     """Write ``volume`` (NIfTI or ITK format by suffix) atomically.
 
     ``label_table`` (for label maps) goes into the file: NIfTI label intent + comment
-    extension, or 3D Slicer segmentation fields in a ``.nrrd`` header; other formats refuse it.
+    extension, or 3D Slicer segmentation fields in a ``.nrrd`` header; other formats refuse
+    it. A :class:`~medseg.volume.LabelMap` is one writer's job: without ``label_table`` its
+    own table (its label names and the values present) goes into NIfTI and NRRD files; a
+    ``.mha``/``.mhd`` file keeps the values only.
     """
     p = Path(path)
     suffix = full_suffix(p)
+    labelled = suffix in NIFTI_SUFFIXES or suffix == ".nrrd"
+    if label_table is None and isinstance(volume, LabelMap) and labelled:
+        from medseg.io.labels import build_label_table
+
+        label_table = build_label_table(volume.label_names, volume.labels_present())
     if suffix in NIFTI_SUFFIXES:
         from medseg.io.nifti import write_nifti
 

@@ -311,6 +311,35 @@ def atomic_files(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         _unregister(tmpdir)
 
 
+def _temp_suffix(target: Path) -> str:
+    name = target.name.lower()
+    return ".seg.nrrd" if name.endswith(".seg.nrrd") else full_suffix(target)
+
+
+def reserve_temporary(target: str | Path) -> Path:
+    """A fresh temporary name beside ``target`` (same suffix; medseg's temporary naming, so
+    it is removed on SIGTERM and, if the process is killed, by the next run writing there).
+    Nothing exists under the name yet; write it, then rename it onto ``target``."""
+    t = Path(target)
+    _ensure_folder(t.parent)
+    _clean_once(t.parent)
+    with _wrap_os_errors(t):
+        fd, name = tempfile.mkstemp(
+            prefix=_temp_prefix(t), suffix=f".part{_temp_suffix(t)}", dir=t.parent
+        )
+        os.close(fd)
+        os.unlink(name)
+    _register(Path(name))
+    return Path(name)
+
+
+def discard_temporary(tmp: Path) -> None:
+    """Remove a temporary of :func:`reserve_temporary` (if it is still there)."""
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    _unregister(tmp)
+
+
 def atomic_write_text(path: str | Path, text: str, overwrite: bool = False) -> Path:
     """Write a text file atomically (UTF-8)."""
     with atomic_path(path, overwrite) as tmp:
@@ -333,7 +362,9 @@ __all__ = [
     "check_output_dir",
     "check_writable",
     "clean_stale_temporaries",
+    "discard_temporary",
     "full_suffix",
     "remove_temporaries",
+    "reserve_temporary",
     "usual_file_mode",
 ]

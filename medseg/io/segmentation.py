@@ -42,7 +42,7 @@ class WrittenSegmentation:
     Attributes:
         path: the segmentation file.
         format: one of :data:`FORMATS`.
-        label_table: the ``labels.json`` beside it.
+        label_table: the ``labels.json`` beside it (``None`` when the caller writes it).
         labels: label values described in the file (the whole table; for ``dicom-seg`` the
             non-empty ones, which became segments).
         empty_labels: label values of the table with no voxel (left out of a DICOM SEG,
@@ -52,7 +52,7 @@ class WrittenSegmentation:
 
     path: Path
     format: str
-    label_table: Path
+    label_table: Path | None
     labels: tuple[int, ...]
     empty_labels: tuple[int, ...]
     notes: tuple[str, ...] = ()
@@ -86,7 +86,7 @@ def write_segmentation(
     encoding: str = "binary",
     colors: Mapping[int, Sequence[int]] | None = None,
     label_table: Sequence[LabelInfo] | None = None,
-    table_name: str = LABEL_TABLE_NAME,
+    table_name: str | None = LABEL_TABLE_NAME,
     overwrite: bool = False,
     **dicom_options: object,
 ) -> WrittenSegmentation:
@@ -106,7 +106,8 @@ def write_segmentation(
             present; see :func:`build_label_table`).
         table_name: the file name of the table beside the output (``labels.json``, shared by
             the segmentations of one model in one folder; a single output of its own may use
-            e.g. ``<name>.labels.json``).
+            e.g. ``<name>.labels.json``); ``None``: none (the caller writes the folder's
+            table once, e.g. :func:`~medseg.inference.batch.predict_folder`).
         overwrite: replace existing outputs (and a different ``labels.json``).
         dicom_options: further keywords of :func:`write_dicom_seg` (series_number,
             series_description, algorithm_name, algorithm_version).
@@ -157,7 +158,11 @@ def write_segmentation(
         write_volume(seg, target, overwrite=overwrite, label_table=table)
         p = target
     background = seg.label_names.get(0, "background")
-    lt = write_label_table(table, p.parent / table_name, background=background, overwrite=overwrite)
+    lt = None
+    if table_name is not None:
+        lt = write_label_table(
+            table, p.parent / table_name, background=background, overwrite=overwrite
+        )
     return WrittenSegmentation(p, fmt, lt, labels, empty, notes)
 
 

@@ -23,7 +23,9 @@ from typing import Any
 
 from medseg import __version__
 from medseg.errors import InputError, MedsegError
-from medseg.evaluation import CaseFailure, case_name, is_single_case, list_cases, match_cases
+from medseg.evaluation import CaseFailure, is_single_case, list_cases, match_cases
+from medseg.io.outputs import case_stem
+from medseg.io.report import BatchReport, CaseOutcome
 from medseg.volume import LabelMap, Volume, check_same_frame_of_reference
 from medseg.volumetry.change import (
     Agreement,
@@ -95,6 +97,20 @@ class VolumetryResult:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def report(self, output: Path) -> BatchReport:
+        """The cases as a :class:`~medseg.io.report.BatchReport` (measured or failed)."""
+        failed = {f.case for f in self.failures}
+        cases = [
+            CaseOutcome(c.case, "done", inputs=(str(c.segmentation),))
+            for c in self.cases
+            if c.case not in failed
+        ]
+        cases += [
+            CaseOutcome(f.case, "failed", error=f.error, inputs=(f.path,) if f.path else ())
+            for f in self.failures
+        ]
+        return BatchReport(output, cases, verb="measured")
 
 
 def _failure(f: CaseFailure, role: str) -> Failure:
@@ -267,7 +283,7 @@ def _other_side(
             continue
         p = paths[c.case]
         try:
-            out[c.case] = (case_name(p), _volumes_of(p, names, c.case))
+            out[c.case] = (case_stem(p), _volumes_of(p, names, c.case))
         except (MedsegError, OSError, EOFError) as exc:
             fails.append(Failure(c.case, role, str(p), str(exc)))
     return out, fails

@@ -13,10 +13,12 @@
 ``report.html``             the self-contained HTML report (:mod:`medseg.volumetry.html`)
 ==========================  =====================================================================
 
+Every path is built by :func:`medseg.io.outputs.output_path` (a case name from a file or a
+CSV listing cannot leave the folder) and recorded in the run manifest ``volumetry.json``.
 Nothing is overwritten unless ``overwrite=True`` (checked before any work by
-:func:`check_outputs`); with it, outputs of an earlier run that this run does not produce
-(another case's JSON, a ``longitudinal.csv`` without ``--baseline`` ...) are removed so the
-folder describes one run.
+:func:`check_outputs`); with it, the files an earlier run recorded and this run does not
+produce (another case's JSON, a ``longitudinal.csv`` without ``--baseline`` ...) are removed
+so the folder describes one run. A file medseg did not write is never replaced or removed.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import OutputExistsError
-from medseg.evaluation import rows_to_csv
-from medseg.io.atomic import atomic_write_text
+from medseg.io.manifest import RunManifest, write_run_files
+from medseg.io.outputs import check_not_inputs, check_unique, output_path
+from medseg.io.report import rows_to_csv
 from medseg.volumetry.batch import FAILURE_FIELDS, VolumetryResult
 from medseg.volumetry.change import AGREEMENT_FIELDS, CHANGE_FIELDS, COMPARISON_FIELDS
 from medseg.volumetry.stats import INTENSITY_KEYS, VOLUME_FIELDS, LabelStats
@@ -39,20 +42,25 @@ OPTIONAL_FILES: tuple[str, ...] = ("longitudinal.csv", "comparison.csv", "agreem
 STATISTICS_DIR = "statistics"
 
 
-def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
-    """Check the output folder up front (:func:`medseg.io.atomic.check_output_dir`: it can be
-    created and written) and raise :class:`OutputExistsError` if it holds outputs and not
-    ``overwrite``."""
-    from medseg.io.atomic import check_output_dir
+def _path(out: Path, name: str) -> Path:
+    """The output path of a run-level file ``name`` (``volumes.csv``)."""
+    stem, _, ext = name.partition(".")
+    return output_path(out, stem, "." + ext)
 
-    out = check_output_dir(out_dir)
-    if overwrite:
-        return
+
+def check_outputs(
+    out_dir: str | Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()
+) -> None:
+    """Check the output folder up front: it is apart from the ``inputs``, can be created
+    and written, and holds no output of an earlier run unless ``overwrite`` (and no file
+    medseg did not write under an output name: :class:`OutputExistsError`)."""
+    out = Path(out_dir)
+    check_not_inputs([p for p in inputs if p is not None], folder=out)
+    manifest = RunManifest.open(out, "volumetry", overwrite=overwrite, compare=False)
     for name in OUTPUT_FILES + OPTIONAL_FILES:
-        if (out / name).exists():
-            raise OutputExistsError(out / name)
+        manifest.check_replaceable(_path(out, name), overwrite)
     stats = out / STATISTICS_DIR
-    if stats.is_dir() and any(stats.glob("*.json")):
+    if not overwrite and stats.is_dir() and any(stats.glob("*.json")):
         raise OutputExistsError(stats)
 
 
@@ -101,10 +109,11 @@ def statistics_json(records: Iterable[LabelStats]) -> dict[str, dict[str, Any]]:
 def write_outputs(
     result: VolumetryResult, out_dir: str | Path, *, overwrite: bool = False, html: bool = True
 ) -> dict[str, Path]:
-    """Write every output of ``result`` into ``out_dir`` atomically; returns ``{name: path}``."""
+    """Write every output of ``result`` into ``out_dir`` atomically, recorded in the run
+    manifest ``volumetry.json``; returns ``{name: path}``."""
     out = Path(out_dir)
-    check_outputs(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [result.settings.get(k) for k in ("segmentations", "images", "baseline", "compare")]
+    check_outputs(out, overwrite, inputs)
     texts: dict[str, str] = {
         "volumes.csv": rows_to_csv((r.as_dict() for r in result.records), VOLUME_FIELDS),
         "failures.csv": rows_to_csv((f.as_dict() for f in result.failures), FAILURE_FIELDS),
@@ -121,33 +130,25 @@ def write_outputs(
         texts["agreement.csv"] = rows_to_csv(
             (a.as_dict() for a in result.agreement or []), AGREEMENT_FIELDS
         )
-    for case in result.cases:
-        doc = statistics_json(case.records)
-        texts[f"{STATISTICS_DIR}/{case.case}.json"] = (
-            json.dumps(doc, indent=2, allow_nan=False) + "\n"
-        )
+    stats: dict[Path, str] = {}
+    planned = [(output_path(out, c.case, ".json", subdir=STATISTICS_DIR), c) for c in result.cases]
+    check_unique((p, f"the statistics of case {c.case!r}") for p, c in planned)
+    for path, case in planned:
+        stats[path] = json.dumps(statistics_json(case.records), indent=2, allow_nan=False) + "\n"
     if html:
         from medseg.volumetry.html import render_report
 
         texts["report.html"] = render_report(result)
-    paths: dict[str, Path] = {}
-    for name, text in texts.items():
-        paths[name] = atomic_write_text(out / name, text, overwrite=overwrite)
-    if overwrite:
-        _remove_stale(out, set(texts))
+    by_path = {_path(out, n): t for n, t in texts.items()} | stats
+    manifest = RunManifest.open(
+        out, "volumetry", options=result.settings, compare=False, overwrite=overwrite
+    )
+    write_run_files(manifest, by_path, overwrite=overwrite)
+    manifest.record_report(result.report(out))
+    paths = {n: _path(out, n) for n in texts}
+    paths |= {f"{STATISTICS_DIR}/{p.name}": p for p in stats}
     result.outputs.update(paths)
     return paths
-
-
-def _remove_stale(out: Path, written: set[str]) -> None:
-    for name in OUTPUT_FILES + OPTIONAL_FILES:
-        if name not in written and (out / name).is_file():
-            (out / name).unlink()
-    stats = out / STATISTICS_DIR
-    if stats.is_dir():
-        for p in stats.glob("*.json"):
-            if f"{STATISTICS_DIR}/{p.name}" not in written:
-                p.unlink()
 
 
 __all__ = [

@@ -1,0 +1,122 @@
+"""Loading a segmentation model of any kind behind one interface.
+
+:class:`SegmentationModel` is what batch prediction (:func:`medseg.inference.batch.
+predict_folder`) needs of a model: medseg's :class:`~medseg.inference.predictor.Predictor`,
+an imported nnU-Net model and an ONNX export all offer it. :func:`load_model` opens a model
+path by its kind: an nnU-Net results folder (:mod:`medseg.nnunet`), an ONNX export folder
+(:mod:`medseg.export`), otherwise medseg checkpoints or model folders
+(:meth:`Predictor.from_paths`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from medseg.errors import ConfigError
+from medseg.volume import LabelMap, Volume
+
+
+@runtime_checkable
+class SegmentationModel(Protocol):
+    """A loaded model that segments one case at a time.
+
+    ``predict_case(images)`` takes the case's channels (original grids, in the order of
+    ``channel_names``) and returns the label map on the grid of ``images[0]`` and, with
+    ``with_probabilities``, the class probabilities ``(K, I, J, K)`` on that grid.
+    ``identity`` is a JSON-able record of what the model is (``kind``, ``path``, ``folds``,
+    ``checkpoint``, ``weights_sha256``), written into run manifests."""
+
+    @property
+    def label_names(self) -> dict[int, str]: ...
+
+    @property
+    def channel_names(self) -> list[str]: ...
+
+    @property
+    def identity(self) -> dict[str, Any]: ...
+
+    def predict_case(
+        self, images: Sequence[Volume], *, with_probabilities: bool = False
+    ) -> tuple[LabelMap, np.ndarray | None]: ...
+
+    def predict(self, images: Sequence[Volume]) -> LabelMap: ...
+
+
+def _optional(module: str) -> ModuleType | None:
+    """``module`` if this installation has it (the nnU-Net and ONNX model kinds)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+
+
+def device_for_rank(device: str) -> tuple[str, Any]:
+    """``(device, AMP dtype)`` for ``device`` (``auto``, ``cpu``, ``cuda``); under
+    ``torchrun`` with several ranks each rank gets its own GPU (``cuda:<LOCAL_RANK>``)."""
+    from medseg.inference.predictor import resolve_device
+
+    dev, amp = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if dev == "cuda" and world > 1:
+        dev = f"cuda:{int(os.environ.get('LOCAL_RANK', os.environ.get('RANK', '0')))}"
+    return dev, amp
+
+
+def load_model(
+    model: str | Path | Sequence[str | Path],
+    *,
+    folds: Sequence[int | str] | None = None,
+    checkpoint: str = "last",
+    **options: Any,
+) -> SegmentationModel:
+    """Load ``model`` (a checkpoint file, a model folder, several of them to ensemble, an
+    nnU-Net results folder or an ONNX export folder) for prediction.
+
+    Args:
+        model: path(s) of the model.
+        folds: folds of a model folder to ensemble (default: its cross-validation folds).
+        checkpoint: ``"last"`` (final weights) or ``"best"`` (nnU-Net: ``"final"``, ...).
+        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``overlap``, ``batch_size`` (>= 1),
+            ``tta``, ``model_postprocessing`` (False: skip the model folder's chosen
+            post-processing); further keywords go to the model kind's loader.
+    """
+    paths = [Path(model)] if isinstance(model, (str, Path)) else [Path(m) for m in model]
+    if not paths:
+        raise ConfigError("model: expected at least one model path, found none")
+    batch_size = options.get("batch_size", 2)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size: expected an integer >= 1, found {batch_size!r}")
+    from medseg.postprocess import Postprocessing
+
+    kw = dict(options)
+    dev, amp = device_for_rank(str(kw.pop("device", "auto")))
+    if not kw.pop("model_postprocessing", True):
+        kw["postprocessing"] = Postprocessing()
+    kw.update(device=dev, amp_dtype=amp)
+    if len(paths) == 1 and paths[0].is_dir():
+        nnunet = _optional("medseg.nnunet")
+        if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
+            model_obj: SegmentationModel = nnunet.load_nnunet_model(
+                paths[0], folds=folds, checkpoint=checkpoint, **kw
+            )
+            return model_obj
+        export = _optional("medseg.export")
+        if export is not None and export.is_onnx_folder(paths[0]):
+            model_obj = export.load_onnx_model(paths[0], folds=folds, **kw)
+            return model_obj
+    from medseg.inference.predictor import Predictor
+
+    which = "last" if checkpoint == "final" else checkpoint  # nnU-Net's name for the same
+    return Predictor.from_paths(paths, folds=folds, checkpoint=which, **kw)
+
+
+__all__ = ["SegmentationModel", "device_for_rank", "load_model"]
