@@ -63,10 +63,14 @@ def _find_network_class(dotted: str, where: Path) -> Any:
             raise
     name = dotted.rpartition(".")[2]
     package = importlib.import_module(NETWORK_PREFIX.rstrip("."))
-    for info in pkgutil.iter_modules(package.__path__, NETWORK_PREFIX):
-        try:  # some modules need optional packages (timm); they cannot hold the class then
-            module = importlib.import_module(info.name)
-        except ImportError:
+    names = [info.name for info in pkgutil.iter_modules(package.__path__, NETWORK_PREFIX)]
+    # the U-Net modules first: the others (transformers) import timm, and timm imports
+    # torchvision, which fails to load beside a torch build it was not made for
+    names.sort(key=lambda n: (not n.endswith(("unet", "unet_decoder")), n))
+    for module_name in names:
+        try:  # a module that needs a missing or broken optional package cannot hold the class
+            module = importlib.import_module(module_name)
+        except (ImportError, RuntimeError):
             continue
         cls = getattr(module, name, None)
         if isinstance(cls, type):
