@@ -262,7 +262,6 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 #: The documented way to build the loader (the same callable as :class:`TrainLoader`).
-make_train_loader = TrainLoader
 
 
-__all__ = ["PatchSampler", "TrainLoader", "foreground_positions", "make_train_loader"]
+__all__ = ["PatchSampler", "TrainLoader", "foreground_positions"]

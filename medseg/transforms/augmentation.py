@@ -171,9 +171,9 @@ def _spatial(
 def _simulate_low_resolution(image: np.ndarray, zoom: float) -> np.ndarray:
     """Downsample (nearest) by ``zoom`` and upsample back (linear), half-voxel aligned.
 
-    Same result as :func:`medseg.transforms.spatial.resample_to_shape` twice (order 0, then 1)
-    but through ``torch.nn.functional.interpolate``: ~6x faster than ``scipy.ndimage.zoom`` on
-    a 160x128x80 patch, and MONAI's ``RandSimulateLowResolution`` draws its own random zoom.
+    Same result as :func:`medseg.transforms.spatial.resample_to_shape` twice (order 0, then 1),
+    computed with ``torch.nn.functional.interpolate`` (MONAI's ``RandSimulateLowResolution``
+    draws its own random zoom, so it is not used here).
     """
     import torch
     from torch.nn import functional as tnf

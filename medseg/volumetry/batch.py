@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import InputError, MedsegError
 from medseg.evaluation import CaseFailure, case_name, is_single_case, list_cases, match_cases
 from medseg.volume import LabelMap, Volume

@@ -280,7 +280,7 @@ def write_dicom_seg(
     import highdicom as hd
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-    import medseg
+    from medseg._version import __version__
 
     if encoding not in ENCODINGS:
         raise ConfigError(f"DICOM SEG encoding: expected one of {ENCODINGS}, found {encoding!r}")
@@ -324,7 +324,7 @@ def write_dicom_seg(
         full[frame_index] = planes
         planes = full
     descriptions, notes = _descriptions(
-        written, numbers, (algorithm_name, algorithm_version or medseg.__version__)
+        written, numbers, (algorithm_name, algorithm_version or __version__)
     )
     src_desc = info.description or ""
     description = series_description or (
@@ -345,7 +345,7 @@ def write_dicom_seg(
             instance_number=1,
             manufacturer="medseg",
             manufacturer_model_name="medseg",
-            software_versions=medseg.__version__,
+            software_versions=__version__,
             device_serial_number="0",
             content_description=description[:64],
             content_label="MEDSEG",
