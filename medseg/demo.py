@@ -132,7 +132,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     out = Path(out_dir) if out_dir is not None else Path(f"medseg_demo_{stamp}")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise OutputExistsError(out, hint="pass --overwrite to replace the demo folder")
+            raise OutputExistsError(out, hint="pass overwrite=True to replace the demo folder")
         shutil.rmtree(out)
     check_output_dir(out)
     res = DemoResult(out.resolve())

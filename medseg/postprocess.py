@@ -414,15 +414,14 @@ def requested_postprocessing(
         chosen = known if choice == "all" else [int(v) for v in choice]
         unknown = sorted(set(chosen) - set(known))
         if unknown:
-            raise ConfigError(f"{what}: labels {unknown} are not labels of the model {known}")
+            raise ConfigError(
+                f"{what}: labels {unknown} are not labels of the model {known}", param=what
+            )
         return chosen
 
-    steps = [
-        PostprocessingStep(kind="fill_holes", label=v) for v in pick(fill_holes, "--fill-holes")
-    ]
+    steps = [PostprocessingStep(kind="fill_holes", label=v) for v in pick(fill_holes, "fill_holes")]
     steps += [
-        PostprocessingStep(kind="keep_largest", label=v)
-        for v in pick(keep_largest, "--keep-largest")
+        PostprocessingStep(kind="keep_largest", label=v) for v in pick(keep_largest, "keep_largest")
     ]
     if min_volume_ml is not None:
         vols = (
@@ -431,14 +430,14 @@ def requested_postprocessing(
             else dict.fromkeys(known, min_volume_ml)
         )
         for v, ml in sorted(vols.items()):
-            pick([v], "--min-volume")
+            pick([v], "min_volume_ml")
             if not (math.isfinite(ml) and ml >= 0):
-                raise ConfigError(f"--min-volume: expected a volume >= 0 mL, found {ml!r}")
+                raise ConfigError(
+                    f"min_volume_ml: expected a volume >= 0 mL, found {ml!r}",
+                    param="min_volume_ml",
+                )
             steps.append(PostprocessingStep(kind="remove_small", label=v, min_volume_ml=ml))
     return Postprocessing(steps=steps, connectivity=connectivity) if steps else None
-
-
-POSTPROCESSING_FILE = "postprocessing.json"
 
 
 def load_postprocessing(path: str | Path) -> Postprocessing:
@@ -461,7 +460,6 @@ def load_postprocessing(path: str | Path) -> Postprocessing:
 
 
 __all__ = [
-    "POSTPROCESSING_FILE",
     "Postprocessing",
     "PostprocessingStep",
     "apply_postprocessing",

@@ -179,7 +179,7 @@ def test_model_folder_fold_and_checkpoint_selection(tmp_path: Path) -> None:
     assert best == [tmp_path / "fold_1" / "checkpoint_best.pt"]
     with pytest.raises(InputError, match=r"fold_0/checkpoint_best\.pt: best checkpoint not"):
         model_checkpoints(tmp_path, checkpoint="best")
-    with pytest.raises(InputError, match="--checkpoint"):
+    with pytest.raises(ConfigError, match=r"^checkpoint: expected 'last' or 'best'"):
         model_checkpoints(tmp_path, checkpoint="final")
 
 

@@ -19,7 +19,6 @@ channel), named after it (:mod:`medseg.inference.inputs`), in NIfTI, NRRD, 3D Sl
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -30,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import InputError, MedsegError
+from medseg.errors import ConfigError, InputError, MedsegError
 from medseg.inference.inputs import CaseInput, find_cases, shard
-from medseg.inference.predictor import Predictor, resolve_device
+from medseg.inference.predictor import Predictor
 from medseg.postprocess import LabelChoice, Postprocessing, requested_postprocessing
+from medseg.runtime import dist_info, resolve_amp, resolve_device
 from medseg.volume import LabelMap, Volume
 
 log = logging.getLogger("medseg.inference")
@@ -106,7 +106,8 @@ class PredictReport:
 
 def _rank() -> tuple[int, int]:
     """``(rank, world size)`` under ``torchrun`` (or any launcher setting them), else (0, 1)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    info = dist_info()
+    return info.rank, info.world_size
 
 
 def _read(case: CaseInput) -> list[Volume]:
@@ -215,27 +216,27 @@ def predict_folder(
     formats = [output_format] if isinstance(output_format, str) else list(output_format)
     bad = [f for f in formats if f not in SUFFIXES]
     if bad or not formats or len(set(formats)) != len(formats):
-        raise InputError(
-            None,
-            f"--output-format: expected distinct formats of {', '.join(SUFFIXES)}, "
+        raise ConfigError(
+            f"output_format: expected distinct formats of {', '.join(SUFFIXES)}, "
             f"found {', '.join(formats) or 'none'}",
+            param="output_format",
         )
     if dicom_encoding not in ("binary", "labelmap"):
-        raise InputError(
-            None, f"--dicom-encoding: expected binary or labelmap, found {dicom_encoding!r}"
+        raise ConfigError(
+            f"dicom_encoding: expected binary or labelmap, found {dicom_encoding!r}",
+            param="dicom_encoding",
         )
     if batch_size < 1:
-        raise InputError(None, f"--batch-size: expected >= 1, found {batch_size}")
+        raise ConfigError(f"batch_size: expected >= 1, found {batch_size}", param="batch_size")
     src, out = Path(inputs), Path(output)
     if src.is_dir():
         inside = out.resolve()
         if inside == src.resolve() or src.resolve() in inside.parents:
             raise InputError(out, f"the output folder must not be inside the input folder {src}")
     check_output_dir(out)
-    dev, amp = resolve_device(device)
     rank, world = _rank()
-    if dev == "cuda" and world > 1:
-        dev = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    torch_device = resolve_device(device, local_rank=dist_info().local_rank)
+    dev, amp = str(torch_device), resolve_amp("auto", torch_device)
     paths = [model] if isinstance(model, (str, Path)) else list(model)
     kwargs: dict[str, Any] = {}
     if not model_postprocessing:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medseg.errors import InputError
+from medseg.errors import ConfigError, InputError
 from medseg.io import IMAGE_SUFFIXES
 from medseg.io.atomic import full_suffix
 
@@ -201,9 +201,9 @@ def shard(cases: Sequence[CaseInput], num_parts: int, part_id: int) -> list[Case
     """The cases of part ``part_id`` of ``num_parts`` (every ``num_parts``-th case of the
     sorted list, nnU-Net's ``--num_parts/--part_id``): the parts together hold every case once."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise InputError(
-            None,
-            f"--num-parts/--part-id: expected 0 <= part id < parts, found {part_id} of {num_parts}",
+        raise ConfigError(
+            f"part_id: expected 0 <= part_id < num_parts, found {part_id} of {num_parts}",
+            param="part_id",
         )
     return list(cases[part_id::num_parts])
 

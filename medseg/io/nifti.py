@@ -217,7 +217,7 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
                     raise InvalidVolumeError(
                         p,
                         f"4-D image with {n} volumes/channels (shape {shape}); expected 3-D. "
-                        "Choose one with channel=K (CLI: --channel K)",
+                        "Choose one with channel=K",
                     )
                 channel = 0
             if not 0 <= channel < n:

@@ -127,6 +127,15 @@ def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
     return "; ".join(parts) if parts else "all measured"
 
 
+def defined_mean(values: Iterable[float]) -> float:
+    """Mean of the values that are defined (not NaN), NaN when none is: how every mean over
+    cases, folds or labels in medseg treats undefined values (:func:`summarize` says how many
+    there were)."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(np.mean(arr)) if arr.size else float("nan")
+
+
 def stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
     """``(mean, std (ddof 0), median, p5, p95)`` of ``values``; NaN for none."""
     if values.size == 0:
@@ -231,6 +240,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "MetricSummary",
     "by_structure",
+    "defined_mean",
     "metric_summary",
     "summarize",
 ]
