@@ -4,6 +4,8 @@ The public API (everything else is an implementation detail that may change)::
 
     import medseg
     ct = medseg.read_volume("study/")                       # DICOM folder, NIfTI, NRRD, MHA
+    medseg.describe("study/")                                # its series, geometry, skipped files
+    medseg.convert("study/", "ct.nii.gz", series=0)          # one series to NIfTI
     ds = medseg.load_dataset("/data/Task02_Heart")
     problems = medseg.check_dataset(ds)
     plan = medseg.plan_dataset(ds, gpu_memory_gb=24)
@@ -49,6 +51,8 @@ if TYPE_CHECKING:  # THE list of public names (see the module docstring)
     from medseg.io import read_label_map as read_label_map
     from medseg.io import read_volume as read_volume
     from medseg.io import write_volume as write_volume
+    from medseg.io.convert import convert as convert
+    from medseg.io.describe import describe as describe
     from medseg.metrics import evaluate_pair as evaluate_pair
     from medseg.model_folder import ModelFolder as ModelFolder
     from medseg.model_folder import open_model_folder as open_model_folder

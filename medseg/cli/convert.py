@@ -7,9 +7,10 @@ import re
 import sys
 from pathlib import Path
 
-from medseg.errors import InputError, MedsegError, UnsupportedFormatError
-from medseg.io import WRITE_SUFFIXES, detect_format, read_volume, write_volume
-from medseg.io.atomic import check_output_dir, check_writable, full_suffix
+from medseg.errors import InputError, MedsegError
+from medseg.io import WRITE_SUFFIXES, write_volume
+from medseg.io.atomic import check_output_dir
+from medseg.io.convert import convert
 from medseg.volume import LabelMap
 
 
@@ -39,40 +40,13 @@ def _series_arg(value: str | None) -> str | int | None:
     return int(value) if value.isdigit() else value
 
 
-def convert_file(
-    src: Path,
-    dst: Path,
-    *,
-    series: str | int | None = None,
-    channel: int | None = None,
-    label: bool = False,
-    overwrite: bool = False,
-) -> Path:
-    """Read ``src`` and write it to ``dst`` (format by suffix). Returns ``dst``.
-
-    The output is checked first (suffix, existing file, writable folder), so a bad output
-    path fails before a long read."""
-    if full_suffix(dst) not in WRITE_SUFFIXES:
-        raise UnsupportedFormatError(
-            dst,
-            f"cannot write '{full_suffix(dst) or dst.name}'; "
-            f"expected one of {', '.join(WRITE_SUFFIXES)}",
-        )
-    detect_format(src)  # a missing or unsupported input is named before the output is touched
-    check_writable(dst, overwrite)
-    vol = read_volume(src, channel=channel, series=series)
-    if label:
-        vol = LabelMap.from_volume(vol)
-    return write_volume(vol, dst, overwrite=overwrite)
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "series"
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.all:
-        out = convert_file(
+        out = convert(
             args.input,
             args.output,
             series=_series_arg(args.series),
