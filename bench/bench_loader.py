@@ -196,14 +196,14 @@ def main() -> None:
 
     from medseg.datasets import load_dataset
     from medseg.loader import TrainLoader
-    from medseg.plan import plan_dataset
+    from medseg.planning import plan_dataset
 
     torch.set_num_threads(1)
     ds = load_dataset(args.data)
     cases = ds.cases[: args.cases]
     plan = plan_dataset(ds.subset([c.case_id for c in cases]), voxels_per_case=5000)
     if args.patch:
-        from medseg.plan import network_topology
+        from medseg.planning import network_topology
 
         plan = plan.model_copy(
             update={

@@ -58,9 +58,9 @@ if TYPE_CHECKING:  # THE list of public names (see the module docstring)
     from medseg.model_folder import open_model_folder as open_model_folder
     from medseg.plan.files import load_plan as load_plan
     from medseg.plan.files import save_plan as save_plan
-    from medseg.plan.rules import explain_plan as explain_plan
-    from medseg.plan.rules import plan_dataset as plan_dataset
     from medseg.plan.schema import Plan as Plan
+    from medseg.planning.rules import explain_plan as explain_plan
+    from medseg.planning.rules import plan_dataset as plan_dataset
     from medseg.training import train as train
     from medseg.training.config import TrainConfig as TrainConfig
     from medseg.training.config import load_train_config as load_train_config

@@ -124,7 +124,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     from medseg.inference.batch import predict_folder
     from medseg.io.atomic import atomic_write_text, check_output_dir
     from medseg.plan.files import save_plan
-    from medseg.plan.rules import explain_plan, plan_dataset
+    from medseg.planning.rules import explain_plan, plan_dataset
     from medseg.training import load_train_config, train
     from medseg.volumetry import measure_folder, write_outputs
 

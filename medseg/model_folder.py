@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from medseg.errors import ConfigError, InputError
 
@@ -37,7 +37,6 @@ Which = Literal["last", "best"]
 CHECKPOINT_FILES: dict[str, str] = {"last": "checkpoint_last.pt", "best": "checkpoint_best.pt"}
 
 
-@runtime_checkable
 class ModelFolderLike(Protocol):
     """What every kind of model folder offers (medseg's, nnU-Net's, an ONNX export)."""
 
@@ -162,6 +161,16 @@ class ModelFolder:
     def crossval(self) -> Path:
         """Out-of-fold tables and summaries (after every fold of the splits finished)."""
         return self.root / "crossval"
+
+    @property
+    def crossval_summary(self) -> Path:
+        """The cross-validation document (per label mean, SD and per-case Dice and HD95)."""
+        return self.crossval / "summary.json"
+
+    @property
+    def dice_vs_time(self) -> Path:
+        """Validation Dice of every fold against training time."""
+        return self.crossval / "dice_vs_time.png"
 
     @property
     def cache(self) -> Path:

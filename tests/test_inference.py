@@ -188,7 +188,7 @@ def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None
     from support.paths import shared_path
 
     from medseg.datasets import load_dataset, read_case
-    from medseg.plan.rules import network_topology, plan_dataset
+    from medseg.planning.rules import network_topology, plan_dataset
 
     root = shared_path("la2018_msd")
     ds = load_dataset(root)

@@ -15,17 +15,13 @@ from support.realdata import brats_dataset_json
 from medseg.cli import main
 from medseg.datasets import load_dataset
 from medseg.errors import ConfigError, OutputExistsError
-from medseg.plan import (
-    ChannelStats,
-    Fingerprint,
+from medseg.plan import ChannelStats, Fingerprint, load_plan, plan_to_yaml, save_plan
+from medseg.planning import (
     choose_target_spacing,
     estimate_vram_gb,
-    load_plan,
     network_topology,
     plan_dataset,
     plan_from_fingerprint,
-    plan_to_yaml,
-    save_plan,
 )
 
 

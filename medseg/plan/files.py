@@ -1,5 +1,4 @@
-"""``plan.yaml`` on disk: validation with key paths in the errors, readable YAML, atomic writes.
-"""
+"""``plan.yaml`` on disk: validation with key paths in the errors, readable YAML, atomic writes."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class PlanOverrides(_Strict):
 
     Changing ``target_spacing`` changes the preprocessing (and the cache folder). Changing
     ``target_spacing`` or ``patch_size`` re-derives the network topology for the new patch
-    and spacing with the planner's rule (:func:`medseg.plan.rules.network_topology`); the
+    and spacing with the planner's rule (:func:`medseg.planning.rules.network_topology`); the
     ``network`` overrides then apply on top. ``augmentation`` names fields of
     :class:`~medseg.plan.schema.AugmentationPlan` to change.
     """

@@ -267,9 +267,9 @@ def summarize_cross_validation(
             len(cases),
             [s.kind for s in pp.steps] or "none",
         )
-    doc["folds"] = _fold_times(model_dir, len(splits), folder)
+    doc["folds"] = _fold_times(model, len(splits))
     atomic_write_text(
-        folder / "summary.json", json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
+        model.crossval_summary, json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
     )
     return doc
 
@@ -278,7 +278,7 @@ def summarize_cross_validation(
 TIME_TO_DICE = (0.85, 0.90)
 
 
-def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, Any]]:
+def _fold_times(model: ModelFolder, n_folds: int) -> list[dict[str, Any]]:
     """Per fold: training seconds, best validation Dice and the time to each of
     :data:`TIME_TO_DICE`, from ``fold_K/metrics.csv``; draws ``dice_vs_time.png``."""
     from medseg.training.logging import dice_curve, plot_dice_vs_time, read_history, time_to_dice
@@ -286,7 +286,7 @@ def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, A
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[float, float]]] = {}
     for k in range(n_folds):
-        path = ModelFolder(model_dir).fold(k).metrics
+        path = model.fold(k).metrics
         if not path.is_file():
             raise InputError(path, "training history missing; train and finish every fold")
         history = read_history(path)
@@ -300,7 +300,7 @@ def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, A
         for thr in TIME_TO_DICE:
             row[f"time_to_{thr:.2f}_s"] = time_to_dice(history, thr)
         rows.append(row)
-    plot_dice_vs_time(folder / "dice_vs_time.png", curves)
+    plot_dice_vs_time(model.dice_vs_time, curves)
     return rows
 
 

@@ -75,7 +75,7 @@ def apply_overrides(plan: Plan, ov: PlanOverrides, source: str = "<config>") -> 
     """``plan`` with the recipe's overrides applied (see :class:`PlanOverrides`) and validated
     again; an impossible result (a patch not divisible by the strides, too many deep
     supervision heads, ...) is a :class:`ConfigError` naming ``source``."""
-    from medseg.plan.rules import network_topology
+    from medseg.planning.rules import network_topology
 
     changed = ov.model_dump(exclude_defaults=True)
     if not changed:

@@ -15,7 +15,6 @@ import numpy as np
 from medseg.datasets import Dataset
 from medseg.errors import ConfigError
 from medseg.plan.files import default_deep_supervision
-from medseg.plan.fingerprint import collect_fingerprint
 from medseg.plan.schema import (
     AugmentationPlan,
     ChannelNormalization,
@@ -26,6 +25,7 @@ from medseg.plan.schema import (
     Preprocessing,
     Triple,
 )
+from medseg.planning.fingerprint import collect_fingerprint
 
 #: CUDA context, cuDNN workspaces and allocator slack, subtracted from the budget (GB).
 VRAM_OVERHEAD_GB = 1.5
