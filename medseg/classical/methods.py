@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-import numpy as np
+from numpy.typing import NDArray
 
 from medseg.classical.edges import canny_edges, sobel_edges
 from medseg.classical.kmeans import kmeans
@@ -37,7 +37,7 @@ METHODS: dict[str, Callable[..., LabelMap]] = {
     "canny": canny_edges,
 }
 
-Mask = Volume | np.ndarray | None
+Mask = Volume | NDArray[Any] | None
 Seeds = Sequence[Sequence[float]]
 
 
@@ -115,7 +115,7 @@ class KMeansOptions(MethodOptions):
 class WatershedOptions(MethodOptions):
     method: ClassVar[str] = "watershed"
     mask: Mask = None
-    markers: Volume | np.ndarray | None = None
+    markers: Volume | NDArray[Any] | None = None
     min_distance_mm: float | None = None
     min_peak_mm: float | None = None
     sigma_mm: float | None = None

@@ -14,7 +14,7 @@ from medseg.io.convert import convert
 from medseg.volume import LabelMap
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a DICOM series or volume file to NIfTI/NRRD/MHA",

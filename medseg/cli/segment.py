@@ -76,7 +76,7 @@ def _seed(text: str) -> tuple[float, float, float]:
     return (vals[0], vals[1], vals[2])
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "segment",
         help="classical segmentation: thresholds, region growing, k-means, watershed, edges",

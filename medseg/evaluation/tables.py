@@ -60,7 +60,7 @@ def summary_to_json(
         for k in ("label", "name", "kind", "metric"):
             d.pop(k)
         entry["metrics"][s.metric] = d
-    return json_safe(
+    doc: dict[str, Any] = json_safe(
         {
             "n_cases": n_cases,
             "n_failed": len(failures),
@@ -68,6 +68,7 @@ def summary_to_json(
             "failures": [f.as_dict() for f in failures],
         }
     )
+    return doc
 
 
 def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import ConfigError, InputError, MedsegError
 from medseg.inference.inputs import CaseInput, find_cases, shard
@@ -127,7 +128,7 @@ def _outputs(
 def _write(
     case: CaseInput,
     seg: LabelMap,
-    probs: np.ndarray | None,
+    probs: NDArray[Any] | None,
     paths: list[Path],
     formats: Sequence[str],
     encoding: str,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import InputError, InvalidVolumeError
 from medseg.io.atomic import atomic_path, full_suffix
@@ -258,7 +259,7 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
     return Volume(np.ascontiguousarray(data), affine, p, meta)
 
 
-def _storage_array(arr: np.ndarray) -> np.ndarray:
+def _storage_array(arr: NDArray[Any]) -> NDArray[Any]:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
     if arr.dtype == np.int64 and arr.size:

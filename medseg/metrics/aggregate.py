@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.metrics.pair import LabelRecord
 
@@ -136,7 +137,7 @@ def defined_mean(values: Iterable[float]) -> float:
     return float(np.mean(arr)) if arr.size else float("nan")
 
 
-def stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+def stats(values: NDArray[Any]) -> tuple[float, float, float, float, float]:
     """``(mean, std (ddof 0), median, p5, p95)`` of ``values``; NaN for none."""
     if values.size == 0:
         nan = float("nan")
@@ -174,7 +175,7 @@ def by_structure(records: Iterable[R]) -> dict[tuple[str, str, str], list[R]]:
 def metric_summary(
     key: tuple[str, str, str],
     metric: str,
-    values: np.ndarray,
+    values: NDArray[Any],
     empty: Sequence[tuple[bool, bool]],
     *,
     n_undefined: int,

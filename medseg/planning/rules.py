@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Dataset
 from medseg.errors import ConfigError
@@ -46,7 +47,7 @@ ANISOTROPY_RATIO = 3.0
 MAX_BATCH_DATASET_FRACTION = 0.05
 
 
-def choose_target_spacing(spacings: np.ndarray) -> tuple[Triple, str]:
+def choose_target_spacing(spacings: NDArray[Any]) -> tuple[Triple, str]:
     """Median spacing per axis; for strongly anisotropic data (coarsest median axis more than
     ``ANISOTROPY_RATIO`` times the finest) the coarse axis takes the 10th percentile of its
     spacings instead (finer, so thin-slice cases are not thrown away), but never finer than the

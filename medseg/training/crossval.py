@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Dataset
 from medseg.errors import InputError
@@ -84,7 +85,7 @@ def out_of_fold_cases(
 def _mean_dice(
     cases: Sequence[OutOfFold],
     labels: Sequence[int],
-    transform: Callable[[np.ndarray, float], np.ndarray],
+    transform: Callable[[NDArray[Any], float], NDArray[Any]],
 ) -> dict[int, float]:
     """Per-label mean Dice (NaN cases excluded) of the transformed predictions."""
     per: dict[int, list[float]] = {v: [] for v in labels}

@@ -23,8 +23,9 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import DicomSeriesError, InputError, UnreadableDicomError
 from medseg.io.dicom.headers import FrameHeader, read_frame_headers
@@ -272,7 +273,7 @@ def read_dicom(
     return Volume(array, info.affine, source=root, meta=meta)
 
 
-def read_dicom_frames(path: Path | str) -> np.ndarray:
+def read_dicom_frames(path: Path | str) -> NDArray[Any]:
     """Decoded stored pixel values of one DICOM file, shape ``(frames, rows, cols)``, without
     rescale or geometry (e.g. a Siemens mosaic's raw 2-D frame)."""
     from medseg.io.dicom.pixels import decode_file

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import ConfigError, DicomSeriesError, InputError
 from medseg.io.atomic import atomic_path
@@ -154,7 +155,7 @@ def _check_grid(seg: LabelMap, info: SeriesInfo) -> None:
         )
 
 
-def _source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
+def _source_datasets(info: SeriesInfo) -> tuple[list[Any], NDArray[Any] | None]:
     """Source headers for highdicom, and for a multi-frame source the file frame index of
     each slice (``None`` for single-frame slices, which are passed in slice order)."""
     import pydicom
@@ -193,7 +194,7 @@ def _source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None]:
     return datasets, frame_index
 
 
-def _apply_lut(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
+def _apply_lut(lut: NDArray[Any], arr: NDArray[Any]) -> NDArray[Any]:
     """``lut[arr]`` slab by slab along the last axis (numpy would otherwise make an 8-byte
     index copy of the whole volume)."""
     out = np.empty(arr.shape, dtype=lut.dtype)
