@@ -3,7 +3,7 @@
 Both pipelines produce the same thing from the same cases: a foreground-biased patch of the
 plan's patch size, augmented with the plan's augmentation (the same medseg augmentation code).
 
-* **medseg**: ``make_train_loader`` — cases preprocessed once into the disk cache (reported
+* **medseg**: ``TrainLoader`` — cases preprocessed once into the disk cache (reported
   separately as a one-off cost), then memory-mapped patch reads + augmentation.
 * **MONAI reference**: ``monai.data.Dataset`` + ``DataLoader`` with ``LoadImaged`` →
   ``EnsureChannelFirstd`` → ``Orientationd(RAS)`` → ``Spacingd(target spacing)`` →
@@ -195,15 +195,15 @@ def main() -> None:
     import torch
 
     from medseg.datasets import load_dataset
-    from medseg.loader import make_train_loader
-    from medseg.plan import plan_dataset
+    from medseg.loader import TrainLoader
+    from medseg.planning import plan_dataset
 
     torch.set_num_threads(1)
     ds = load_dataset(args.data)
     cases = ds.cases[: args.cases]
     plan = plan_dataset(ds.subset([c.case_id for c in cases]), voxels_per_case=5000)
     if args.patch:
-        from medseg.plan import network_topology
+        from medseg.planning import network_topology
 
         plan = plan.model_copy(
             update={
@@ -213,7 +213,7 @@ def main() -> None:
         )
     cache = args.cache or Path(tempfile.mkdtemp(prefix="medseg_bench_cache_"))
     t0 = time.perf_counter()
-    ours = make_train_loader(
+    ours = TrainLoader(
         plan,
         cases,
         cache,

@@ -64,8 +64,8 @@ def make_model(folder: Path, *, spacing: float, patch: int, base: int, max_filte
 
     from medseg.checkpoint import CheckpointMeta, save_checkpoint
     from medseg.models import build_model
-    from medseg.plan.rules import network_topology
     from medseg.plan.schema import ChannelNormalization, Plan, Preprocessing
+    from medseg.planning.rules import network_topology
 
     net = network_topology([patch] * 3, [spacing] * 3)
     filters = [min(base * 2**i, max_filters) for i in range(len(net.filters))]

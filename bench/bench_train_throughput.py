@@ -69,7 +69,7 @@ def make_batches(
 
 
 def spec_for(patch: list[int], base: int, ds: bool) -> NetworkSpec:
-    from medseg.plan.rules import network_topology
+    from medseg.planning.rules import network_topology
 
     net = network_topology(patch, (1.0, 1.0, 1.0))
     n = len(net.strides)

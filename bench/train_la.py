@@ -109,11 +109,14 @@ def _f(v: Any, fmt: str = ".4f") -> str:
 
 def report(out: Path, label: str = "left_atrium") -> dict[str, Any]:
     """Print and return the cross-validation figures of ``OUT/model``."""
-    summary = json.loads((out / "model" / "crossval" / "summary.json").read_text())
+    from medseg.model_folder import ModelFolder
+
+    model = ModelFolder(out / "model")
+    summary = json.loads(model.crossval_summary.read_text())
     raw, post = summary["raw"][label], summary.get("postprocessed", {}).get(label)
     cases = sorted(raw["dice"]["per_case"])
     folds_of = {}
-    splits = json.loads((out / "model" / "splits.json").read_text())
+    splits = json.loads(model.splits.read_text())
     for k, s in enumerate(splits):
         for cid in s["val"]:
             folds_of[cid] = k
@@ -198,9 +201,12 @@ def main() -> None:
             *(["--resume"] if args.resume else []),
         )  # fmt: skip
         print(f"training + validation wall time {time.perf_counter() - t0:.0f} s")
-    if args.folds != "cv" and not (out / "model" / "crossval" / "summary.json").exists():
+    from medseg.model_folder import ModelFolder
+
+    model = ModelFolder(out / "model")
+    if args.folds != "cv" and not model.crossval_summary.exists():
         for k in args.folds.split(","):
-            doc = json.loads((out / "model" / f"fold_{k}" / "validation_final.json").read_text())
+            doc = json.loads(model.fold(int(k)).validation_final.read_text())
             print(f"fold {k} (original grid, no post-processing): {json.dumps(doc['mean'])}")
         return
     summary = report(out)

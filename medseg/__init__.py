@@ -4,6 +4,8 @@ The public API (everything else is an implementation detail that may change)::
 
     import medseg
     ct = medseg.read_volume("study/")                       # DICOM folder, NIfTI, NRRD, MHA
+    medseg.describe("study/")                                # its series, geometry, skipped files
+    medseg.convert("study/", "ct.nii.gz", series=0)          # one series to NIfTI
     ds = medseg.load_dataset("/data/Task02_Heart")
     problems = medseg.check_dataset(ds)
     plan = medseg.plan_dataset(ds, gpu_memory_gb=24)
@@ -13,77 +15,79 @@ The public API (everything else is an implementation detail that may change)::
     from medseg.inference.load import load_model
     report = medseg.predict_folder(load_model("runs/heart/model"), "scans/", "segs/")  # a batch
     records = medseg.evaluate_pair(seg, medseg.read_label_map("ref.nii.gz"))
+    stats = medseg.label_statistics(seg, ct)                  # volumes (mL), diameters
+    otsu = medseg.segment(ct, "otsu")                         # a classical baseline
 
-Names are imported lazily, so ``import medseg`` stays fast and does not import torch.
+Names are imported lazily, so ``import medseg`` stays fast and does not import torch. The
+imports under ``TYPE_CHECKING`` below are the one list of public names: type checkers read
+them, and the lazy loader reads the same statements.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from medseg._version import __version__ as __version__
+
+if TYPE_CHECKING:  # THE list of public names (see the module docstring)
+    from medseg.classical import segment as segment
+    from medseg.datasets import Case as Case
+    from medseg.datasets import Dataset as Dataset
+    from medseg.datasets import check_dataset as check_dataset
+    from medseg.datasets import load_dataset as load_dataset
+    from medseg.datasets import make_splits as make_splits
+    from medseg.datasets import read_case as read_case
+    from medseg.errors import ConfigError as ConfigError
+    from medseg.errors import GeometryMismatchError as GeometryMismatchError
+    from medseg.errors import InputError as InputError
+    from medseg.errors import MedsegError as MedsegError
+    from medseg.errors import OutputExistsError as OutputExistsError
+    from medseg.evaluation import evaluate_folders as evaluate_folders
+    from medseg.inference import Predictor as Predictor
+    from medseg.inference import predict as predict
+    from medseg.inference.batch import predict_folder as predict_folder
+    from medseg.io import read_label_map as read_label_map
+    from medseg.io import read_volume as read_volume
+    from medseg.io import write_volume as write_volume
+    from medseg.io.convert import convert as convert
+    from medseg.io.describe import describe as describe
+    from medseg.metrics import evaluate_pair as evaluate_pair
+    from medseg.model_folder import ModelFolder as ModelFolder
+    from medseg.model_folder import open_model_folder as open_model_folder
+    from medseg.plan.files import load_plan as load_plan
+    from medseg.plan.files import save_plan as save_plan
+    from medseg.plan.schema import Plan as Plan
+    from medseg.planning.rules import explain_plan as explain_plan
+    from medseg.planning.rules import plan_dataset as plan_dataset
+    from medseg.training import train as train
+    from medseg.training.config import TrainConfig as TrainConfig
+    from medseg.training.config import load_train_config as load_train_config
+    from medseg.volume import LabelMap as LabelMap
+    from medseg.volume import Volume as Volume
+    from medseg.volumetry import label_statistics as label_statistics
+    from medseg.volumetry import longitudinal_change as longitudinal_change
+    from medseg.volumetry import measure_folder as measure_folder
+
+
+def _public_names() -> dict[str, str]:
+    """Public name -> defining module, read from the ``TYPE_CHECKING`` imports above."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            return {
+                a.asname or a.name: str(imp.module)
+                for imp in node.body
+                if isinstance(imp, ast.ImportFrom)
+                for a in imp.names
+            }
+    raise ImportError("medseg/__init__.py: the TYPE_CHECKING list of public names is missing")
+
 
 #: public name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    # volumes and files
-    "Volume": "medseg.volume",
-    "LabelMap": "medseg.volume",
-    "read_volume": "medseg.io",
-    "read_label_map": "medseg.io",
-    "write_volume": "medseg.io",
-    # datasets
-    "Dataset": "medseg.datasets",
-    "Case": "medseg.datasets",
-    "load_dataset": "medseg.datasets",
-    "check_dataset": "medseg.datasets",
-    "read_case": "medseg.datasets",
-    "make_splits": "medseg.datasets",
-    # planning
-    "Plan": "medseg.plan.schema",
-    "plan_dataset": "medseg.plan.rules",
-    "explain_plan": "medseg.plan.rules",
-    "load_plan": "medseg.plan.files",
-    "save_plan": "medseg.plan.files",
-    # training
-    "TrainConfig": "medseg.training.config",
-    "load_train_config": "medseg.training.config",
-    "train": "medseg.training",
-    # prediction
-    "Predictor": "medseg.inference",
-    "predict": "medseg.inference",
-    "predict_folder": "medseg.inference.batch",
-    # evaluation
-    "evaluate_pair": "medseg.metrics",
-    "evaluate_folders": "medseg.evaluation",
-    # errors
-    "MedsegError": "medseg.errors",
-    "InputError": "medseg.errors",
-    "ConfigError": "medseg.errors",
-    "GeometryMismatchError": "medseg.errors",
-    "OutputExistsError": "medseg.errors",
-}
-
-if TYPE_CHECKING:  # the real names, for type checkers
-    from medseg.datasets import Case, Dataset, check_dataset, load_dataset, make_splits, read_case
-    from medseg.errors import (
-        ConfigError,
-        GeometryMismatchError,
-        InputError,
-        MedsegError,
-        OutputExistsError,
-    )
-    from medseg.evaluation import evaluate_folders
-    from medseg.inference import Predictor, predict
-    from medseg.inference.batch import predict_folder
-    from medseg.io import read_label_map, read_volume, write_volume
-    from medseg.metrics import evaluate_pair
-    from medseg.plan.files import load_plan, save_plan
-    from medseg.plan.rules import explain_plan, plan_dataset
-    from medseg.plan.schema import Plan
-    from medseg.training import train
-    from medseg.training.config import TrainConfig, load_train_config
-    from medseg.volume import LabelMap, Volume
+_EXPORTS: dict[str, str] = _public_names()
 
 
 def __getattr__(name: str) -> Any:
@@ -96,35 +100,4 @@ def __dir__() -> list[str]:
     return sorted([*_EXPORTS, "__version__"])
 
 
-__all__ = [
-    "Case",
-    "ConfigError",
-    "Dataset",
-    "GeometryMismatchError",
-    "InputError",
-    "LabelMap",
-    "MedsegError",
-    "OutputExistsError",
-    "Plan",
-    "Predictor",
-    "TrainConfig",
-    "Volume",
-    "__version__",
-    "check_dataset",
-    "evaluate_folders",
-    "evaluate_pair",
-    "explain_plan",
-    "load_dataset",
-    "load_plan",
-    "load_train_config",
-    "make_splits",
-    "plan_dataset",
-    "predict",
-    "predict_folder",
-    "read_case",
-    "read_label_map",
-    "read_volume",
-    "save_plan",
-    "train",
-    "write_volume",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Case
 from medseg.io.atomic import atomic_path, atomic_write_text
@@ -45,18 +46,21 @@ class CachedCase:
     fg_path: Path
     info: PreprocessInfo
 
-    def load_image(self, mmap: bool = True) -> np.ndarray:
+    def load_image(self, mmap: bool = True) -> NDArray[Any]:
         """``float32 (C, X, Y, Z)`` (memory-mapped read-only by default)."""
-        return np.load(self.image_path, mmap_mode="r" if mmap else None)
+        result: NDArray[Any] = np.load(self.image_path, mmap_mode="r" if mmap else None)
+        return result
 
-    def load_label(self, mmap: bool = True) -> np.ndarray | None:
+    def load_label(self, mmap: bool = True) -> NDArray[Any] | None:
         if self.label_path is None:
             return None
-        return np.load(self.label_path, mmap_mode="r" if mmap else None)
+        result: NDArray[Any] = np.load(self.label_path, mmap_mode="r" if mmap else None)
+        return result
 
-    def foreground(self) -> np.ndarray:
+    def foreground(self) -> NDArray[Any]:
         """``int32 (N, 4)`` rows ``(label value, x, y, z)``: sampled foreground voxels."""
-        return np.load(self.fg_path)
+        result: NDArray[Any] = np.load(self.fg_path)
+        return result
 
 
 def cache_folder(prep: Preprocessing, cache_dir: str | Path) -> Path:
@@ -88,7 +92,7 @@ def _paths(folder: Path, case_id: str) -> tuple[Path, Path, Path, Path]:
     )
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def _save_npy(path: Path, array: NDArray[Any]) -> None:
     with atomic_path(path, overwrite=True) as tmp:
         np.save(tmp, np.ascontiguousarray(array))
 

@@ -25,18 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_path
 from medseg.plan.files import plan_from_dict
-from medseg.plan.schema import NetworkSpec, Plan
+from medseg.plan.schema import Plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT = "medseg-checkpoint"
-#: 2: the plan holds the network; 1 (read and converted): a separate network record and copies
-#: of labels, channels, spacing, patch size and normalisation beside a version-1 plan.
+#: The layout of the checkpoint (2: the plan holds the network; other versions are refused).
 FORMAT_VERSION = 2
 
 
@@ -91,8 +90,6 @@ class CheckpointMeta:
             d = json.loads(text)
             if not isinstance(d, dict) or "plan" not in d:
                 raise ValueError("no 'plan' record")
-            if version == 1:
-                d = _upgrade_v1(d)
             plan = plan_from_dict(d["plan"], f"{source} (plan)")
             return cls(
                 plan=plan,
@@ -106,20 +103,6 @@ class CheckpointMeta:
             raise InputError(source, f"checkpoint metadata is not valid: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(source, f"checkpoint metadata is not valid: {exc}") from None
-
-
-def _upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 stored the network (with channel counts) beside a version-1 plan."""
-    from medseg.plan.files import upgrade_plan_mapping
-
-    if d.get("plan") is None:
-        raise ValueError("format-1 checkpoint without a plan")
-    plan = upgrade_plan_mapping(dict(d["plan"]))
-    net = {k: v for k, v in dict(d["network"]).items() if k not in ("in_channels", "out_channels")}
-    if net.get("deep_supervision") and net.get("architecture", "dynunet") != "dynunet":
-        net["deep_supervision"] = False  # format 1 ignored the flag for these architectures
-    plan["network"] = NetworkSpec.model_validate(net).model_dump(mode="json")
-    return {**d, "plan": plan}
 
 
 @dataclass
@@ -201,10 +184,8 @@ def _check_version(p: Path, version: Any) -> int:
         v = int(version)
     except (TypeError, ValueError):
         v = -1
-    if v not in (1, FORMAT_VERSION):
-        raise InputError(
-            p, f"checkpoint format version {version!r}, expected 1 or {FORMAT_VERSION}"
-        )
+    if v != FORMAT_VERSION:
+        raise InputError(p, f"checkpoint format version {version!r}, expected {FORMAT_VERSION}")
     return v
 
 

@@ -129,7 +129,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     from medseg.io.atomic import atomic_write_text, check_output_dir
     from medseg.io.manifest import RunManifest
     from medseg.plan.files import save_plan
-    from medseg.plan.rules import explain_plan, plan_dataset
+    from medseg.planning.rules import explain_plan, plan_dataset
     from medseg.training import load_train_config, train
     from medseg.volumetry import measure_folder, write_outputs
 
@@ -137,7 +137,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     out = Path(out_dir) if out_dir is not None else Path(f"medseg_demo_{stamp}")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise OutputExistsError(out, hint="pass --overwrite to replace the demo folder")
+            raise OutputExistsError(out, hint="pass overwrite=True to replace the demo folder")
         _remove_earlier_demo(out)
     check_output_dir(out)
     res = DemoResult(out.resolve())

@@ -84,14 +84,22 @@ class OutputError(MedsegError):
 
 class OutputExistsError(OutputError):
     """An output file exists and ``overwrite`` was not requested (``hint`` says what to do
-    instead, when ``--overwrite`` is not the remedy)."""
+    instead, when ``overwrite=True`` is not the remedy)."""
 
     def __init__(self, path: str | Path, hint: str | None = None) -> None:
         self.hint = hint
-        remedy = hint or "pass --overwrite (overwrite=True) to replace it"
+        remedy = hint or "pass overwrite=True to replace it"
         super().__init__(path, f"output exists; {remedy}")
 
 
 class ConfigError(MedsegError, ValueError):
     """A configuration file, mapping or argument value is invalid; the message names the key
-    path or argument. Also a :class:`ValueError`, as invalid values are."""
+    path or argument. Also a :class:`ValueError`, as invalid values are.
+
+    ``param`` is the name of the library parameter at fault (``"device"``, ``"fold"``), and the
+    message then starts with ``"<param>: "``; the command line renders it as its own option
+    (``--device``), as click's ``param_hint`` does. The library never names a ``--flag``."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.cache import CachedCase, ensure_cached
 from medseg.datasets import Case
@@ -60,14 +61,14 @@ class PatchSampler:
         self.batch_size = int(batch_size)
         self.augment = augment
         self.n_fg = foreground_positions(self.batch_size, plan.foreground_ratio)
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
+        self._arrays: dict[str, tuple[NDArray[Any], NDArray[Any] | None, NDArray[Any]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrays"] = {}  # memory maps are reopened in each worker
         return state
 
-    def _open(self, cc: CachedCase) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def _open(self, cc: CachedCase) -> tuple[NDArray[Any], NDArray[Any] | None, NDArray[Any]]:
         hit = self._arrays.get(cc.case_id)
         if hit is None:
             hit = (cc.load_image(), cc.load_label(), cc.foreground())
@@ -262,7 +263,6 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 #: The documented way to build the loader (the same callable as :class:`TrainLoader`).
-make_train_loader = TrainLoader
 
 
-__all__ = ["PatchSampler", "TrainLoader", "foreground_positions", "make_train_loader"]
+__all__ = ["PatchSampler", "TrainLoader", "foreground_positions"]

@@ -329,30 +329,42 @@ def keep_largest_foreground(labels: LabelArray, connectivity: int = 26) -> Label
     return out
 
 
+StepKind = Literal[
+    "keep_largest_foreground", "keep_largest", "remove_small", "fill_holes", "opening", "closing"
+]
+
+
 class PostprocessingStep(BaseModel):
-    """One step: ``keep_largest_foreground``, ``keep_largest`` (of ``label``),
-    ``remove_small`` (components of ``label`` below ``min_volume_ml``) or ``fill_holes`` (of
-    ``label``)."""
+    """One step: ``keep_largest_foreground``, ``keep_largest`` (largest component of
+    ``label``), ``remove_small`` (components of ``label`` below ``min_volume_ml`` mL),
+    ``fill_holes`` (of ``label``), ``opening`` / ``closing`` (of ``label``, by a ball of
+    ``radius_mm`` mm). ``label`` ``None`` applies the step to every label."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["keep_largest_foreground", "keep_largest", "remove_small", "fill_holes"]
+    kind: StepKind
     label: int | None = Field(default=None, ge=1)
     min_volume_ml: float | None = Field(default=None, ge=0)
+    radius_mm: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> PostprocessingStep:
-        if self.kind != "keep_largest_foreground" and self.label is None:
-            raise ValueError(f"{self.kind}: needs a label")
+        if self.kind == "keep_largest_foreground" and self.label is not None:
+            raise ValueError("keep_largest_foreground: takes no label (it merges every label)")
         if self.kind == "remove_small" and self.min_volume_ml is None:
             raise ValueError("remove_small: needs min_volume_ml")
+        if self.kind in ("opening", "closing") and self.radius_mm is None:
+            raise ValueError(f"{self.kind}: needs radius_mm")
         return self
 
 
 class Postprocessing(BaseModel):
     """A sequence of post-processing steps, applied in order (:func:`apply_postprocessing`),
-    with the evidence it was chosen on (``medseg.training.crossval`` writes it to
-    ``MODEL/postprocessing.json``; prediction applies it)."""
+    with the evidence it was chosen on: the one post-processing record of medseg
+    (``medseg.training.crossval`` writes the cross-validation's choice to the model folder's
+    ``postprocessing.json``; prediction applies it, and a user's request
+    (:func:`requested_postprocessing`) and the classical methods' :class:`PostOptions` are
+    turned into one)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -369,24 +381,30 @@ class Postprocessing(BaseModel):
 
 
 def apply_postprocessing(
-    labels: LabelArray, pp: Postprocessing, voxel_volume_ml: float
+    labels: LabelArray,
+    pp: Postprocessing,
+    voxel_volume_ml: float,
+    spacing: Sequence[float] | None = None,
 ) -> LabelArray:
-    """Apply the steps of ``pp`` to an integer label array ``(X, Y, Z)`` (a new array)."""
+    """Apply the steps of ``pp`` to an integer label array ``(X, Y, Z)`` (a new array).
+    ``spacing`` (mm per axis) is needed by ``opening`` and ``closing`` steps."""
     out = np.asarray(labels)
     for step in pp.steps:
+        values = None if step.label is None else [int(step.label)]
         if step.kind == "keep_largest_foreground":
             out = keep_largest_foreground(out, pp.connectivity)
         elif step.kind == "keep_largest":
-            out = keep_largest_component(out, [int(step.label or 0)], pp.connectivity)
+            out = keep_largest_component(out, values, pp.connectivity)
         elif step.kind == "fill_holes":
-            out = fill_holes(out, [int(step.label or 0)])
+            out = fill_holes(out, values)
+        elif step.kind in ("opening", "closing"):
+            if spacing is None:
+                raise ConfigError(f"spacing: the {step.kind} step needs the voxel spacing (mm)")
+            morph = opening if step.kind == "opening" else closing
+            out = morph(out, float(step.radius_mm or 0.0), spacing, values)
         else:
             out = remove_small_components(
-                out,
-                float(step.min_volume_ml or 0.0),
-                voxel_volume_ml,
-                [int(step.label or 0)],
-                pp.connectivity,
+                out, float(step.min_volume_ml or 0.0), voxel_volume_ml, values, pp.connectivity
             )
     return out if out is not labels else out.copy()
 
@@ -414,15 +432,14 @@ def requested_postprocessing(
         chosen = known if choice == "all" else [int(v) for v in choice]
         unknown = sorted(set(chosen) - set(known))
         if unknown:
-            raise ConfigError(f"{what}: labels {unknown} are not labels of the model {known}")
+            raise ConfigError(
+                f"{what}: labels {unknown} are not labels of the model {known}", param=what
+            )
         return chosen
 
-    steps = [
-        PostprocessingStep(kind="fill_holes", label=v) for v in pick(fill_holes, "--fill-holes")
-    ]
+    steps = [PostprocessingStep(kind="fill_holes", label=v) for v in pick(fill_holes, "fill_holes")]
     steps += [
-        PostprocessingStep(kind="keep_largest", label=v)
-        for v in pick(keep_largest, "--keep-largest")
+        PostprocessingStep(kind="keep_largest", label=v) for v in pick(keep_largest, "keep_largest")
     ]
     if min_volume_ml is not None:
         vols = (
@@ -431,14 +448,14 @@ def requested_postprocessing(
             else dict.fromkeys(known, min_volume_ml)
         )
         for v, ml in sorted(vols.items()):
-            pick([v], "--min-volume")
+            pick([v], "min_volume_ml")
             if not (math.isfinite(ml) and ml >= 0):
-                raise ConfigError(f"--min-volume: expected a volume >= 0 mL, found {ml!r}")
+                raise ConfigError(
+                    f"min_volume_ml: expected a volume >= 0 mL, found {ml!r}",
+                    param="min_volume_ml",
+                )
             steps.append(PostprocessingStep(kind="remove_small", label=v, min_volume_ml=ml))
     return Postprocessing(steps=steps, connectivity=connectivity) if steps else None
-
-
-POSTPROCESSING_FILE = "postprocessing.json"
 
 
 def load_postprocessing(path: str | Path) -> Postprocessing:
@@ -461,7 +478,6 @@ def load_postprocessing(path: str | Path) -> Postprocessing:
 
 
 __all__ = [
-    "POSTPROCESSING_FILE",
     "Postprocessing",
     "PostprocessingStep",
     "apply_postprocessing",

@@ -172,7 +172,7 @@ class Volume:
 
     def __init__(
         self,
-        array: np.ndarray,
+        array: npt.NDArray[Any],
         affine: npt.ArrayLike,
         source: str | Path | None = None,
         meta: VolumeMeta | None = None,
@@ -239,7 +239,8 @@ class Volume:
     @property
     def direction(self) -> npt.NDArray[np.float64]:
         """3×3 matrix whose columns are the unit RAS+ directions of the array axes."""
-        return self._affine[:3, :3] / np.asarray(self.spacing)[None, :]
+        result: npt.NDArray[np.float64] = self._affine[:3, :3] / np.asarray(self.spacing)[None, :]
+        return result
 
     @property
     def orientation(self) -> str:
@@ -264,7 +265,8 @@ class Volume:
         """Map RAS+ mm, shape ``(..., 3)``, to (fractional) voxel indices."""
         inv = np.linalg.inv(self._affine)
         p = np.asarray(xyz, dtype=np.float64)
-        return p @ inv[:3, :3].T + inv[:3, 3]
+        result: npt.NDArray[np.float64] = p @ inv[:3, :3].T + inv[:3, 3]
+        return result
 
     @property
     def name(self) -> str:
@@ -295,7 +297,7 @@ class Volume:
     @classmethod
     def from_geometry(
         cls,
-        array: np.ndarray,
+        array: npt.NDArray[Any],
         spacing: npt.ArrayLike,
         origin: npt.ArrayLike = (0.0, 0.0, 0.0),
         direction: npt.ArrayLike | None = None,
@@ -305,7 +307,7 @@ class Volume:
         """Build from spacing (mm), origin (RAS+ mm) and direction (3×3, columns = axes)."""
         return cls(array, affine_from_geometry(spacing, origin, direction), source, meta)
 
-    def with_array(self, array: np.ndarray, source: str | Path | None = None) -> Volume:
+    def with_array(self, array: npt.NDArray[Any], source: str | Path | None = None) -> Volume:
         """A volume with new voxels on the same grid (same shape required)."""
         arr = np.asarray(array)
         if arr.shape != self.shape:
@@ -347,7 +349,7 @@ class LabelMap(Volume):
 
     def __init__(
         self,
-        array: np.ndarray,
+        array: npt.NDArray[Any],
         affine: npt.ArrayLike,
         source: str | Path | None = None,
         meta: VolumeMeta | None = None,
@@ -362,7 +364,7 @@ class LabelMap(Volume):
         """Interpret a volume's voxels as labels (refusing non-integral values)."""
         return cls(volume.array, volume.affine, volume.source, volume.meta, label_names)
 
-    def with_array(self, array: np.ndarray, source: str | Path | None = None) -> LabelMap:
+    def with_array(self, array: npt.NDArray[Any], source: str | Path | None = None) -> LabelMap:
         arr = np.asarray(array)
         if arr.shape != self.shape:
             raise GeometryMismatchError(
@@ -384,7 +386,7 @@ class LabelMap(Volume):
         return self.label_names.get(int(label), f"label_{int(label)}")
 
 
-def _as_integer_labels(arr: np.ndarray, source: str | Path | None) -> np.ndarray:
+def _as_integer_labels(arr: npt.NDArray[Any], source: str | Path | None) -> npt.NDArray[Any]:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and int(arr.min()) < 0:
@@ -417,7 +419,8 @@ def _as_integer_labels(arr: np.ndarray, source: str | Path | None) -> np.ndarray
         for dt in (np.uint8, np.int16, np.int32, np.int64):
             info = np.iinfo(dt)
             if info.min <= lo and hi <= info.max:
-                return rounded.astype(dt)
+                result: npt.NDArray[Any] = rounded.astype(dt)
+                return result
     raise InvalidVolumeError(source, f"label map has unsupported dtype {arr.dtype}")
 
 

@@ -48,7 +48,7 @@ def _one_error_line(err: str) -> str:
 def test_read_only_folder_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import medseg.cli.convert as convert
+    import medseg.io.convert as convert
 
     def no_read(*a: object, **k: object) -> None:
         raise AssertionError("the input was read before the output was checked")

@@ -17,7 +17,7 @@ import medseg.cache as cache_mod
 from medseg.cache import cache_folder, ensure_cached, load_cached
 from medseg.datasets import Case
 from medseg.errors import ConfigError
-from medseg.loader import foreground_positions, make_train_loader
+from medseg.loader import TrainLoader, foreground_positions
 from medseg.plan.schema import Plan
 
 SHAPE = (30, 26, 20)
@@ -119,20 +119,18 @@ def test_loader_batches_shapes_and_determinism(tmp_path: Path, rng: np.random.Ge
     cases = _cases(tmp_path, rng)
     plan = _plan()
     kw = dict(seed=11, iterations_per_epoch=4)
-    loader = make_train_loader(plan, cases, tmp_path / "cache", num_workers=0, **kw)
+    loader = TrainLoader(plan, cases, tmp_path / "cache", num_workers=0, **kw)
     batches = list(loader)
     assert len(batches) == len(loader) == 4
     b = batches[0]
     assert b["image"].dtype == torch.float32 and b["image"].shape == (3, 2, 16, 16, 8)
     assert b["label"].dtype == torch.int64 and b["label"].shape == (3, 1, 16, 16, 8)
     assert len(b["case_id"]) == 3
-    again = list(make_train_loader(plan, cases, tmp_path / "cache", num_workers=0, **kw))
+    again = list(TrainLoader(plan, cases, tmp_path / "cache", num_workers=0, **kw))
     for x, y in zip(batches, again, strict=True):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
     other_seed = list(
-        make_train_loader(
-            plan, cases, tmp_path / "cache", num_workers=0, seed=12, iterations_per_epoch=4
-        )
+        TrainLoader(plan, cases, tmp_path / "cache", num_workers=0, seed=12, iterations_per_epoch=4)
     )
     assert not torch.equal(batches[0]["image"], other_seed[0]["image"])
     loader.set_epoch(1)
@@ -145,11 +143,9 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
     cases = _cases(tmp_path, rng, n=2)
     plan = _plan()
     single = list(
-        make_train_loader(
-            plan, cases, tmp_path / "c", num_workers=0, seed=3, iterations_per_epoch=2
-        )
+        TrainLoader(plan, cases, tmp_path / "c", num_workers=0, seed=3, iterations_per_epoch=2)
     )
-    multi_loader = make_train_loader(
+    multi_loader = TrainLoader(
         plan, cases, tmp_path / "c", num_workers=2, seed=3, iterations_per_epoch=2
     )
     multi = list(multi_loader)
@@ -158,7 +154,7 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
     multi_loader.close()
     for x, y in zip(single, multi, strict=True):  # the worker count does not change the data
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
-    r0 = make_train_loader(
+    r0 = TrainLoader(
         plan,
         cases,
         tmp_path / "c",
@@ -168,7 +164,7 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
         rank=0,
         world_size=2,
     )
-    r1 = make_train_loader(
+    r1 = TrainLoader(
         plan,
         cases,
         tmp_path / "c",
@@ -181,7 +177,7 @@ def test_loader_workers_and_ranks(tmp_path: Path, rng: np.random.Generator) -> N
     assert not set(r0.indices()) & set(r1.indices())
     assert not torch.equal(next(iter(r0))["image"], next(iter(r1))["image"])
     with pytest.raises(ConfigError, match="rank 2"):
-        make_train_loader(plan, cases, tmp_path / "c", num_workers=0, seed=3, rank=2, world_size=2)
+        TrainLoader(plan, cases, tmp_path / "c", num_workers=0, seed=3, rank=2, world_size=2)
 
 
 def test_foreground_ratio_makes_tiny_structures_seen(
@@ -192,7 +188,7 @@ def test_foreground_ratio_makes_tiny_structures_seen(
     assert foreground_positions(4, 0.0) == 0
 
     def fg_share(ratio: float) -> float:
-        loader = make_train_loader(
+        loader = TrainLoader(
             _plan(ratio=ratio),
             cases,
             tmp_path / "cache",
@@ -224,7 +220,7 @@ def test_loader_on_la2018(tmp_path: Path) -> None:
         patch_size=(32, 32, 32),
         foreground_ratio=0.5,
     )
-    loader = make_train_loader(
+    loader = TrainLoader(
         plan, ds.cases[:2], tmp_path, num_workers=0, seed=0, iterations_per_epoch=4
     )
     shapes = {c.case_id: c.load_image().shape for c in loader.cached}

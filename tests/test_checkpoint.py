@@ -167,33 +167,10 @@ def test_training_state_not_allowed_in_safetensors(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "m.safetensors", _model().state_dict(), _meta(), {"epoch": 1})
 
 
-def test_format_1_checkpoint_is_read_and_converted(tmp_path: Path) -> None:
-    """medseg 0.1 checkpoints stored a network record with channel counts beside a version-1
-    plan, plus copies of labels/channels/spacing/patch; they load into one plan record."""
-    import yaml
-
-    from medseg.plan.files import plan_to_yaml
-
-    v1_plan = yaml.safe_load(plan_to_yaml(PLAN))
-    prep = v1_plan.pop("preprocessing")
-    v1_plan.update(prep, version=1, channel_names=["MR"])
-    net = PLAN.network.model_dump(mode="json")
-    v1_plan["network"] = {k: net[k] for k in ("kernel_sizes", "strides", "filters")}
-    meta = {
-        "network": {**net, "in_channels": 1, "out_channels": 2},
-        "label_names": {"0": "background", "1": "left_atrium"},
-        "channel_names": ["MR"],
-        "spacing": [0.625] * 3,
-        "patch_size": [16, 16, 16],
-        "plan": json.loads(json.dumps(v1_plan)),
-        "config": {"epochs": 3},
-        "epoch": 3,
-        "metrics": {},
-        "medseg_version": "0.1.0",
-    }
+def test_an_unreleased_format_version_is_refused(tmp_path: Path) -> None:
+    """Only the released checkpoint layout loads; another version is refused, naming the
+    file (no converter for layouts that were never released)."""
     p = tmp_path / "v1.pt"
-    torch.save(_payload(format_version=1, meta_json=json.dumps(meta)), p)
-    ck = load_checkpoint(p)
-    assert ck.meta.plan.network == PLAN.network and ck.meta.plan.preprocessing == PLAN.preprocessing
-    assert ck.meta.epoch == 3
-    ck.build_model()
+    torch.save(_payload(format_version=1), p)
+    with pytest.raises(InputError, match=r"v1\.pt: checkpoint format version 1, expected 2"):
+        load_checkpoint(p)

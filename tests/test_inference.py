@@ -179,7 +179,7 @@ def test_model_folder_fold_and_checkpoint_selection(tmp_path: Path) -> None:
     assert best == [tmp_path / "fold_1" / "checkpoint_best.pt"]
     with pytest.raises(InputError, match=r"fold_0/checkpoint_best\.pt: best checkpoint not"):
         model_checkpoints(tmp_path, checkpoint="best")
-    with pytest.raises(InputError, match="--checkpoint"):
+    with pytest.raises(ConfigError, match=r"^checkpoint: expected 'last' or 'best'"):
         model_checkpoints(tmp_path, checkpoint="final")
 
 
@@ -188,7 +188,7 @@ def test_predict_real_la_case_lands_on_the_original_grid(tmp_path: Path) -> None
     from support.paths import shared_path
 
     from medseg.datasets import load_dataset, read_case
-    from medseg.plan.rules import network_topology, plan_dataset
+    from medseg.planning.rules import network_topology, plan_dataset
 
     root = shared_path("la2018_msd")
     ds = load_dataset(root)

@@ -38,7 +38,7 @@ def test_label_name_tables(tmp_path: Path) -> None:
     f = tmp_path / "names.json"
     f.write_text(json.dumps({"total": {"1": "spleen", "2": "liver"}, "mr": {"1": "x"}}))
     assert load_label_names(f, "total") == {1: "spleen", 2: "liver"}
-    with pytest.raises(InputError, match="choose one with --label-names-key"):
+    with pytest.raises(InputError, match="choose one with label_names_key=KEY"):
         load_label_names(f)
     with pytest.raises(InputError, match=r"expected a table named 'ct', found \['mr', 'total'\]"):
         load_label_names(f, "ct")

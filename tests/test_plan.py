@@ -15,17 +15,13 @@ from support.realdata import brats_dataset_json
 from medseg.cli import main
 from medseg.datasets import load_dataset
 from medseg.errors import ConfigError, OutputExistsError
-from medseg.plan import (
-    ChannelStats,
-    Fingerprint,
+from medseg.plan import ChannelStats, Fingerprint, load_plan, plan_to_yaml, save_plan
+from medseg.planning import (
     choose_target_spacing,
     estimate_vram_gb,
-    load_plan,
     network_topology,
     plan_dataset,
     plan_from_fingerprint,
-    plan_to_yaml,
-    save_plan,
 )
 
 
@@ -173,23 +169,17 @@ def test_preprocessing_key_tracks_preprocessing_fields_only() -> None:
     assert coarse.key() != key
 
 
-def test_version_1_plan_files_are_read_and_converted(tmp_path: Path) -> None:
-    """A plan written by medseg 0.1 before the layout change (preprocessing fields at the top,
-    a topology-only network) loads as the same plan."""
-    p = _plan()
-    v1 = yaml.safe_load(plan_to_yaml(p))
-    v1["version"] = 1
-    prep = v1.pop("preprocessing")
-    v1.update(prep)
-    v1["channel_names"] = p.channel_names
-    v1["dataset_root"] = v1.pop("dataset")
-    v1["network"] = {k: v1["network"][k] for k in ("kernel_sizes", "strides", "filters")}
+def test_a_plan_in_an_unreleased_layout_is_refused(tmp_path: Path) -> None:
+    """A plan with the preprocessing fields at the top level (a layout never released) is
+    refused with the key paths, not converted."""
+    v1 = yaml.safe_load(plan_to_yaml(_plan()))
+    v1.update(v1.pop("preprocessing"))
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(v1))
-    old = load_plan(path)
-    assert old.preprocessing == p.preprocessing and old.network == p.network
-    assert old.patch_size == p.patch_size and old.channel_names == ["CT"]
-    assert old.dataset == p.dataset
+    with pytest.raises(
+        ConfigError, match=r"old\.yaml: invalid plan: .*target_spacing: unknown key"
+    ):
+        load_plan(path)
 
 
 def test_default_network_has_valid_deep_supervision() -> None:

@@ -262,7 +262,7 @@ def test_bad_requests_are_one_line_errors(
                 "--num-parts",
                 "2",
             ],
-            "num_parts/part_id: expected 0 <= part_id < num_parts",
+            "--part-id: expected 0 <= part_id < num_parts, found 2 of 2",
         ),
     ]
     for argv, fragment in cases:

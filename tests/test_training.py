@@ -19,7 +19,7 @@ import yaml
 from support.paths import REPO
 from support.plans import TINY_RECIPE, tiny_plan, write_training_run
 
-from medseg.errors import ConfigError, InputError, OutputExistsError
+from medseg.errors import ConfigError, OutputExistsError
 from medseg.inference import Predictor, predict
 from medseg.io import read_label_map, read_volume
 from medseg.training import load_train_config, train
@@ -192,7 +192,7 @@ def test_train_uses_the_default_loader_with_nnunet_foreground_rule(
 ) -> None:
     """One meaning of foreground_ratio (nnU-Net's): with batch 3 and ratio 0.5, exactly the
     last position of each batch is forced onto foreground."""
-    from medseg.loader import foreground_positions, make_train_loader
+    from medseg.loader import TrainLoader, foreground_positions
     from medseg.training.setup import fold_cases, prepare_run
 
     root, model, _ = trained
@@ -200,7 +200,7 @@ def test_train_uses_the_default_loader_with_nnunet_foreground_rule(
     cfg.plan_overrides = PlanOverrides(patch_size=(16, 16, 16), batch_size=3, foreground_ratio=0.5)
     run = prepare_run(cfg, model, need_splits=True)
     assert foreground_positions(3, 0.5) == 1  # nnU-Net: 3 - round(3 * 0.5) = 1
-    loader = make_train_loader(
+    loader = TrainLoader(
         run.plan,
         fold_cases(run, 0).train,
         root / "cache2",
@@ -255,7 +255,9 @@ def test_checkpoint_predicts_on_the_original_grid(trained: tuple[Path, Path, obj
     assert _dice(lm.array == 1, ref.array == 1) > 0.5
     nearest = predict(model, [img], resample_probabilities=False)  # same 1 mm grid
     assert nearest.same_grid(img) and np.array_equal(nearest.array, lm.array)
-    lcc = predict(model, [img], largest_component=True)
+    from medseg.postprocess import requested_postprocessing
+
+    lcc = predict(model, [img], postprocessing=requested_postprocessing([1], keep_largest="all"))
     assert lcc.same_grid(img) and int((lcc.array == 1).sum()) <= int((lm.array == 1).sum())
 
 
@@ -284,10 +286,11 @@ def test_refused_runs_change_nothing(trained: tuple[Path, Path, object], capsys)
     assert {p: p.read_bytes() for p in before} == before
     assert (model / "fold_0" / "checkpoint_last.pt").stat().st_mtime_ns == mtime
     assert main(["train", str(cfg), "--out", str(model), "--epochs", "-5"]) == 1
-    assert "--epochs: expected an integer >= 1, found -5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--epochs: Input should be greater than or equal to 1 (found -5)" in err
     (root / "afile").write_text("x")
     assert main(["train", str(cfg), "--out", str(root / "afile")]) == 1
-    assert "--out must be a folder" in capsys.readouterr().err
+    assert "--out: expected a folder (the model folder), found the file" in capsys.readouterr().err
 
 
 def test_resume_of_a_finished_fold_only_validates(trained: tuple[Path, Path, object]) -> None:
@@ -363,29 +366,29 @@ def test_fold_all_trains_on_every_case_and_cv_runs_every_fold(tmp_path: Path) ->
 
 def test_bad_fold_requests(tmp_path: Path) -> None:
     cfg = write_training_run(tmp_path, n_cases=5, epochs=1)
-    with pytest.raises(ConfigError, match=r"--fold: expected 0\.\.4"):
+    with pytest.raises(ConfigError, match=r"^fold: expected 0\.\.4") as exc:
         train(cfg, tmp_path / "m", fold=7)
-    with pytest.raises(ConfigError, match="--fold: expected an integer"):
+    assert exc.value.param == "fold"
+    with pytest.raises(ConfigError, match=r"^fold: expected an integer"):
         train(cfg, tmp_path / "m", fold="x")
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(ConfigError, match=r"^resume: no checkpoint_last\.pt"):
         train(cfg, tmp_path / "m", fold=0, resume=True)
     assert not (tmp_path / "m").exists()
 
 
 def test_device_and_precision_errors_are_config_errors() -> None:
-    from medseg.training.distributed import DistInfo
-    from medseg.training.loop import resolve_amp, resolve_device
+    from medseg.runtime import DistInfo, resolve_amp, resolve_device
 
     cfg = TrainConfig.model_validate(TINY_RECIPE)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device: cuda requested"):
-            resolve_device(cfg.model_copy(update={"device": "cuda"}), DistInfo())
+            resolve_device("cuda", local_rank=DistInfo().local_rank)
+    with pytest.raises(ConfigError, match="device: expected auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
     with pytest.raises(ConfigError, match="amp: fp16 needs a CUDA device"):
-        resolve_amp(cfg.model_copy(update={"amp": "fp16"}), torch.device("cpu"))
-    assert resolve_amp(cfg, torch.device("cpu")) is None
-    assert (
-        resolve_amp(cfg.model_copy(update={"amp": "bf16"}), torch.device("cpu")) is torch.bfloat16
-    )
+        resolve_amp("fp16", torch.device("cpu"))
+    assert resolve_amp(cfg.amp, torch.device("cpu")) is None
+    assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16
 
 
 def test_existing_output_error_names_the_fold(tmp_path: Path) -> None:
@@ -394,6 +397,52 @@ def test_existing_output_error_names_the_fold(tmp_path: Path) -> None:
     with pytest.raises(OutputExistsError, match=r"fold_0/checkpoint_last\.pt"):
         train(cfg, tmp_path / "m", fold=[0, 1])
     assert not (tmp_path / "m" / "fold_1").exists()
+
+
+def test_a_folder_left_by_a_run_that_never_saved_a_checkpoint_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A train that fails before its first checkpoint (out of memory on a huge patch, a full
+    disk) leaves config.json, plan.yaml, splits.json and cache/ behind; the corrected config
+    then trains into the same folder (its run files replaced), without --resume."""
+    import medseg.training.loop as loop_mod
+    from medseg.cli import main
+    from medseg.model_folder import ModelFolder
+
+    cfg = write_training_run(
+        tmp_path, n_cases=4, n_folds=2, epochs=2, iterations_per_epoch=1, val_every=2
+    )
+    model = ModelFolder(tmp_path / "m")
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(loop_mod, "_epoch", out_of_memory)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            train(cfg, model.root, fold=0)
+    assert all(f.is_file() for f in model.run_files) and model.cache.is_dir()
+    assert not model.has_checkpoint()
+    # --resume: still nothing to resume, said in the CLI's words
+    assert main(["train", str(cfg), "--out", str(model.root), "--resume"]) == 1
+    assert "--resume: no checkpoint_last.pt to resume from in fold_0" in capsys.readouterr().err
+    # the corrected recipe (a smaller batch, other splits) trains into the same folder
+    doc = yaml.safe_load(cfg.read_text())
+    doc["plan_overrides"]["batch_size"] = 1
+    doc["data"]["n_folds"] = 3
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(doc))
+    res = train(fixed, model.root, fold=0)
+    assert model.fold(0).last.is_file() and res.folds[0].epochs == 2
+    saved = json.loads(model.config.read_text())
+    assert saved["plan_overrides"]["batch_size"] == 1
+    assert len(json.loads(model.splits.read_text())) == 3
+    assert "\nbatch_size: 1\n" in model.plan.read_text()
+    # now the folder holds a run: another recipe is refused as before
+    doc["epochs"] = 3
+    fixed.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="another config"):
+        train(fixed, model.root, fold=1)
 
 
 @pytest.mark.gpu

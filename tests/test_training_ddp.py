@@ -42,8 +42,8 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     from support.plans import write_training_run
 
     from medseg.checkpoint import load_checkpoint
+    from medseg.runtime import DistInfo
     from medseg.training.config import load_train_config
-    from medseg.training.distributed import DistInfo
     from medseg.training.setup import fold_cases, fold_inputs, prepare_run
     from medseg.training.validation import periodic_validation
 

@@ -22,7 +22,7 @@ SCRIPT = r"""
 import sys, time
 from pathlib import Path
 from medseg.training.config import load_train_config
-from medseg.training.distributed import DistInfo
+from medseg.runtime import DistInfo
 from medseg.training.loop import fit
 from medseg.training.setup import fold_cases, fold_inputs, prepare_run
 

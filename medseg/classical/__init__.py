@@ -24,17 +24,25 @@ Shared steps (:mod:`medseg.classical.options`): :func:`smooth` (Gaussian, sigma 
 :func:`postprocess` with :class:`PostOptions` (opening/closing radius in mm, hole filling,
 components below N mL removed, largest component kept) after. :func:`segment` runs
 smoothing, one method by name, and post-processing, as ``medseg segment`` does.
-Bad parameters raise :class:`~medseg.errors.ConfigError` with the parameter and the value.
+Each method's parameters are its options record (:mod:`medseg.classical.methods`: one record
+per method, the method's signature; ``medseg segment`` derives from them which option applies
+to which method). Bad parameters raise :class:`~medseg.errors.ConfigError` with the parameter
+and the value.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from medseg.classical.edges import canny_edges, gradient_magnitude, sobel_edges
 from medseg.classical.kmeans import kmeans
+from medseg.classical.methods import (
+    METHODS,
+    OPTIONS,
+    MethodOptions,
+    method_options,
+    option_names,
+)
 from medseg.classical.options import PostOptions, postprocess, smooth
 from medseg.classical.region_growing import confidence_connected, connected_threshold
 from medseg.classical.thresholds import multi_otsu, otsu, threshold
@@ -42,47 +50,37 @@ from medseg.classical.watershed import distance_peak_markers, watershed
 from medseg.errors import ConfigError
 from medseg.volume import LabelMap, Volume
 
-#: Method names accepted by :func:`segment`, and the functions they run.
-METHODS: dict[str, Callable[..., LabelMap]] = {
-    "threshold": threshold,
-    "otsu": otsu,
-    "multi-otsu": multi_otsu,
-    "connected-threshold": connected_threshold,
-    "confidence-connected": confidence_connected,
-    "kmeans": kmeans,
-    "watershed": watershed,
-    "sobel": sobel_edges,
-    "canny": canny_edges,
-}
-
 
 def segment(
     volume: Volume,
-    method: str,
+    method: str | MethodOptions,
     *,
     smooth_mm: float = 0.0,
     post: PostOptions | None = None,
     **params: Any,
 ) -> LabelMap:
     """Smooth (``smooth_mm``, Gaussian sigma in mm; 0 = off), run ``method`` (a key of
-    :data:`METHODS`) with ``params`` (its keyword arguments), then post-process (``post``).
+    :data:`METHODS` with ``params``, its keyword arguments, or an options record of
+    :mod:`medseg.classical.methods`), then post-process (``post``).
 
     ``segment(ct, "threshold", lower=300, post=PostOptions(min_component_ml=1))`` is
+    ``segment(ct, ThresholdOptions(lower=300), post=...)`` and
     ``postprocess(threshold(ct, lower=300), PostOptions(min_component_ml=1))``.
     """
-    if method not in METHODS:
-        raise ConfigError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
-    fn = METHODS[method]
-    try:
-        inspect.signature(fn).bind(volume, **params)
-    except TypeError as exc:  # an unknown or missing keyword for this method
-        raise ConfigError(f"method {method!r}: {exc}") from None
-    labels = fn(smooth(volume, smooth_mm), **params)
+    if isinstance(method, MethodOptions):
+        if params:
+            raise ConfigError(f"method: give an options record or keywords, not both: {params}")
+        options = method
+    else:
+        options = method_options(method, **params)
+    labels = options.run(smooth(volume, smooth_mm))
     return postprocess(labels, post) if post is not None and post.active else labels
 
 
 __all__ = [
     "METHODS",
+    "OPTIONS",
+    "MethodOptions",
     "PostOptions",
     "canny_edges",
     "confidence_connected",
@@ -90,7 +88,9 @@ __all__ = [
     "distance_peak_markers",
     "gradient_magnitude",
     "kmeans",
+    "method_options",
     "multi_otsu",
+    "option_names",
     "otsu",
     "postprocess",
     "segment",

@@ -75,7 +75,8 @@ def mask_array(mask: MaskLike, volume: Volume, what: str = "mask") -> BoolArray 
             )
     if not arr.any():
         raise ConfigError(f"{what}: the mask is empty; expected at least one voxel inside")
-    return arr
+    result: npt.NDArray[np.bool_] = arr
+    return result
 
 
 def seeds_to_voxels(

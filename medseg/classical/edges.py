@@ -35,7 +35,9 @@ from medseg.postprocess import check_radius, closing, fill_holes
 from medseg.volume import LabelMap, Volume
 
 
-def _sobel_mm(arr: npt.NDArray[np.floating], spacing: tuple[float, float, float]) -> np.ndarray:
+def _sobel_mm(
+    arr: npt.NDArray[np.floating], spacing: tuple[float, float, float]
+) -> npt.NDArray[Any]:
     sq = np.zeros(arr.shape, dtype=np.float64)
     for axis in range(3):
         g = ndimage.sobel(arr, axis=axis, mode="nearest", output=np.float64)
@@ -65,7 +67,7 @@ def _check_thresholds(low: float, high: float | None) -> tuple[float, float | No
 
 def _output(
     volume: Volume,
-    edges: np.ndarray,
+    edges: npt.NDArray[Any],
     region: bool,
     closing_mm: float,
     method: str,
@@ -105,7 +107,7 @@ def _isotropic_canny(
     sigma_mm: float,
     low: float,
     high: float,
-) -> np.ndarray:
+) -> npt.NDArray[Any]:
     sitk = sitk_module()
     sp = np.asarray(spacing, dtype=np.float64)
     step = float(sp.min())

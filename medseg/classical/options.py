@@ -22,12 +22,10 @@ from medseg.classical._common import float_image
 from medseg.components import check_connectivity
 from medseg.errors import ConfigError
 from medseg.postprocess import (
+    Postprocessing,
+    PostprocessingStep,
+    apply_postprocessing,
     check_radius,
-    closing,
-    fill_holes,
-    keep_largest_component,
-    opening,
-    remove_small_components,
 )
 from medseg.volume import LabelMap, Volume
 
@@ -89,24 +87,34 @@ class PostOptions:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_postprocessing(self) -> Postprocessing:
+        """The same steps as the one post-processing record of medseg (every label each)."""
+        steps: list[PostprocessingStep] = []
+        if self.opening_mm:
+            steps.append(PostprocessingStep(kind="opening", radius_mm=self.opening_mm))
+        if self.closing_mm:
+            steps.append(PostprocessingStep(kind="closing", radius_mm=self.closing_mm))
+        if self.fill_holes:
+            steps.append(PostprocessingStep(kind="fill_holes"))
+        if self.min_component_ml:
+            steps.append(
+                PostprocessingStep(kind="remove_small", min_volume_ml=self.min_component_ml)
+            )
+        if self.keep_largest:
+            steps.append(PostprocessingStep(kind="keep_largest"))
+        return Postprocessing(steps=steps, connectivity=self.connectivity)
+
 
 def postprocess(labels: LabelMap, options: PostOptions) -> LabelMap:
-    """Apply :class:`PostOptions` to every label of ``labels`` (see the module docstring);
-    returns a new label map on the same grid with the same names."""
-    arr = np.asarray(labels.array)
-    sp = labels.spacing
-    if options.opening_mm:
-        arr = opening(arr, options.opening_mm, sp)
-    if options.closing_mm:
-        arr = closing(arr, options.closing_mm, sp)
-    if options.fill_holes:
-        arr = fill_holes(arr)
-    if options.min_component_ml:
-        arr = remove_small_components(
-            arr, options.min_component_ml, labels.voxel_volume_ml, connectivity=options.connectivity
-        )
-    if options.keep_largest:
-        arr = keep_largest_component(arr, connectivity=options.connectivity)
+    """Apply :class:`PostOptions` to every label of ``labels`` (see the module docstring,
+    :meth:`PostOptions.as_postprocessing`); returns a new label map on the same grid with the
+    same names."""
+    arr = apply_postprocessing(
+        np.asarray(labels.array),
+        options.as_postprocessing(),
+        labels.voxel_volume_ml,
+        labels.spacing,
+    )
     meta = labels.meta
     if options.active:
         meta = replace(meta, extra={**meta.extra, "postprocess": options.as_dict()})

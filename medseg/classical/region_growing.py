@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.classical._common import (
     check_window,
@@ -54,7 +55,7 @@ def _check_growing_connectivity(connectivity: int) -> int:
 
 def _grow(
     image: Any, seeds: list[tuple[int, int, int]], lower: float, upper: float, connectivity: int
-) -> np.ndarray:
+) -> NDArray[Any]:
     sitk = sitk_module()
     f = sitk.ConnectedThresholdImageFilter()
     f.SetSeedList([list(s) for s in seeds])
@@ -66,7 +67,7 @@ def _grow(
 
 
 def _check_seed_values(
-    arr: np.ndarray, seeds: list[tuple[int, int, int]], seeds_mm: Seeds, lo: float, hi: float
+    arr: NDArray[Any], seeds: list[tuple[int, int, int]], seeds_mm: Seeds, lo: float, hi: float
 ) -> None:
     for s, mm in zip(seeds, seeds_mm, strict=True):
         v = float(arr[s])
@@ -106,7 +107,11 @@ def connected_threshold(
 
 
 def _region(
-    volume: Volume, region: np.ndarray, seeds: list[tuple[int, int, int]], method: str, **found: Any
+    volume: Volume,
+    region: NDArray[Any],
+    seeds: list[tuple[int, int, int]],
+    method: str,
+    **found: Any,
 ) -> LabelMap:
     seeds_voxel = [list(s) for s in seeds]
     return make_label_map(
@@ -115,8 +120,8 @@ def _region(
 
 
 def _neighbourhood_values(
-    arr: np.ndarray, seeds: list[tuple[int, int, int]], radius_mm: float, spacing: Sequence[float]
-) -> np.ndarray:
+    arr: NDArray[Any], seeds: list[tuple[int, int, int]], radius_mm: float, spacing: Sequence[float]
+) -> NDArray[Any]:
     reach = [math.floor(radius_mm / s * (1 + 1e-9)) for s in spacing]
     parts = []
     for s in seeds:
@@ -125,7 +130,8 @@ def _neighbourhood_values(
             for c, r, n in zip(s, reach, arr.shape, strict=True)
         )
         parts.append(arr[box].ravel())
-    return np.concatenate(parts).astype(np.float64)
+    result: NDArray[Any] = np.concatenate(parts).astype(np.float64)
+    return result
 
 
 def confidence_connected(
@@ -167,7 +173,7 @@ def confidence_connected(
             "radius_mm larger than half the voxel size or several seeds"
         )
 
-    def window(v: np.ndarray) -> tuple[float, float, float, float]:
+    def window(v: NDArray[Any]) -> tuple[float, float, float, float]:
         mean = float(v.mean())
         std = float(np.sqrt(max(float(v.var(ddof=1)), 0.0)))
         lo = min(mean - multiplier * std, float(seed_vals.min()))

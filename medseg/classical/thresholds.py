@@ -12,7 +12,10 @@ histogram of ``bins`` bins over the voxels' range.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.classical._common import (
     MaskLike,
@@ -50,7 +53,7 @@ def threshold(
     )
 
 
-def _sample(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def _sample(arr: NDArray[Any], mask: NDArray[Any] | None) -> NDArray[Any]:
     vals = arr[mask] if mask is not None else arr.ravel()
     if vals.size == 0 or float(vals.min()) == float(vals.max()):
         raise ConfigError(

@@ -33,8 +33,10 @@ Markers:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import ndimage
 
 from medseg.classical._common import MaskLike, float_image, make_label_map, mask_array
@@ -46,7 +48,7 @@ from medseg.volume import LabelMap, Volume
 LANDSCAPES: tuple[str, ...] = ("gradient", "distance")
 
 
-def _markers_array(markers: Volume | np.ndarray, volume: Volume) -> np.ndarray:
+def _markers_array(markers: Volume | NDArray[Any], volume: Volume) -> NDArray[Any]:
     if isinstance(markers, Volume):
         volume.check_same_grid(markers)
         arr = np.asarray(markers.array)
@@ -64,11 +66,11 @@ def _markers_array(markers: Volume | np.ndarray, volume: Volume) -> np.ndarray:
 
 
 def distance_peak_markers(
-    mask: np.ndarray,
+    mask: NDArray[Any],
     spacing: tuple[float, float, float],
     min_distance_mm: float,
     min_peak_mm: float = 0.0,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Markers ``int32 (X, Y, Z)``, one voxel each, at the peaks of the mask's distance
     transform (mm), numbered from the deepest peak; see the module docstring."""
     from scipy.spatial import cKDTree
@@ -106,7 +108,7 @@ def watershed(
     volume: Volume,
     *,
     mask: MaskLike = None,
-    markers: Volume | np.ndarray | None = None,
+    markers: Volume | NDArray[Any] | None = None,
     min_distance_mm: float = 5.0,
     min_peak_mm: float = 0.0,
     sigma_mm: float = 1.0,

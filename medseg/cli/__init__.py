@@ -16,13 +16,14 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import MedsegError
 
 #: Subcommand modules, in the order ``medseg --help`` lists them.
@@ -53,7 +54,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"medseg.cli.{name}").register(sub)
+    for command in sub.choices.values():
+        command.set_defaults(param_flags=param_flags(command))
     return parser
+
+
+#: Library parameters whose command-line option has another name (parameter -> option dest).
+PARAM_DESTS: dict[str, str] = {"out_dir": "out", "min_volume_ml": "min_volume"}
+
+
+def param_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Library parameter name -> the option that sets it in ``parser`` (``"device"`` ->
+    ``"--device"``, ``"out_dir"`` -> ``"--out"``; positionals by their metavar)."""
+    by_dest: dict[str, str] = {}
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            by_dest[action.dest] = longs[0]
+        elif not action.option_strings and action.dest not in ("help", "==SUPPRESS=="):
+            by_dest[action.dest] = str(action.metavar or action.dest.upper())
+    flags = {dest: flag for dest, flag in by_dest.items() if dest != "help"}
+    for param, dest in PARAM_DESTS.items():
+        if dest in by_dest:
+            flags[param] = by_dest[dest]
+    return flags
+
+
+def render_error(exc: MedsegError, flags: Mapping[str, str]) -> str:
+    """The message of a library error in the words of the command line, the one place where
+    parameters become options (as click's ``param_hint``): a message that starts with its
+    ``param`` starts with the option instead, and ``name=VALUE`` of a known parameter reads
+    ``--option VALUE`` (``--option`` for ``True``)."""
+    text = str(exc)
+    param = getattr(exc, "param", None)
+    if param is not None and param in flags and text.startswith(f"{param}:"):
+        text = flags[param] + text[len(param) :]
+
+    def option(m: re.Match[str]) -> str:
+        flag = flags.get(m.group(1))
+        if flag is None or not flag.startswith("--"):
+            return m.group(0)
+        return flag if m.group(2) == "True" else f"{flag} {m.group(2)}"
+
+    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=([^\s,;)]+)", option, text)
 
 
 #: Third-party loggers silenced unless ``-vv``: their messages (pydicom's ERROR line and
@@ -164,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = int(args.func(args))
             return code
         except MedsegError as exc:
-            print(f"{name}: error: {exc}", file=sys.stderr)
+            message = render_error(exc, getattr(args, "param_flags", {}))
+            print(f"{name}: error: {message}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             from medseg.io.atomic import remove_temporaries

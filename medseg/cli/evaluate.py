@@ -11,7 +11,7 @@ from medseg.cli._args import add_label_names_options, check_number, label_names_
 from medseg.errors import ConfigError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "evaluate",
         help="Dice, HD, HD95, ASSD and surface Dice (mm) of predictions against references",

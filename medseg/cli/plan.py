@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "plan",
         help="fingerprint a dataset and write an editable plan.yaml (+ splits.json)",
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from medseg.cli._args import check_number
     from medseg.datasets import check_dataset, load_dataset, make_splits, write_splits
     from medseg.io.atomic import check_output_dir
-    from medseg.plan import explain_plan, load_augmentation, plan_dataset, save_plan
+    from medseg.plan import load_augmentation, save_plan
+    from medseg.planning import explain_plan, plan_dataset
 
     check_number("--gpu-memory-gb", args.gpu_memory_gb, above=0)
     check_number("--foreground-ratio", args.foreground_ratio, minimum=0, maximum=1)

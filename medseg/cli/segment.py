@@ -27,31 +27,43 @@ CLI_METHODS: tuple[str, ...] = (
     "edges",
 )
 
-#: Method-specific options (argparse ``dest``) and the methods they apply to.
-_APPLIES: dict[str, tuple[str, ...]] = {
-    "lower": ("threshold", "region-growing"),
-    "upper": ("threshold", "region-growing"),
-    "classes": ("multi-otsu", "kmeans"),
-    "mask": ("threshold", "otsu", "multi-otsu", "kmeans", "watershed"),
-    "bins": ("otsu", "multi-otsu"),
-    "seeds": ("region-growing",),
-    "growing": ("region-growing",),
-    "multiplier": ("region-growing",),
-    "iterations": ("region-growing",),
-    "radius_mm": ("region-growing",),
-    "connectivity": ("region-growing",),
-    "random_seed": ("kmeans",),
-    "markers": ("watershed",),
-    "min_distance_mm": ("watershed",),
-    "min_peak_mm": ("watershed",),
-    "landscape": ("watershed",),
-    "sigma_mm": ("watershed", "edges"),
-    "operator": ("edges",),
-    "low": ("edges",),
-    "high": ("edges",),
-    "region": ("edges",),
-    "edge_closing_mm": ("edges",),
+#: The library methods behind each ``--method`` (:data:`medseg.classical.METHODS`).
+_LIBRARY_METHODS: dict[str, tuple[str, ...]] = {
+    "threshold": ("threshold",),
+    "otsu": ("otsu",),
+    "multi-otsu": ("multi-otsu",),
+    "region-growing": ("connected-threshold", "confidence-connected"),
+    "kmeans": ("kmeans",),
+    "watershed": ("watershed",),
+    "edges": ("sobel", "canny"),
 }
+#: Options whose method parameter has another name (argparse ``dest`` -> parameter).
+_PARAMETER: dict[str, str] = {
+    "seeds": "seeds_mm",
+    "random_seed": "seed",
+    "edge_closing_mm": "closing_mm",
+}
+#: Options that choose between the library methods of one ``--method``.
+_CHOOSERS: dict[str, str] = {"growing": "region-growing", "operator": "edges"}
+
+
+def applies_to(dest: str) -> tuple[str, ...]:
+    """The ``--method`` values a method option (argparse ``dest``) applies to: those whose
+    library methods take the parameter (their options records,
+    :mod:`medseg.classical.methods`)."""
+    from medseg.classical import option_names
+
+    if dest in _CHOOSERS:
+        return (_CHOOSERS[dest],)
+    param = _PARAMETER.get(dest, dest)
+    return tuple(
+        cli
+        for cli, methods in _LIBRARY_METHODS.items()
+        if any(param in option_names(m) for m in methods)
+    )
+
+
+_METHOD_OPTIONS = "method options (each applies to the methods named)"
 
 
 def _seed(text: str) -> tuple[float, float, float]:
@@ -65,7 +77,7 @@ def _seed(text: str) -> tuple[float, float, float]:
     return (vals[0], vals[1], vals[2])
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "segment",
         help="classical segmentation: thresholds, region growing, k-means, watershed, edges",
@@ -83,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int, help="volume of a 4-D / vector input")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
 
-    g = p.add_argument_group("method options (each applies to the methods named)")
+    g = p.add_argument_group(_METHOD_OPTIONS)
     g.add_argument("--lower", type=float, help="threshold, region-growing: window low end")
     g.add_argument("--upper", type=float, help="threshold, region-growing: window high end")
     g.add_argument("--classes", type=int, metavar="K", help="multi-otsu, kmeans: classes (3)")
@@ -170,14 +182,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=26,
         help="connectivity of the component steps (26)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, method_dests=tuple(a.dest for a in g._group_actions))
 
 
 def _check_applicable(args: argparse.Namespace) -> None:
     wrong = [
         "--" + dest.replace("_", "-").replace("seeds", "seed")
-        for dest, methods in _APPLIES.items()
-        if getattr(args, dest) is not None and args.method not in methods
+        for dest in args.method_dests
+        if getattr(args, dest) is not None and args.method not in applies_to(dest)
     ]
     if wrong:
         raise ConfigError(f"--method {args.method}: {', '.join(wrong)} does not apply to it")

@@ -39,33 +39,24 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="continue the folds from OUT/fold_K/checkpoint_last.pt (at least one must exist)",
     )
-    p.add_argument("--epochs", type=int, help="override the config's epochs (>= 1)")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.errors import ConfigError
-    from medseg.training import load_train_config, parse_folds, train
+    from medseg.training import load_train_config, override_config, train
 
-    fold: Any = "cv" if args.cv else args.fold
-    if not args.cv:
-        folds = parse_folds(args.fold)
-        fold = folds[0] if len(folds) == 1 else folds
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs: expected an integer >= 1, found {args.epochs}")
     cfg = load_train_config(args.config)
-    if args.epochs is not None:
-        cfg.epochs = args.epochs
-    if args.device is not None:
-        cfg.device = args.device
+    overrides = {"epochs": args.epochs, "device": args.device}
     if args.no_progress:
-        cfg.progress_bar = False
+        overrides["progress_bar"] = False
+    cfg = override_config(cfg, **{k: v for k, v in overrides.items() if v is not None})
     tlog = logging.getLogger("medseg.training")  # one line per epoch, even without -v
     if tlog.getEffectiveLevel() > logging.INFO:
         tlog.setLevel(logging.INFO)
-    result = train(cfg, args.out, fold=fold, resume=args.resume)
+    result = train(cfg, args.out, fold="cv" if args.cv else args.fold, resume=args.resume)
     _record_run(args, cfg, result)
     print(json.dumps(result.as_dict()["mean_metrics"], indent=2))
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from medseg.cli._args import add_label_names_options, label_names_option
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "volumetry",
         help="volumes (mL), diameters, components, intensities per label; CSV, JSON, HTML report",

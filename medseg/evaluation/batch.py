@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import ConfigError, MedsegError
 from medseg.evaluation.cases import CaseFailure, match_cases
 from medseg.evaluation.tables import json_safe, rows_to_csv, summary_to_json

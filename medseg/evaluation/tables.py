@@ -41,7 +41,7 @@ def summary_to_json(
         for k in ("label", "name", "kind", "metric"):
             d.pop(k)
         entry["metrics"][s.metric] = d
-    return json_safe(
+    doc: dict[str, Any] = json_safe(
         {
             "n_cases": n_cases,
             "n_failed": len(failures),
@@ -49,6 +49,7 @@ def summary_to_json(
             "failures": [f.as_dict() for f in failures],
         }
     )
+    return doc
 
 
 def format_table(summary: Sequence[MetricSummary], max_rows: int | None = None) -> str:

@@ -11,7 +11,6 @@ Axis order is always the :class:`~medseg.volume.Volume` array order (voxel index
 """
 
 from medseg.inference.predictor import (
-    CHECKPOINTS,
     Predictor,
     labels_on_original_grid,
     model_checkpoints,
@@ -26,7 +25,6 @@ from medseg.inference.sliding import (
 )
 
 __all__ = [
-    "CHECKPOINTS",
     "Predictor",
     "compute_gaussian",
     "compute_steps",

@@ -24,7 +24,6 @@ channel), named after it (:mod:`medseg.inference.inputs`), in NIfTI, NRRD, 3D Sl
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import ConfigError, MedsegError
 from medseg.inference.inputs import CaseInput, find_cases, shard
@@ -124,8 +124,11 @@ class PredictOptions:
 
 
 def _rank() -> tuple[int, int]:
-    """``(rank, world size)`` under ``torchrun`` (or any launcher setting them), else (0, 1)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    """This process's rank and the number of ranks (``torchrun``; :mod:`medseg.runtime`)."""
+    from medseg.runtime import dist_info
+
+    info = dist_info()
+    return info.rank, info.world_size
 
 
 def _read(case: CaseInput) -> list[Volume]:
@@ -151,7 +154,7 @@ def _inputs(case: CaseInput) -> list[str]:
 def _write(
     case: CaseInput,
     seg: LabelMap,
-    probs: np.ndarray | None,
+    probs: NDArray[Any] | None,
     targets: list[Path],
     options: PredictOptions,
     manifest: RunManifest,
@@ -311,7 +314,7 @@ def _run(
             assert nxt is not None
             t0 = time.perf_counter()
             seg: LabelMap | None = None
-            probs: np.ndarray | None = None
+            probs: NDArray[Any] | None = None
             try:
                 images = nxt.result()
             except (MedsegError, OSError, MemoryError) as exc:

@@ -189,7 +189,8 @@ def shard(cases: Sequence[CaseInput], num_parts: int, part_id: int) -> list[Case
     sorted list, nnU-Net's ``--num_parts/--part_id``): the parts together hold every case once."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise ConfigError(
-            f"num_parts/part_id: expected 0 <= part_id < num_parts, found {part_id} of {num_parts}"
+            f"part_id: expected 0 <= part_id < num_parts, found {part_id} of {num_parts}",
+            param="part_id",
         )
     return list(cases[part_id::num_parts])
 

@@ -11,13 +11,12 @@ path by its kind: an nnU-Net results folder (:mod:`medseg.nnunet`), an ONNX expo
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import ConfigError
 from medseg.volume import LabelMap, Volume
@@ -44,7 +43,7 @@ class SegmentationModel(Protocol):
 
     def predict_case(
         self, images: Sequence[Volume], *, with_probabilities: bool = False
-    ) -> tuple[LabelMap, np.ndarray | None]: ...
+    ) -> tuple[LabelMap, NDArray[Any] | None]: ...
 
     def predict(self, images: Sequence[Volume]) -> LabelMap: ...
 
@@ -61,14 +60,12 @@ def _optional(module: str) -> ModuleType | None:
 
 def device_for_rank(device: str) -> tuple[str, Any]:
     """``(device, AMP dtype)`` for ``device`` (``auto``, ``cpu``, ``cuda``); under
-    ``torchrun`` with several ranks each rank gets its own GPU (``cuda:<LOCAL_RANK>``)."""
-    from medseg.inference.predictor import resolve_device
+    ``torchrun`` with several ranks each rank gets its own GPU (``cuda:<LOCAL_RANK>``)
+    (:mod:`medseg.runtime`)."""
+    from medseg.runtime import dist_info, resolve_amp, resolve_device
 
-    dev, amp = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if dev == "cuda" and world > 1:
-        dev = f"cuda:{int(os.environ.get('LOCAL_RANK', os.environ.get('RANK', '0')))}"
-    return dev, amp
+    torch_device = resolve_device(device, local_rank=dist_info().local_rank)
+    return str(torch_device), resolve_amp("auto", torch_device)
 
 
 def load_model(

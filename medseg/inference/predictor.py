@@ -18,13 +18,8 @@ import numpy.typing as npt
 
 from medseg.errors import ConfigError, InputError
 from medseg.inference.sliding import sliding_window_probabilities
-from medseg.postprocess import (
-    POSTPROCESSING_FILE,
-    Postprocessing,
-    apply_postprocessing,
-    keep_largest_component,
-    load_postprocessing,
-)
+from medseg.model_folder import ModelFolder
+from medseg.postprocess import Postprocessing, apply_postprocessing
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -75,13 +70,11 @@ def labels_on_original_grid(
     return labels, half
 
 
-CHECKPOINTS = {"last": "checkpoint_last.pt", "best": "checkpoint_best.pt"}
-
-
 def model_checkpoints(
     model_dir: str | Path, *, folds: Sequence[int | str] | None = None, checkpoint: str = "last"
 ) -> list[Path]:
-    """The checkpoint files of a model folder written by :func:`medseg.training.train`.
+    """The checkpoint files of a model folder written by :func:`medseg.training.train`
+    (:meth:`medseg.model_folder.ModelFolder.checkpoints`).
 
     Args:
         model_dir: the folder holding ``fold_K/`` (or a single fold folder).
@@ -91,44 +84,12 @@ def model_checkpoints(
             (the epoch with the best validation Dice; chosen on the validation cases, so its
             validation score is optimistic; absent for ``fold_all``).
 
-    Raises :class:`InputError` naming the folder and the missing file.
+    Raises :class:`InputError` naming the folder and the missing file, :class:`ConfigError`
+    for an unknown ``checkpoint``.
     """
-    root = Path(model_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise InputError(root, f"--checkpoint: expected 'last' or 'best', found {checkpoint!r}")
-    name = CHECKPOINTS[checkpoint]
-    if (root / name).is_file() and folds is None:
-        return [root / name]
-    if folds is None:
-        cv = sorted(
-            (d for d in root.glob("fold_*") if d.is_dir() and d.name[5:].isdigit()),
-            key=lambda d: int(d.name[5:]),
-        )
-        dirs = cv or ([root / "fold_all"] if (root / "fold_all").is_dir() else [])
-        if not dirs:
-            raise InputError(root, f"expected fold_*/{name} in the model folder, found none")
-    else:
-        dirs = [root / f"fold_{f}" for f in folds]
-    missing = [d / name for d in dirs if not (d / name).is_file()]
-    if missing:
-        raise InputError(missing[0], f"{checkpoint} checkpoint not found in the model folder")
-    return [d / name for d in dirs]
-
-
-def resolve_device(device: str = "auto") -> tuple[str, torch.dtype | None]:
-    """``(device, autocast dtype)`` for inference: ``auto`` is CUDA when available; on a GPU
-    bf16 autocast when supported, else fp16; none on the CPU."""
-    import torch
-
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(None, f"--device: expected auto, cpu or cuda, found {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(None, "--device cuda: no CUDA device is available")
-        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cpu", None
+    return ModelFolder(Path(model_dir)).checkpoints(
+        None if folds is None else list(folds), checkpoint
+    )
 
 
 class Predictor:
@@ -140,8 +101,12 @@ class Predictor:
     plan's augmentation flipped (nnU-Net's test-time mirroring: 8 passes when all three axes
     were flipped), or over ``mirror_axes`` when given. ``resample_probabilities``: see
     :func:`labels_on_original_grid`. ``postprocessing`` (e.g. the model folder's choice made by
-    cross-validation) is applied to the labels on the original grid; ``largest_component``
-    additionally keeps only the largest connected component of each label.
+    cross-validation, or a request of :func:`medseg.postprocess.requested_postprocessing`) is
+    applied to the labels on the original grid.
+
+    ``device`` is a torch device string (``"cpu"``, ``"cuda:0"``; see
+    :func:`medseg.runtime.resolve_device`) and ``amp_dtype`` the autocast dtype
+    (:func:`medseg.runtime.resolve_amp`).
     """
 
     def __init__(
@@ -155,13 +120,14 @@ class Predictor:
         mirror_axes: Sequence[int] | None = None,
         tta: bool = False,
         resample_probabilities: bool = True,
-        largest_component: bool = False,
         postprocessing: Postprocessing | None = None,
     ) -> None:
         if not checkpoints:
             raise ConfigError("Predictor: expected at least one checkpoint, found none")
         if not 0.0 <= overlap < 1.0:
-            raise InputError(None, f"--overlap: expected a fraction in [0, 1), found {overlap}")
+            raise ConfigError(
+                f"overlap: expected a fraction in [0, 1), found {overlap}", param="overlap"
+            )
         first = checkpoints[0].meta.plan
         for c in checkpoints[1:]:
             plan = c.meta.plan
@@ -190,7 +156,6 @@ class Predictor:
         else:
             self.mirror_axes = [()] * len(self.models)
         self.resample_probabilities = resample_probabilities
-        self.largest_component = largest_component
         self.postprocessing = postprocessing
 
     @property
@@ -213,9 +178,11 @@ class Predictor:
             root = Path(os.path.commonpath([str(f.parent) for f in files]))
             shas = {}
             for f in files:
+                h = hashlib.sha256()
                 with open(f, "rb") as fh:
-                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
-                shas[f.relative_to(root).as_posix()] = digest
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+                shas[f.relative_to(root).as_posix()] = h.hexdigest()
             self._identity = {
                 "kind": "medseg",
                 "path": str(root),
@@ -247,9 +214,11 @@ class Predictor:
         chosen: dict[str, Postprocessing] = {}
         for p in map(Path, paths):
             if p.is_dir():
-                files += model_checkpoints(p, folds=folds, checkpoint=checkpoint)
-                if (p / POSTPROCESSING_FILE).is_file():
-                    chosen[str(p)] = load_postprocessing(p / POSTPROCESSING_FILE)
+                folder = ModelFolder(p)
+                files += folder.checkpoints(None if folds is None else list(folds), checkpoint)
+                pp = folder.load_postprocessing()
+                if pp is not None:
+                    chosen[str(p)] = pp
             else:
                 files.append(p)
         if "postprocessing" not in kwargs and chosen:
@@ -311,8 +280,6 @@ class Predictor:
         if self.postprocessing is not None:
             voxel_ml = images[0].voxel_volume_ml
             restored = apply_postprocessing(restored, self.postprocessing, voxel_ml)
-        if self.largest_component:
-            restored = keep_largest_component(restored)
         ref = images[0]
         lm = LabelMap(np.asarray(restored), ref.affine, None, ref.meta, self.label_names)
         return lm, back
@@ -328,10 +295,8 @@ def predict(
 
 
 __all__ = [
-    "CHECKPOINTS",
     "Predictor",
     "labels_on_original_grid",
     "model_checkpoints",
     "predict",
-    "resolve_device",
 ]

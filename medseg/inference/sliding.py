@@ -48,7 +48,8 @@ def compute_gaussian(
     g = g / g.max()
     pos = g[g > 0]
     g[g == 0] = pos.min()
-    return g.astype(np.float32)
+    result: npt.NDArray[np.float32] = g.astype(np.float32)
+    return result
 
 
 def compute_steps(
@@ -90,7 +91,8 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         out = out[0]
     if out.ndim == x.ndim + 1:  # deep-supervision stack (B, heads, K, ...)
         out = out[:, 0]
-    return out
+    result: torch.Tensor = out
+    return result
 
 
 def _stitch_device(dev: torch.device, n_classes: int, shape: Sequence[int]) -> torch.device:
@@ -203,12 +205,14 @@ def sliding_window_probabilities(
                     slice(s[1], s[1] + patch[1]),
                     slice(s[2], s[2] + patch[2]),
                 )
-                acc[(slice(None), *sl)] += prob[i] * gauss
+                every_class = (slice(None), *sl)
+                acc[every_class] += prob[i] * gauss
                 weight[sl] += gauss
         assert acc is not None and weight is not None
         acc /= weight
     crop = tuple(slice(lo, lo + s) for lo, s in zip(pad_lo, size, strict=True))
-    out = acc[(slice(None), *crop)]
+    unpadded = (slice(None), *crop)
+    out = acc[unpadded]
     return out if keep_on_device else out.to("cpu")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import InputError, InvalidVolumeError, OutputError
 from medseg.io.atomic import atomic_files, atomic_path
@@ -30,7 +31,7 @@ def _sitk() -> Any:
 
 def itk_geometry_to_affine(
     spacing: tuple[float, ...], origin: tuple[float, ...], direction: tuple[float, ...]
-) -> np.ndarray:
+) -> NDArray[Any]:
     """RAS+ affine from ITK's LPS+ spacing, origin and row-major direction."""
     d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     aff = np.eye(4)
@@ -40,7 +41,7 @@ def itk_geometry_to_affine(
 
 
 def affine_to_itk_geometry(
-    affine: np.ndarray,
+    affine: NDArray[Any],
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """ITK (spacing, origin, row-major direction) in LPS+ from a RAS+ affine."""
     lps = LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)

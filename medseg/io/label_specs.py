@@ -75,7 +75,8 @@ def parse_region_specs(items: list[str]) -> dict[str, list[int]]:
             labels = parse_label_list([values])
             if not name.strip() or not labels:
                 raise ConfigError(
-                    f"--regions: expected NAME=L,L,... (e.g. core=1,3), found {item!r}"
+                    f"regions: expected NAME=L,L,... (e.g. core=1,3), found {item!r}",
+                    param="regions",
                 )
             regions[name.strip()] = labels
             continue
@@ -109,7 +110,8 @@ def load_label_names(path: str | Path, key: str | None = None) -> dict[int, str]
     if data and all(isinstance(v, dict) for v in data.values()):
         raise InputError(
             p,
-            f"holds several tables ({', '.join(sorted(data))}); choose one with --label-names-key",
+            f"holds several tables ({', '.join(sorted(data))}); "
+            "choose one with label_names_key=KEY",
         )
     out: dict[int, str] = {}
     for k, v in data.items():

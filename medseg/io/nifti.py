@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import InputError, InvalidVolumeError
 from medseg.io.atomic import atomic_path, full_suffix
@@ -217,7 +218,7 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
                     raise InvalidVolumeError(
                         p,
                         f"4-D image with {n} volumes/channels (shape {shape}); expected 3-D. "
-                        "Choose one with channel=K (CLI: --channel K)",
+                        "Choose one with channel=K",
                     )
                 channel = 0
             if not 0 <= channel < n:
@@ -258,7 +259,7 @@ def read_nifti(path: str | Path, channel: int | None = None) -> Volume:
     return Volume(np.ascontiguousarray(data), affine, p, meta)
 
 
-def _storage_array(arr: np.ndarray) -> np.ndarray:
+def _storage_array(arr: NDArray[Any]) -> NDArray[Any]:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
     if arr.dtype == np.int64 and arr.size:

@@ -15,8 +15,10 @@ code as ``scheme^value^meaning``); and ``Segmentation_MasterRepresentation`` /
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import ndimage
 
 from medseg.io.labels import LabelInfo
@@ -48,7 +50,7 @@ def terminology_entry(info: LabelInfo) -> str:
     )
 
 
-def label_extents(array: np.ndarray, values: Sequence[int]) -> dict[int, str]:
+def label_extents(array: NDArray[Any], values: Sequence[int]) -> dict[int, str]:
     """Inclusive voxel bounds ``"i0 i1 j0 j1 k0 k1"`` of each label value in ``array``
     (``(I, J, K)``, non-negative integers), one pass over the array."""
     out = dict.fromkeys((int(v) for v in values), EMPTY_EXTENT)
@@ -64,7 +66,7 @@ def label_extents(array: np.ndarray, values: Sequence[int]) -> dict[int, str]:
     return out
 
 
-def segmentation_fields(table: Sequence[LabelInfo], array: np.ndarray) -> dict[str, str]:
+def segmentation_fields(table: Sequence[LabelInfo], array: NDArray[Any]) -> dict[str, str]:
     """The Slicer ``Segment*`` / ``Segmentation_*`` header fields of a label map ``array``
     (``(I, J, K)`` in file index order) described by ``table``."""
     extents = label_extents(array, [info.value for info in table])

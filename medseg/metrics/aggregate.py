@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.metrics.pair import LabelRecord
 
@@ -127,7 +128,16 @@ def _treatment(metric: str, recs: Sequence[LabelRecord]) -> str:
     return "; ".join(parts) if parts else "all measured"
 
 
-def stats(values: np.ndarray) -> tuple[float, float, float, float, float]:
+def defined_mean(values: Iterable[float]) -> float:
+    """Mean of the values that are defined (not NaN), NaN when none is: how every mean over
+    cases, folds or labels in medseg treats undefined values (:func:`summarize` says how many
+    there were)."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(np.mean(arr)) if arr.size else float("nan")
+
+
+def stats(values: NDArray[Any]) -> tuple[float, float, float, float, float]:
     """``(mean, std (ddof 0), median, p5, p95)`` of ``values``; NaN for none."""
     if values.size == 0:
         nan = float("nan")
@@ -165,7 +175,7 @@ def by_structure(records: Iterable[R]) -> dict[tuple[str, str, str], list[R]]:
 def metric_summary(
     key: tuple[str, str, str],
     metric: str,
-    values: np.ndarray,
+    values: NDArray[Any],
     empty: Sequence[tuple[bool, bool]],
     *,
     n_undefined: int,
@@ -231,6 +241,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "MetricSummary",
     "by_structure",
+    "defined_mean",
     "metric_summary",
     "summarize",
 ]

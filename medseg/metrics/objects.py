@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.metrics.aggregate import MetricSummary, by_structure, metric_summary
 from medseg.metrics.boxes import box_of, crop_slices, label_boxes, union_box
@@ -137,7 +138,7 @@ class ObjectRecord:
         return self.lesion_wise.lesions
 
 
-def _empty_mask() -> np.ndarray:
+def _empty_mask() -> NDArray[Any]:
     return np.zeros((1, 1, 1), dtype=bool)
 
 

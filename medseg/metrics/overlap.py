@@ -11,6 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 
+def dice_from_counts(tp: int, n_pred: int, n_ref: int) -> float:
+    """Dice ``2·TP / (|P| + |R|)`` from voxel counts; NaN when both masks are empty (callers
+    with another empty-mask policy decide that case themselves)."""
+    return float("nan") if n_pred + n_ref == 0 else 2.0 * tp / (n_pred + n_ref)
+
+
 def dice_scores(
     pred: npt.NDArray[np.integer], ref: npt.NDArray[np.integer], labels: Iterable[int]
 ) -> dict[int, float]:
@@ -30,8 +36,8 @@ def dice_scores(
     out: dict[int, float] = {}
     for v in wanted:
         n_p, n_r, tp = int(joint[v].sum()), int(joint[:, v].sum()), int(joint[v, v])
-        out[v] = float("nan") if n_p + n_r == 0 else 2.0 * tp / (n_p + n_r)
+        out[v] = dice_from_counts(tp, n_p, n_r)
     return out
 
 
-__all__ = ["dice_scores"]
+__all__ = ["dice_from_counts", "dice_scores"]

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from medseg.errors import ConfigError
 from medseg.metrics.boxes import box_of, crop_slices, label_boxes, union_box
+from medseg.metrics.overlap import dice_from_counts
 from medseg.metrics.surface import (
     DistanceMethod,
     SurfaceKind,
@@ -386,7 +387,7 @@ def _record(
         nsd = 0.0
     else:
         undefined = ""
-        dice = 2.0 * tp / (n_p + n_r)
+        dice = dice_from_counts(tp, n_p, n_r)
         iou = tp / (n_p + n_r - tp)
         if pm is None or rm is None:  # pragma: no cover - both non-empty implies a crop
             raise AssertionError("internal error: no crop for non-empty masks")

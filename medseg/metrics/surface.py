@@ -82,7 +82,8 @@ def border_voxels(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         first[ax], last[ax] = slice(0, 1), slice(n - 1, n)
         inner[tuple(first)] = False
         inner[tuple(last)] = False
-    return m & ~inner
+    result: npt.NDArray[np.bool_] = m & ~inner
+    return result
 
 
 def _auto_method(bp: npt.NDArray[np.bool_], br: npt.NDArray[np.bool_]) -> DistanceMethod:

@@ -75,7 +75,7 @@ def _flatten(x: Any) -> list[int]:
     return [int(x)]
 
 
-def keep_largest_of(labels: npt.NDArray[np.integer[Any]], values: list[int]) -> np.ndarray:
+def keep_largest_of(labels: npt.NDArray[np.integer[Any]], values: list[int]) -> npt.NDArray[Any]:
     """nnU-Net's ``remove_all_but_largest_component_from_segmentation``: the voxels of
     ``values`` (one mask) outside its largest 26-connected component(s) (all components of
     the largest size are kept) set to 0; a new array."""

@@ -123,6 +123,8 @@ def build_network(
 ) -> torch.nn.Module:
     """The network of ``arch`` (see :func:`architecture`) without deep supervision, as
     nnU-Net's ``get_network_from_plans`` builds it for inference (weights are loaded after)."""
+    import torch
+
     kwargs = dict(arch.get("arch_kwargs", {}))
     for key in arch.get("_kw_requires_import", []):
         if kwargs.get(key) is not None:
@@ -133,6 +135,8 @@ def build_network(
         net = cls(input_channels=in_channels, num_classes=out_channels, **kwargs)
     except TypeError as exc:
         raise InputError(where, f"cannot build {arch['network_class_name']}: {exc}") from None
+    if not isinstance(net, torch.nn.Module):
+        raise InputError(where, f"{arch['network_class_name']} is not a torch module")
     return net
 
 

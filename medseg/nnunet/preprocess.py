@@ -73,6 +73,11 @@ class CropInfo:
     spacing: tuple[float, ...]
 
 
+def _all_channels(spatial: tuple[slice, ...]) -> tuple[slice, ...]:
+    """Index of every channel and the ``spatial`` slices."""
+    return (slice(None), *spatial)
+
+
 def separate_z(
     force: bool | None, current: Sequence[float], new: Sequence[float]
 ) -> tuple[bool, int | None]:
@@ -108,7 +113,8 @@ def nearest_indices(n_in: int, n_out: int) -> npt.NDArray[np.intp]:
     """Indices of nnU-Net's order-0 resampling along one axis (``map_coordinates`` at
     ``(o + 0.5) * n_in / n_out - 0.5``, rounded half up, clamped)."""
     c = (float(n_in) / n_out) * (np.arange(n_out) + 0.5) - 0.5
-    return np.clip(np.floor(c + 0.5), 0, n_in - 1).astype(np.intp)
+    idx: npt.NDArray[np.intp] = np.clip(np.floor(c + 0.5), 0, n_in - 1).astype(np.intp)
+    return idx
 
 
 def resample_data(
@@ -199,7 +205,7 @@ def crop_to_nonzero(
         idx = np.where(mask.any(axis=other))[0]
         box.append((int(idx[0]), int(idx[-1]) + 1))
     sl = tuple(slice(lo, hi) for lo, hi in box)
-    return data[(slice(None), *sl)], mask[sl], tuple(box)
+    return data[_all_channels(sl)], mask[sl], tuple(box)
 
 
 def normalize(
@@ -315,7 +321,7 @@ def restore(
         pf = np.zeros((probs.shape[0], *info.shape_before_cropping), dtype=np.float16)
         if regions_class_order is None:
             pf[0] = 1.0
-        pf[(slice(None), *sl)] = probs.numpy().astype(np.float16)
+        pf[_all_channels(sl)] = probs.numpy().astype(np.float16)
         half = pf.transpose([0, *[i + 1 for i in transpose_backward]])
     return labels, half
 

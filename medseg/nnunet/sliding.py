@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+def _all_channels(spatial: tuple[slice, ...]) -> tuple[slice, ...]:
+    """Index of every channel and the ``spatial`` slices."""
+    return (slice(None), *spatial)
+
+
 def gaussian_map(
     patch_size: Sequence[int], sigma_scale: float = 1.0 / 8
 ) -> npt.NDArray[np.float32]:
@@ -36,9 +41,9 @@ def gaussian_map(
     tmp[tuple(s // 2 for s in size)] = 1
     g = gaussian_filter(tmp, [s * sigma_scale for s in size], 0, mode="constant", cval=0)
     g /= np.max(g) / 10
-    g = g.astype(np.float32)
-    g[g == 0] = g[g > 0].min()
-    return g
+    g32: npt.NDArray[np.float32] = g.astype(np.float32)
+    g32[g32 == 0] = g32[g32 > 0].min()
+    return g32
 
 
 def window_starts(
@@ -107,7 +112,7 @@ def sliding_window_logits(
         for b0 in range(0, len(starts), batch_size):
             chunk = starts[b0 : b0 + batch_size]
             sls = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in chunk]
-            xb = torch.stack([x[(slice(None), *sl)] for sl in sls]).to(dev)
+            xb = torch.stack([x[_all_channels(sl)] for sl in sls]).to(dev)
             pred: torch.Tensor | None = None
             for flip in passes:
                 dims = [a + 2 for a in flip]
@@ -124,12 +129,12 @@ def sliding_window_logits(
             if acc is None:
                 acc = torch.zeros((pred.shape[1], *padded), dtype=torch.float32)
             for i, sl in enumerate(sls):
-                acc[(slice(None), *sl)] += pred[i] * gauss
+                acc[_all_channels(sl)] += pred[i] * gauss
                 weight[sl] += gauss
         assert acc is not None
         acc /= weight
     crop = tuple(slice(a, a + s) for a, s in zip(lo, size, strict=True))
-    return acc[(slice(None), *crop)]
+    return acc[_all_channels(crop)]
 
 
 __all__ = ["gaussian_map", "mirror_passes", "sliding_window_logits", "window_starts"]

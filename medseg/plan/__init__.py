@@ -1,12 +1,12 @@
-"""The experiment plan: records (:mod:`.schema`), ``plan.yaml`` files (:mod:`.files`), the
-dataset fingerprint (:mod:`.fingerprint`) and the planning rules (:mod:`.rules`).
+"""The experiment plan as records (:mod:`.schema`) and ``plan.yaml`` files (:mod:`.files`).
 
 A :class:`Plan` is stored as readable YAML (``plan.yaml``) that training and inference consume
-and that users may edit; :func:`plan_dataset` derives one from a dataset with documented,
-nnU-Net-like rules, recording the reason for every choice in ``Plan.notes``.
+and that users may edit. The planner that derives one from a dataset (the fingerprint and the
+nnU-Net-like rules) is :mod:`medseg.planning`, a layer above: the transforms and the training
+use these records without loading the planner.
 
-The names below are re-exported lazily: importing ``medseg.plan.schema`` (as the transforms
-do) does not load the planner, which reads datasets and sits above the transforms.
+The names below are re-exported lazily, so importing :mod:`medseg.plan.schema` (as the
+transforms do) loads neither the YAML files module nor the readers it writes through.
 """
 
 from __future__ import annotations
@@ -21,16 +21,6 @@ if TYPE_CHECKING:  # the real names, for type checkers
         plan_from_dict,
         plan_to_yaml,
         save_plan,
-    )
-    from medseg.plan.fingerprint import collect_fingerprint
-    from medseg.plan.rules import (
-        choose_patch_and_batch,
-        choose_target_spacing,
-        estimate_vram_gb,
-        explain_plan,
-        network_topology,
-        plan_dataset,
-        plan_from_fingerprint,
     )
     from medseg.plan.schema import (
         AugmentationPlan,
@@ -55,14 +45,6 @@ _EXPORTS: dict[str, str] = {
     "plan_from_dict": "files",
     "plan_to_yaml": "files",
     "save_plan": "files",
-    "collect_fingerprint": "fingerprint",
-    "choose_patch_and_batch": "rules",
-    "choose_target_spacing": "rules",
-    "estimate_vram_gb": "rules",
-    "explain_plan": "rules",
-    "network_topology": "rules",
-    "plan_dataset": "rules",
-    "plan_from_fingerprint": "rules",
 }
 
 
@@ -84,18 +66,9 @@ __all__ = [
     "NetworkSpec",
     "Plan",
     "Preprocessing",
-    "choose_patch_and_batch",
-    "choose_target_spacing",
-    "collect_fingerprint",
-    "estimate_vram_gb",
-    "explain_plan",
     "load_augmentation",
     "load_plan",
-    "network_topology",
-    "plan_dataset",
     "plan_from_dict",
-    "plan_from_fingerprint",
     "plan_to_yaml",
     "save_plan",
 ]
-assert sorted(__all__) == sorted(_EXPORTS)

@@ -1,10 +1,4 @@
-"""``plan.yaml`` on disk: validation with key paths in the errors, readable YAML, atomic writes.
-
-Plans written by older medseg versions (layout version 1: the preprocessing fields at the top
-level, a network record holding only the topology, ``dataset_root``) are converted when read
-(:func:`upgrade_plan_mapping`), so existing plan files keep working; they are written back in
-the current layout.
-"""
+"""``plan.yaml`` on disk: validation with key paths in the errors, readable YAML, atomic writes."""
 
 from __future__ import annotations
 
@@ -17,17 +11,7 @@ from pydantic import ValidationError
 from medseg.config import format_validation_error, read_yaml_mapping
 from medseg.errors import ConfigError
 from medseg.io.atomic import atomic_write_text
-from medseg.plan.schema import PLAN_VERSION, AugmentationPlan, Plan
-
-#: The top-level keys of a version-1 plan that moved into ``preprocessing``.
-_V1_PREPROCESSING_KEYS = (
-    "orientation",
-    "target_spacing",
-    "crop_to_nonzero",
-    "image_interpolation",
-    "label_interpolation",
-    "normalization",
-)
+from medseg.plan.schema import AugmentationPlan, Plan
 
 
 def default_deep_supervision(n_stages: int) -> dict[str, Any]:
@@ -38,25 +22,6 @@ def default_deep_supervision(n_stages: int) -> dict[str, Any]:
     return {"deep_supervision": True, "deep_supr_num": min(2, n_stages - 2)}
 
 
-def upgrade_plan_mapping(data: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 plan mapping in the current layout (other versions are returned as they
-    are, for validation to judge)."""
-    if data.get("version", 1) != 1 or "preprocessing" in data:
-        return data
-    out = {k: v for k, v in data.items() if k not in _V1_PREPROCESSING_KEYS}
-    out["version"] = PLAN_VERSION
-    if "dataset_root" in out:
-        out["dataset"] = out.pop("dataset_root")
-    out.pop("channel_names", None)  # the normalization entries name the channels
-    out["preprocessing"] = {k: data[k] for k in _V1_PREPROCESSING_KEYS if k in data}
-    net = data.get("network")
-    if isinstance(net, dict) and "architecture" not in net:
-        filters = net.get("filters")
-        n = len(filters) if isinstance(filters, list) else 0
-        out["network"] = {"architecture": "dynunet", **net, **default_deep_supervision(n)}
-    return out
-
-
 def plan_from_dict(data: Any, source: str | Path = "<plan>") -> Plan:
     """Validate a mapping into a :class:`Plan` (:class:`ConfigError` names the key path)."""
     if not isinstance(data, dict):
@@ -64,7 +29,7 @@ def plan_from_dict(data: Any, source: str | Path = "<plan>") -> Plan:
             f"{source}: expected a mapping at the top level, found {type(data).__name__}"
         )
     try:
-        return Plan.model_validate(upgrade_plan_mapping(data))
+        return Plan.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc, "plan")) from exc
 
@@ -131,5 +96,4 @@ __all__ = [
     "plan_from_dict",
     "plan_to_yaml",
     "save_plan",
-    "upgrade_plan_mapping",
 ]

@@ -5,7 +5,7 @@ nothing from medseg above :mod:`medseg.errors`, so the transforms can take the s
 they need (:class:`Preprocessing`, :class:`AugmentationPlan`, :class:`ChannelNormalization`)
 without depending on the planner. Reading and writing ``plan.yaml`` is in
 :mod:`medseg.plan.files`; the rules that derive a plan from a dataset in
-:mod:`medseg.plan.rules` and :mod:`medseg.plan.fingerprint`.
+:mod:`medseg.planning.rules` and :mod:`medseg.planning.fingerprint`.
 
 Geometry convention: all per-axis values (``target_spacing``, ``patch_size``,
 ``network.strides``/``kernel_sizes``) refer to the array axes **after reorientation to the

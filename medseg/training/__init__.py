@@ -9,7 +9,8 @@ Typical use from a notebook::
     result.folds[0].final_metrics        # {"left_atrium": {"dice": 0.9, "hd95_mm": 3.1}}
     result.folds[0].last_checkpoint      # runs/la/fold_0/checkpoint_last.pt
 
-Output layout (the model folder that :class:`medseg.inference.Predictor` ensembles)::
+Output layout (the model folder that :class:`medseg.inference.Predictor` ensembles; its one
+owner is :class:`medseg.model_folder.ModelFolder`)::
 
     OUT/config.json  OUT/plan.yaml (the resolved plan)  OUT/splits.json  OUT/result_*.json
     OUT/fold_K/checkpoint_last.pt  checkpoint_best.pt  metrics.csv  progress.png  log.txt
@@ -24,13 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medseg.training.config import Fold, TrainConfig, load_train_config, validate_config
+from medseg.model_folder import Fold
+from medseg.training.config import (
+    TrainConfig,
+    load_train_config,
+    override_config,
+    validate_config,
+)
+from medseg.training.folds import FoldSelection, parse_folds
 
 log = logging.getLogger("medseg.training")
 
@@ -73,58 +80,22 @@ class TrainResult:
 
 
 def _mean_metrics(folds: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
+    """Per label and metric, the mean over folds of their final means (NaN folds excluded)."""
+    from medseg.metrics.aggregate import defined_mean
+
     acc: dict[str, dict[str, list[float]]] = {}
     for f in folds:
         for name, m in f.final_metrics.items():
             for k, v in m.items():
                 acc.setdefault(name, {}).setdefault(k, []).append(v)
-    out: dict[str, dict[str, float]] = {}
-    for name, ms in acc.items():
-        out[name] = {}
-        for k, vals in ms.items():
-            good = [v for v in vals if not math.isnan(v)]
-            out[name][k] = sum(good) / len(good) if good else float("nan")
-    return out
-
-
-def parse_folds(fold: Fold | Sequence[int] | str, n_splits: int | None = None) -> list[Fold]:
-    """The folds a request names: an index, ``"all"`` (one model on every case), ``"cv"``
-    (every cross-validation fold; needs ``n_splits``), a comma-separated string ``"0,2"`` or
-    a sequence of indices."""
-    from medseg.errors import ConfigError
-
-    if isinstance(fold, str):
-        text = fold.strip()
-        if text == "all":
-            return ["all"]
-        if text == "cv":
-            if n_splits is None:
-                raise ConfigError("--cv: the number of folds is not known yet")
-            return list(range(n_splits))
-        try:
-            items: list[int] = [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(
-                f"--fold: expected an integer, a list like '0,2', or 'all', found {fold!r}"
-            ) from None
-    elif isinstance(fold, int):
-        items = [fold]
-    else:
-        items = [int(x) for x in fold]
-    if not items:
-        raise ConfigError("--fold: no fold given")
-    if any(k < 0 for k in items) or len(set(items)) != len(items):
-        raise ConfigError(f"--fold: expected distinct non-negative fold indices, found {items}")
-    if n_splits is not None and any(k >= n_splits for k in items):
-        raise ConfigError(f"--fold: expected 0..{n_splits - 1} or 'all', found {items}")
-    return list(items)
+    return {name: {k: defined_mean(v) for k, v in ms.items()} for name, ms in acc.items()}
 
 
 def train(
     config: TrainConfig | str | Path,
     out_dir: str | Path,
     *,
-    fold: Fold | Sequence[int] | str = 0,
+    fold: Fold | Sequence[int] | str | FoldSelection = 0,
     resume: bool = False,
 ) -> TrainResult:
     """Train one or more folds and return a :class:`TrainResult`.
@@ -142,40 +113,40 @@ def train(
     Every check (folds, splits, an existing run in the folder, a different recipe in it)
     happens before anything is written, so a refused run changes nothing.
 
+    A model folder in which no fold ever saved a checkpoint (a run that failed early) is
+    reused: its ``config.json``, ``plan.yaml`` and ``splits.json`` are replaced.
+
     Raises:
-        ConfigError: bad config, plan, overrides, or fold. InputError: missing files, or
-            ``resume`` with nothing to resume. OutputExistsError: a fold holds a run and
+        ConfigError: bad config, plan, overrides, or fold; ``resume`` with nothing to
+            resume. InputError: missing files. OutputExistsError: a fold holds a run and
             ``resume`` is false.
     """
-    from medseg.training.distributed import cleanup_distributed, env_dist_info, init_distributed
-    from medseg.training.loop import fit, resolve_device
+    from medseg.runtime import dist_info, resolve_device
+    from medseg.training.distributed import cleanup_distributed, init_distributed
+    from medseg.training.loop import fit
     from medseg.training.setup import (
         check_model_folder,
         fold_cases,
-        fold_dir_name,
         fold_inputs,
         prepare_run,
         write_run_files,
     )
 
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
-    out = Path(out_dir)
-    requested = parse_folds(fold) if fold != "cv" else None
-    need_splits = requested is None or requested != ["all"]
-    device = resolve_device(cfg, env_dist_info())
+    selection = parse_folds(fold)
+    device = resolve_device(cfg.device, local_rank=dist_info().local_rank)
     info = init_distributed(device.type)
     try:
-        run = prepare_run(cfg, out, need_splits=need_splits)
-        folds = requested if requested is not None else parse_folds("cv", len(run.splits))
-        if need_splits:
-            parse_folds([int(f) for f in folds if f != "all"], len(run.splits))  # range check
+        run = prepare_run(cfg, Path(out_dir), need_splits=selection.needs_splits)
+        folder = run.folder
+        folds = selection.resolve(len(run.splits))
         to_resume = check_model_folder(run, folds, resume)
         log.info("plan %s; splits: %s", cfg.plan, run.splits_source)
         write_run_files(run, info)
-        result = TrainResult(out_dir=out)
+        result = TrainResult(out_dir=folder.root)
         for k in folds:
             cases = fold_cases(run, k)
-            fold_dir = out / fold_dir_name(k)
+            fold_dir = folder.fold(k).dir
             log.info(
                 "fold %s: %d training / %d validation cases -> %s",
                 k,
@@ -196,23 +167,20 @@ def train(
             )
             result.folds.append(res)
         result.mean_metrics = _mean_metrics(result.folds)
-        finished = [
-            (out / fold_dir_name(k) / "validation_final.json").is_file()
-            for k in range(len(run.splits))
-        ]
+        finished = [folder.fold(k).validation_final.is_file() for k in range(len(run.splits))]
         if info.is_main and run.splits and all(finished):
             from medseg.training.crossval import summarize_cross_validation
 
             result.cross_validation = summarize_cross_validation(
-                out, run.dataset, run.splits, dict(run.plan.label_names)
+                folder.root, run.dataset, run.splits, dict(run.plan.label_names)
             )
         if info.is_main:
             from medseg.io.atomic import atomic_write_text
 
-            which = "cv" if fold == "cv" else "fold_" + "_".join(str(k) for k in folds)
-            name = f"result_{which}.json"
             atomic_write_text(
-                out / name, json.dumps(result.as_dict(), indent=2) + "\n", overwrite=True
+                folder.result(selection.name),
+                json.dumps(result.as_dict(), indent=2) + "\n",
+                overwrite=True,
             )
         return result
     finally:
@@ -229,9 +197,11 @@ def __getattr__(name: str) -> Any:  # lazy re-exports that import torch
 
 __all__ = [
     "FoldResult",
+    "FoldSelection",
     "TrainConfig",
     "TrainResult",
     "load_train_config",
+    "override_config",
     "parse_folds",
     "train",
     "validate_config",

@@ -28,9 +28,6 @@ from medseg.config import format_validation_error, read_yaml_mapping
 from medseg.errors import ConfigError
 from medseg.plan.schema import Architecture, AugmentationPlan
 
-#: A cross-validation fold index, or ``"all"`` (one model on every case, nothing held out).
-Fold = int | str
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -93,7 +90,7 @@ class PlanOverrides(_Strict):
 
     Changing ``target_spacing`` changes the preprocessing (and the cache folder). Changing
     ``target_spacing`` or ``patch_size`` re-derives the network topology for the new patch
-    and spacing with the planner's rule (:func:`medseg.plan.rules.network_topology`); the
+    and spacing with the planner's rule (:func:`medseg.planning.rules.network_topology`); the
     ``network`` overrides then apply on top. ``augmentation`` names fields of
     :class:`~medseg.plan.schema.AugmentationPlan` to change.
     """
@@ -186,6 +183,20 @@ def validate_config(data: Any, source: str = "<config>") -> TrainConfig:
         raise ConfigError(format_validation_error(source, exc, "training config")) from exc
 
 
+def override_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """``cfg`` with top-level fields replaced (e.g. ``epochs=9, device="cpu"``), validated as a
+    config file is: a bad value is a :class:`ConfigError` whose ``param`` is the field
+    (``"epochs: Input should be greater than or equal to 1 (found -5)"``)."""
+    try:
+        return TrainConfig.model_validate({**cfg.model_dump(), **changes})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "<config>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        found = f" (found {err.get('input')!r})" if err["type"] != "missing" else ""
+        raise ConfigError(f"{key}: {msg}{found}", param=key) from None
+
+
 def is_plan_mapping(data: Any) -> bool:
     """True when ``data`` looks like a plan written by ``medseg plan`` rather than a config."""
     return (
@@ -223,7 +234,6 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 __all__ = [
     "DataConfig",
-    "Fold",
     "LossConfig",
     "NetworkOverrides",
     "OptimizerConfig",
@@ -231,6 +241,7 @@ __all__ = [
     "TrainConfig",
     "is_plan_mapping",
     "load_train_config",
+    "override_config",
     "read_mapping",
     "validate_config",
 ]

@@ -32,18 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Dataset
 from medseg.errors import InputError
 from medseg.io import read_label_map
 from medseg.io.atomic import atomic_write_text
 from medseg.metrics import RECORD_FIELDS, SUMMARY_FIELDS, dice_scores, evaluate_pair, summarize
-from medseg.postprocess import (
-    POSTPROCESSING_FILE,
-    Postprocessing,
-    PostprocessingStep,
-    apply_postprocessing,
-)
+from medseg.metrics.aggregate import defined_mean
+from medseg.model_folder import ModelFolder
+from medseg.postprocess import Postprocessing, PostprocessingStep, apply_postprocessing
 from medseg.volume import LabelMap
 
 log = logging.getLogger("medseg.training")
@@ -69,10 +67,11 @@ def out_of_fold_cases(
 
     Raises :class:`InputError` naming the first missing prediction (a fold not trained or not
     finished)."""
+    folder = ModelFolder(model_dir)
     out = []
     for k, split in enumerate(splits):
         for cid in split["val"]:
-            pred = model_dir / f"fold_{k}" / "validation" / f"{cid}.nii.gz"
+            pred = folder.fold(k).validation_prediction(cid)
             if not pred.is_file():
                 raise InputError(
                     pred, "out-of-fold prediction missing; train and finish every fold"
@@ -86,7 +85,7 @@ def out_of_fold_cases(
 def _mean_dice(
     cases: Sequence[OutOfFold],
     labels: Sequence[int],
-    transform: Callable[[np.ndarray, float], np.ndarray],
+    transform: Callable[[NDArray[Any], float], NDArray[Any]],
 ) -> dict[int, float]:
     """Per-label mean Dice (NaN cases excluded) of the transformed predictions."""
     per: dict[int, list[float]] = {v: [] for v in labels}
@@ -95,14 +94,12 @@ def _mean_dice(
         ref = read_label_map(c.reference)
         d = dice_scores(transform(pred.array, pred.voxel_volume_ml), ref.array, labels)
         for v in labels:
-            if not math.isnan(d[v]):
-                per[v].append(d[v])
-    return {v: float(np.mean(x)) if x else float("nan") for v, x in per.items()}
+            per[v].append(d[v])
+    return {v: defined_mean(x) for v, x in per.items()}
 
 
 def _fg(d: dict[int, float]) -> float:
-    vals = [x for x in d.values() if not math.isnan(x)]
-    return float(np.mean(vals)) if vals else float("nan")
+    return defined_mean(d.values())
 
 
 def _median_volumes_ml(cases: Sequence[OutOfFold], labels: Sequence[int]) -> dict[int, float]:
@@ -229,7 +226,7 @@ def _mean_sd(rows: list[dict[str, Any]], names: dict[int, str]) -> dict[str, Any
             vals = np.asarray([r[k] for r in mine], dtype=np.float64)
             vals = vals[~np.isnan(vals)]
             entry[k] = {
-                "mean": float(vals.mean()) if vals.size else float("nan"),
+                "mean": defined_mean(vals),
                 "sd": float(vals.std(ddof=1)) if vals.size > 1 else float("nan"),
                 "per_case": {r["case"]: r[k] for r in mine},
             }
@@ -252,7 +249,8 @@ def summarize_cross_validation(
     Dice and HD95 (mm), before and after post-processing."""
     cases = out_of_fold_cases(model_dir, dataset, splits)
     labels = [v for v in sorted(label_names) if v != 0]
-    folder = model_dir / "crossval"
+    model = ModelFolder(model_dir)
+    folder = model.crossval
     folder.mkdir(parents=True, exist_ok=True)
     raw = _records(cases, labels, label_names, None)
     _write_tables(folder, "metrics", raw)
@@ -260,9 +258,7 @@ def summarize_cross_validation(
     doc["raw"] = _mean_sd(raw, label_names)
     if choose:
         pp = choose_postprocessing(cases, labels)
-        atomic_write_text(
-            model_dir / POSTPROCESSING_FILE, pp.model_dump_json(indent=2) + "\n", overwrite=True
-        )
+        atomic_write_text(model.postprocessing, pp.model_dump_json(indent=2) + "\n", overwrite=True)
         post = _records(cases, labels, label_names, pp)
         _write_tables(folder, "metrics_postprocessed", post)
         doc["postprocessing"] = [s.model_dump(mode="json") for s in pp.steps]
@@ -272,9 +268,9 @@ def summarize_cross_validation(
             len(cases),
             [s.kind for s in pp.steps] or "none",
         )
-    doc["folds"] = _fold_times(model_dir, len(splits), folder)
+    doc["folds"] = _fold_times(model, len(splits))
     atomic_write_text(
-        folder / "summary.json", json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
+        model.crossval_summary, json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
     )
     return doc
 
@@ -283,7 +279,7 @@ def summarize_cross_validation(
 TIME_TO_DICE = (0.85, 0.90)
 
 
-def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, Any]]:
+def _fold_times(model: ModelFolder, n_folds: int) -> list[dict[str, Any]]:
     """Per fold: training seconds, best validation Dice and the time to each of
     :data:`TIME_TO_DICE`, from ``fold_K/metrics.csv``; draws ``dice_vs_time.png``."""
     from medseg.training.logging import dice_curve, plot_dice_vs_time, read_history, time_to_dice
@@ -291,7 +287,7 @@ def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, A
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[float, float]]] = {}
     for k in range(n_folds):
-        path = model_dir / f"fold_{k}" / "metrics.csv"
+        path = model.fold(k).metrics
         if not path.is_file():
             raise InputError(path, "training history missing; train and finish every fold")
         history = read_history(path)
@@ -305,7 +301,7 @@ def _fold_times(model_dir: Path, n_folds: int, folder: Path) -> list[dict[str, A
         for thr in TIME_TO_DICE:
             row[f"time_to_{thr:.2f}_s"] = time_to_dice(history, thr)
         rows.append(row)
-    plot_dice_vs_time(folder / "dice_vs_time.png", curves)
+    plot_dice_vs_time(model.dice_vs_time, curves)
     return rows
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.io.atomic import atomic_path, atomic_write_text
+from medseg.model_folder import FoldFolder
 
 log = logging.getLogger("medseg.training")
 
@@ -43,10 +44,10 @@ def _isnan(v: Any) -> bool:
 
 
 class ProgressWriter:
-    """Writes the per-epoch outputs into ``out_dir`` (construct only on rank 0)."""
+    """Writes the per-epoch outputs into a fold's folder (construct only on rank 0)."""
 
-    def __init__(self, out_dir: Path, epochs: int, tensorboard: bool = True) -> None:
-        self.out_dir = out_dir
+    def __init__(self, files: FoldFolder, epochs: int, tensorboard: bool = True) -> None:
+        self.files = files
         self.epochs = epochs
         self._tb: Any = None
         if tensorboard:
@@ -54,12 +55,12 @@ class ProgressWriter:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:  # pragma: no cover - tensorboard is a dependency
                 raise RuntimeError("tensorboard is required for training logs") from exc
-            self._tb = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(files.tensorboard))
 
     def epoch_end(self, row: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         line = format_epoch_line(row, self.epochs)
         log.info(line)
-        with (self.out_dir / "log.txt").open("a", encoding="utf-8") as fh:
+        with self.files.log.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         if self._tb is not None:
             step = int(row["epoch"])
@@ -67,8 +68,8 @@ class ProgressWriter:
                 if k != "epoch" and isinstance(v, (int, float)) and not _isnan(v):
                     self._tb.add_scalar(k, float(v), step)
             self._tb.flush()
-        write_csv(self.out_dir / "metrics.csv", history)
-        plot_progress(self.out_dir / "progress.png", history)
+        write_csv(self.files.metrics, history)
+        plot_progress(self.files.progress, history)
 
     def close(self) -> None:
         if self._tb is not None:

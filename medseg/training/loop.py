@@ -38,21 +38,16 @@ import numpy as np
 import torch
 
 from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from medseg.errors import ConfigError, InputError, OutputExistsError
+from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_write_text
 from medseg.loader import TrainLoader
+from medseg.model_folder import Fold, FoldFolder
 from medseg.models import build_model
 from medseg.plan.schema import Plan
-from medseg.training.config import Fold, TrainConfig
-from medseg.training.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    broadcast_flag,
-    env_dist_info,
-)
+from medseg.runtime import DistInfo, dist_info, resolve_amp, resolve_device
+from medseg.training.config import TrainConfig
+from medseg.training.distributed import all_reduce_sum, barrier
 from medseg.training.optim import DeepSupervisionLoss, build_optimizer, build_scheduler
-from medseg.training.setup import BEST, LAST
 from medseg.training.validation import (
     ValidationCase,
     final_validation,
@@ -87,36 +82,8 @@ class FoldResult:
 
 
 # --------------------------------------------------------------------------------------------
-# devices, precision, seeding
+# seeding
 # --------------------------------------------------------------------------------------------
-def resolve_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
-    """``cuda`` / ``cpu`` as configured; ``auto`` picks CUDA when available (logged)."""
-    kind = cfg.device
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-        log.info("device auto -> %s", kind)
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device: cuda requested but no CUDA device is available")
-        return torch.device("cuda", info.local_rank)
-    return torch.device("cpu")
-
-
-def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or ``None`` for full float32 (see :class:`TrainConfig.amp`)."""
-    if cfg.amp == "none":
-        return None
-    if cfg.amp == "bf16":
-        return torch.bfloat16
-    if cfg.amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("amp: fp16 needs a CUDA device; use bf16 or none on CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
-
-
 def seed_everything(seed: int, epoch: int, rank: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) from ``(seed, epoch, rank)``."""
     s = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
@@ -227,8 +194,6 @@ class _Parts:
 
 
 def _check_resume(cfg: TrainConfig, last_path: Path) -> Any:
-    if not last_path.exists():
-        raise InputError(last_path, "--resume: no checkpoint_last.pt to resume from")
     ckpt = load_checkpoint(last_path)
     if ckpt.training is None:
         raise InputError(last_path, "checkpoint holds no training state; cannot resume")
@@ -259,8 +224,10 @@ def fit(
     Args:
         cfg: the recipe (epochs, optimizer, precision, validation cadence, ...).
         plan: the resolved plan (network, patch size, labels; stored in every checkpoint).
-        loader: the training batches (:func:`medseg.loader.make_train_loader`).
-        out_dir: the fold's output folder. It must not hold a previous run unless ``resume``.
+        loader: the training batches (:class:`medseg.loader.TrainLoader`).
+        out_dir: the fold's output folder (:class:`~medseg.model_folder.FoldFolder`). It
+            must not hold a previous run unless ``resume`` (checked before, by
+            :func:`medseg.training.setup.check_model_folder`).
         validation: the held-out cases (none: no validation, no best checkpoint).
         resume: continue from ``out_dir/checkpoint_last.pt``.
         fold: recorded in the checkpoints and ``validation_final.json``.
@@ -269,10 +236,11 @@ def fit(
             written; returning True ends training there (as an interruption would).
     """
     t_start = time.perf_counter()
-    info = info or env_dist_info()
-    out = Path(out_dir)
-    device = resolve_device(cfg, info)
-    amp_dtype = resolve_amp(cfg, device)
+    info = info or dist_info()
+    files = FoldFolder(fold, Path(out_dir))
+    out = files.dir
+    device = resolve_device(cfg.device, local_rank=info.local_rank)
+    amp_dtype = resolve_amp(cfg.amp, device)
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     if cfg.deterministic:
@@ -280,12 +248,7 @@ def fit(
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    last_path, best_path = out / LAST, out / BEST
-    # decided on rank 0 and broadcast, so every rank raises together instead of hanging
-    if broadcast_flag(info.is_main and not resume and last_path.exists(), info):
-        raise OutputExistsError(
-            last_path, hint="the fold holds a training run; pass --resume to continue it"
-        )
+    last_path, best_path = files.last, files.best
     ckpt = _check_resume(cfg, last_path) if resume else None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +294,7 @@ def fit(
     if info.is_main:
         from medseg.training.logging import ProgressWriter
 
-        writer = ProgressWriter(out, cfg.epochs)
+        writer = ProgressWriter(files, cfg.epochs)
     meta = CheckpointMeta(plan=plan, config=cfg.resolved(), fold=fold)
     elapsed = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
     try:
@@ -390,7 +353,7 @@ def fit(
                 break
         final: dict[str, dict[str, float]] = {}
         if validation and (not history or history[-1]["epoch"] == cfg.epochs):
-            val_dir = out / "validation"
+            val_dir = files.validation
             if info.is_main:
                 val_dir.mkdir(parents=True, exist_ok=True)
             barrier(info)
@@ -415,7 +378,7 @@ def fit(
                     "cases": rows,
                 }
                 atomic_write_text(
-                    out / "validation_final.json", json.dumps(doc, indent=2) + "\n", overwrite=True
+                    files.validation_final, json.dumps(doc, indent=2) + "\n", overwrite=True
                 )
     finally:
         if writer is not None:
@@ -438,8 +401,6 @@ def fit(
 __all__ = [
     "FoldResult",
     "fit",
-    "resolve_amp",
-    "resolve_device",
     "rng_states",
     "seed_everything",
     "set_rng_states",

@@ -34,7 +34,8 @@ class DeepSupervisionLoss(torch.nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.long() if target.dtype != torch.long else target
         if output.ndim == target.ndim:  # single head
-            return self.inner(output.float(), target)
+            result: torch.Tensor = self.inner(output.float(), target)
+            return result
         heads = output.shape[1]
         weights = torch.tensor([0.5**i for i in range(heads)], dtype=torch.float32)
         weights = weights / weights.sum()

@@ -20,12 +20,13 @@ from pydantic import ValidationError
 from medseg.config import format_validation_error
 from medseg.datasets import Case, Dataset, load_dataset, make_splits, read_splits, write_splits
 from medseg.errors import ConfigError, InputError, OutputExistsError
-from medseg.inference import CHECKPOINTS
 from medseg.io.atomic import atomic_write_text
+from medseg.model_folder import Fold, ModelFolder
 from medseg.plan.files import load_plan, plan_to_yaml, save_plan
 from medseg.plan.schema import AugmentationPlan, NetworkSpec, Plan
-from medseg.training.config import Fold, NetworkOverrides, PlanOverrides, TrainConfig
-from medseg.training.distributed import DistInfo, barrier
+from medseg.runtime import DistInfo
+from medseg.training.config import NetworkOverrides, PlanOverrides, TrainConfig
+from medseg.training.distributed import barrier
 
 if TYPE_CHECKING:  # pragma: no cover
     from medseg.loader import TrainLoader
@@ -33,8 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("medseg.training")
 
-LAST = CHECKPOINTS["last"]
-BEST = CHECKPOINTS["best"]
 #: Config fields that only change how fast or how verbosely a run goes, not its result; they
 #: may differ between the runs that fill one model folder.
 RUNTIME_FIELDS = frozenset(
@@ -49,10 +48,6 @@ RUNTIME_FIELDS = frozenset(
         "plan",  # where the plan file lies; its content is compared through plan.yaml
     }
 )
-
-
-def fold_dir_name(fold: Fold) -> str:
-    return f"fold_{fold}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +75,7 @@ def apply_overrides(plan: Plan, ov: PlanOverrides, source: str = "<config>") -> 
     """``plan`` with the recipe's overrides applied (see :class:`PlanOverrides`) and validated
     again; an impossible result (a patch not divisible by the strides, too many deep
     supervision heads, ...) is a :class:`ConfigError` naming ``source``."""
-    from medseg.plan.rules import network_topology
+    from medseg.planning.rules import network_topology
 
     changed = ov.model_dump(exclude_defaults=True)
     if not changed:
@@ -139,17 +134,23 @@ class Run:
     dataset: Dataset
     splits: list[dict[str, list[str]]]
     splits_source: str
-    out_dir: Path
+    folder: ModelFolder
+
+    @property
+    def out_dir(self) -> Path:
+        return self.folder.root
 
     @property
     def cache_dir(self) -> Path:
-        return self.cfg.data.cache_dir or (self.out_dir / "cache")
+        return self.cfg.data.cache_dir or self.folder.cache
 
 
 def choose_splits(
-    cfg: TrainConfig, ds: Dataset, out_dir: Path
+    cfg: TrainConfig, ds: Dataset, folder: ModelFolder
 ) -> tuple[list[dict[str, list[str]]], str]:
-    """The splits to train with and where they come from (see :class:`DataConfig`)."""
+    """The splits to train with and where they come from (see :class:`DataConfig`). A model
+    folder's own ``splits.json`` must agree, unless no fold ever saved a checkpoint there (a
+    run that failed early: its files are replaced)."""
     plan_splits = cfg.plan.parent / "splits.json" if cfg.plan is not None else None
     explicit = cfg.data.n_folds is not None or cfg.data.split_seed is not None
     if cfg.data.splits is not None:
@@ -161,13 +162,13 @@ def choose_splits(
         splits = make_splits(ds, n, seed)
         how = "data.n_folds/data.split_seed" if explicit else "default"
         source = f"made here: {n} folds, seed {seed} ({how})"
-    existing = out_dir / "splits.json"
-    if existing.is_file():
+    existing = folder.splits
+    if existing.is_file() and folder.has_checkpoint():
         kept = read_splits(existing, ds)
         if kept != splits:
             raise ConfigError(
                 f"{existing}: the model folder was started with other splits than {source}; "
-                "train into another --out, or point data.splits at this file"
+                "train into another model folder, or point data.splits at this file"
             )
         source = f"{existing} (the model folder's, same as {source})"
     return splits, source
@@ -195,26 +196,39 @@ def check_model_folder(run: Run, folds: Sequence[Fold], resume: bool) -> list[Fo
     """Refuse, before anything is written, a run that would mix two recipes in one model
     folder or silently restart: returns the folds to resume (the others start fresh).
 
+    A folder in which no fold ever saved a checkpoint (a run that failed before its first
+    epoch ended: out of memory, a full disk) holds no training run: its ``config.json``,
+    ``plan.yaml`` and ``splits.json`` are not compared, and :func:`write_run_files` replaces
+    them.
+
     Raises:
         OutputExistsError: a fold holds a run and ``resume`` is false.
-        InputError: ``resume`` and none of the folds has a checkpoint to resume from.
-        ConfigError: the folder's ``config.json`` / ``plan.yaml`` are of another recipe.
+        ConfigError: ``out_dir`` is a file; ``resume`` and none of the folds has a checkpoint
+            to resume from; the folder's ``config.json`` / ``plan.yaml`` are of another recipe.
     """
-    out = run.out_dir
+    folder = run.folder
+    out = folder.root
     if out.exists() and not out.is_dir():
-        raise InputError(out, "--out must be a folder (the model folder), found a file")
-    started = [f for f in folds if (out / fold_dir_name(f) / LAST).is_file()]
+        raise ConfigError(
+            f"out_dir: expected a folder (the model folder), found the file {out}",
+            param="out_dir",
+        )
+    started = [f for f in folds if folder.fold(f).last.is_file()]
     if not resume and started:
-        f = started[0]
         raise OutputExistsError(
-            out / fold_dir_name(f) / LAST,
-            hint="the fold holds a training run; pass --resume to continue it, or train into "
-            "another --out",
+            folder.fold(started[0]).last,
+            hint="the fold holds a training run; pass resume=True to continue it, or train "
+            "into another model folder",
         )
     if resume and not started:
-        names = ", ".join(fold_dir_name(f) for f in folds)
-        raise InputError(out, f"--resume: no {LAST} to resume from in {names}")
-    cfg_file = out / "config.json"
+        names = ", ".join(folder.fold(f).dir.name for f in folds)
+        raise ConfigError(
+            f"resume: no {folder.fold(folds[0]).last.name} to resume from in {names} of {out}",
+            param="resume",
+        )
+    if not folder.has_checkpoint():
+        return []
+    cfg_file = folder.config
     if cfg_file.is_file():
         try:
             old = json.loads(cfg_file.read_text(encoding="utf-8"))
@@ -226,44 +240,50 @@ def check_model_folder(run: Run, folds: Sequence[Fold], resume: bool) -> list[Fo
                 f"{cfg_file}: the model folder was trained with another config ("
                 + "; ".join(diff[:5])
                 + (f"; {len(diff) - 5} more" if len(diff) > 5 else "")
-                + "); use the same config, or train into another --out"
+                + "); use the same config, or train into another model folder"
             )
-    plan_file = out / "plan.yaml"
+    plan_file = folder.plan
     if plan_file.is_file():
         old_plan = load_plan(plan_file)
         if plan_to_yaml(old_plan) != plan_to_yaml(run.plan):
             raise ConfigError(
                 f"{plan_file}: the model folder was trained with another plan; use the same "
-                "plan and plan_overrides, or train into another --out"
+                "plan and plan_overrides, or train into another model folder"
             )
     return [f for f in folds if f in started] if resume else []
 
 
 def prepare_run(cfg: TrainConfig, out_dir: Path, *, need_splits: bool) -> Run:
     """Resolve plan, dataset (labelled cases only) and splits."""
+    folder = ModelFolder(Path(out_dir))
     plan = resolve_plan(cfg)
     ds = load_dataset(cfg.data.dataset if cfg.data.dataset is not None else plan.dataset)
     ds = ds.subset([c.case_id for c in ds.cases if c.label is not None])
     splits: list[dict[str, list[str]]] = []
     source = "not needed (trained on every case)"
     if need_splits:
-        splits, source = choose_splits(cfg, ds, out_dir)
-    return Run(cfg, plan, ds, splits, source, out_dir)
+        splits, source = choose_splits(cfg, ds, folder)
+    return Run(cfg, plan, ds, splits, source, folder)
 
 
 def write_run_files(run: Run, info: DistInfo) -> None:
     """``config.json``, ``plan.yaml`` (the resolved plan) and ``splits.json`` in the model
-    folder (rank 0; the others wait)."""
+    folder (rank 0; the others wait). A folder without any checkpoint gets this run's files
+    (replacing those a failed run left); otherwise the files it has are kept (they were
+    checked to agree by :func:`check_model_folder`)."""
     if info.is_main:
-        out = run.out_dir
-        out.mkdir(parents=True, exist_ok=True)
-        if not (out / "config.json").exists():
+        folder = run.folder
+        folder.root.mkdir(parents=True, exist_ok=True)
+        fresh = not folder.has_checkpoint()
+        if fresh or not folder.config.exists():
             text = json.dumps(run.cfg.resolved(), indent=2) + "\n"
-            atomic_write_text(out / "config.json", text)
-        if not (out / "plan.yaml").exists():
-            save_plan(run.plan, out / "plan.yaml")
-        if run.splits and not (out / "splits.json").exists():
-            write_splits(run.splits, out / "splits.json")
+            atomic_write_text(folder.config, text, overwrite=True)
+        if fresh or not folder.plan.exists():
+            save_plan(run.plan, folder.plan, overwrite=True)
+        if run.splits and (fresh or not folder.splits.exists()):
+            write_splits(run.splits, folder.splits, overwrite=True)
+        elif fresh and not run.splits and folder.splits.exists():
+            folder.splits.unlink()  # a failed run's splits; this run has none
     barrier(info)
 
 
@@ -283,9 +303,7 @@ def fold_cases(run: Run, fold: Fold) -> FoldCases:
     """Training and validation cases of ``fold`` (``"all"``: every case, none held out)."""
     if fold == "all":
         return FoldCases("all", list(run.dataset.cases), [])
-    k = int(fold)
-    if not 0 <= k < len(run.splits):
-        raise ConfigError(f"--fold: expected 0..{len(run.splits) - 1} or 'all', found {k}")
+    k = int(fold)  # in range: checked by FoldSelection.resolve
     split = run.splits[k]
     val = list(split["val"])
     if run.cfg.val_max_cases is not None:
@@ -301,13 +319,13 @@ def fold_inputs(
     """The training loader of a fold's training cases and its cached validation cases (rank 0
     fills the disk cache first; the other ranks then only read it)."""
     from medseg.cache import ensure_cached
-    from medseg.loader import make_train_loader
+    from medseg.loader import TrainLoader
     from medseg.training.validation import ValidationCase
 
     cfg = run.cfg
     if info.enabled and not info.is_main:
         barrier(info)
-    loader = make_train_loader(
+    loader = TrainLoader(
         run.plan,
         cases.train,
         run.cache_dir,
@@ -327,8 +345,6 @@ def fold_inputs(
 
 
 __all__ = [
-    "BEST",
-    "LAST",
     "RUNTIME_FIELDS",
     "FoldCases",
     "Run",
@@ -337,7 +353,6 @@ __all__ = [
     "choose_splits",
     "config_differences",
     "fold_cases",
-    "fold_dir_name",
     "fold_inputs",
     "prepare_run",
     "resolve_plan",

@@ -18,7 +18,6 @@ own cases, the metrics are gathered on every rank and rank 0 writes the tables.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,11 @@ from medseg.cache import CachedCase
 from medseg.datasets import Case
 from medseg.inference import labels_on_original_grid, sliding_window_probabilities
 from medseg.io import read_label_map, write_volume
-from medseg.metrics import RECORD_FIELDS, LabelRecord, evaluate_pair
+from medseg.metrics import RECORD_FIELDS, LabelRecord, evaluate_pair, summarize
+from medseg.metrics.aggregate import defined_mean
 from medseg.plan.schema import Plan
-from medseg.training.distributed import DistInfo, gather_lists
+from medseg.runtime import DistInfo
+from medseg.training.distributed import gather_lists
 from medseg.volume import LabelMap
 
 PerLabel = dict[str, dict[str, float]]
@@ -65,14 +66,16 @@ def _labels(plan: Plan) -> list[int]:
     return [k for k in sorted(plan.label_names) if k != 0]
 
 
-def _means(rows: Sequence[dict[str, Any]], names: Sequence[str], keys: Sequence[str]) -> PerLabel:
-    """Mean over cases of each label's metrics, NaN (undefined) cases excluded."""
+def _records(dicts: Sequence[dict[str, Any]]) -> list[LabelRecord]:
+    return [LabelRecord(**{**r, "labels": tuple(r["labels"])}) for r in dicts]
+
+
+def _means(records: Sequence[LabelRecord], keys: Sequence[str]) -> PerLabel:
+    """Per label name, the mean over cases of each metric in ``keys``
+    (:func:`medseg.metrics.summarize`: undefined cases counted, NaN ones excluded)."""
     out: PerLabel = {}
-    for n in names:
-        out[n] = {}
-        for k in keys:
-            vals = [r[n][k] for r in rows if n in r and not math.isnan(r[n][k])]
-            out[n][k] = float(np.mean(vals)) if vals else float("nan")
+    for s in summarize(records, keys):
+        out.setdefault(s.name, {})[s.metric] = s.mean
     return out
 
 
@@ -99,7 +102,7 @@ def periodic_validation(
     """Mean Dice per label name over the validation cases, on the preprocessed grid
     (``{name: {"dice": ...}}``, the same on every rank)."""
     labels = _labels(plan)
-    rows = []
+    records: list[dict[str, Any]] = []
     for vc in cases[info.rank :: info.world_size]:
         probs = _probabilities(model, vc, plan, overlap, device, amp_dtype)
         aff = vc.cached.info.preprocessed_affine()
@@ -110,9 +113,8 @@ def periodic_validation(
         recs = evaluate_pair(
             pred, ref, labels=labels, case=vc.case.case_id, label_names=plan.label_names
         )
-        rows.append(_row(vc.case.case_id, recs, hd95=False))
-    rows = gather_lists(rows, info)
-    return _means(rows, [plan.label_names[k] for k in labels], ["dice"])
+        records += [r.as_dict() for r in recs]
+    return _means(_records(gather_lists(records, info)), ["dice"])
 
 
 def final_validation(
@@ -153,17 +155,17 @@ def final_validation(
     rows = gather_lists(rows, info)
     records = gather_lists(records, info)
     keys = ["dice", "hd95_mm"] if hd95 else ["dice"]
-    return _means(rows, [plan.label_names[k] for k in labels], keys), rows, records
+    return _means(_records(records), keys), rows, records
 
 
 def write_validation_tables(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
     """``metrics.csv`` (``medseg evaluate``'s columns) and ``summary.csv`` in ``out_dir``."""
     from medseg.evaluation import rows_to_csv
     from medseg.io.atomic import atomic_write_text
-    from medseg.metrics import SUMMARY_FIELDS, summarize
+    from medseg.metrics import SUMMARY_FIELDS
 
     atomic_write_text(out_dir / "metrics.csv", rows_to_csv(records, RECORD_FIELDS), overwrite=True)
-    summary = summarize([LabelRecord(**{**r, "labels": tuple(r["labels"])}) for r in records])
+    summary = summarize(_records(records))
     atomic_write_text(
         out_dir / "summary.csv",
         rows_to_csv((s.as_dict() for s in summary), SUMMARY_FIELDS),
@@ -173,8 +175,7 @@ def write_validation_tables(out_dir: Path, records: Sequence[dict[str, Any]]) ->
 
 def mean_dice(metrics: PerLabel) -> float:
     """Mean over labels of the per-label Dice (NaN labels excluded; NaN if none)."""
-    vals = [m["dice"] for m in metrics.values() if not math.isnan(m["dice"])]
-    return float(np.mean(vals)) if vals else float("nan")
+    return defined_mean(m["dice"] for m in metrics.values())
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import ndimage
 
 from medseg.plan.schema import AugmentationPlan
@@ -95,14 +96,15 @@ def sample_params(aug: AugmentationPlan, rng: np.random.Generator) -> Augmentati
     )
 
 
-def _rotation_matrix(angles: Sequence[float]) -> np.ndarray:
+def _rotation_matrix(angles: Sequence[float]) -> NDArray[Any]:
     cx, cy, cz = (math.cos(a) for a in angles)
     sx, sy, sz = (math.sin(a) for a in angles)
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     # MONAI composes in its own order; the elementwise max of both orders bounds either.
-    return np.maximum(np.abs(rz @ ry @ rx), np.abs(rx @ ry @ rz))
+    result: NDArray[Any] = np.maximum(np.abs(rz @ ry @ rx), np.abs(rx @ ry @ rz))
+    return result
 
 
 def region_size(patch_size: Sequence[int], params: AugmentationParams) -> tuple[int, int, int]:
@@ -122,8 +124,8 @@ def region_size(patch_size: Sequence[int], params: AugmentationParams) -> tuple[
 
 
 def _spatial(
-    image: np.ndarray, label: np.ndarray | None, p: AugmentationParams, patch: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray | None]:
+    image: NDArray[Any], label: NDArray[Any] | None, p: AugmentationParams, patch: Sequence[int]
+) -> tuple[NDArray[Any], NDArray[Any] | None]:
     import torch
     from monai.transforms import Affine, Rand3DElastic
 
@@ -168,12 +170,12 @@ def _spatial(
     return img_np.astype(np.float32, copy=False), lab_np
 
 
-def _simulate_low_resolution(image: np.ndarray, zoom: float) -> np.ndarray:
+def _simulate_low_resolution(image: NDArray[Any], zoom: float) -> NDArray[Any]:
     """Downsample (nearest) by ``zoom`` and upsample back (linear), half-voxel aligned.
 
-    Same result as :func:`medseg.transforms.spatial.resample_to_shape` twice (order 0, then 1)
-    but through ``torch.nn.functional.interpolate``: ~6x faster than ``scipy.ndimage.zoom`` on
-    a 160x128x80 patch, and MONAI's ``RandSimulateLowResolution`` draws its own random zoom.
+    Same result as :func:`medseg.transforms.spatial.resample_to_shape` twice (order 0, then 1),
+    computed with ``torch.nn.functional.interpolate`` (MONAI's ``RandSimulateLowResolution``
+    draws its own random zoom, so it is not used here).
     """
     import torch
     from torch.nn import functional as tnf
@@ -186,18 +188,18 @@ def _simulate_low_resolution(image: np.ndarray, zoom: float) -> np.ndarray:
     return np.ascontiguousarray(up[0].numpy(), dtype=np.float32)
 
 
-def _center_crop(a: np.ndarray, size: Sequence[int]) -> np.ndarray:
+def _center_crop(a: NDArray[Any], size: Sequence[int]) -> NDArray[Any]:
     sh = a.shape[-3:]
     lo = [(n - s) // 2 for n, s in zip(sh, size, strict=True)]
     return a[..., lo[0] : lo[0] + size[0], lo[1] : lo[1] + size[1], lo[2] : lo[2] + size[2]]
 
 
 def apply_augmentation(
-    image: np.ndarray,
-    label: np.ndarray | None,
+    image: NDArray[Any],
+    label: NDArray[Any] | None,
     params: AugmentationParams,
     patch_size: Sequence[int],
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[NDArray[Any], NDArray[Any] | None]:
     """Apply ``params`` to an image region ``(C, X, Y, Z)`` (float32, normalised) and its label
     ``(X, Y, Z)``; the region is :func:`region_size` voxels, centred on the patch centre.
 

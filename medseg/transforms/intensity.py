@@ -11,9 +11,10 @@ range in one step; these are short enough to own).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from medseg.plan.schema import ChannelNormalization
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 EPS = 1e-8
 
 
-def _target(array: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+def _target(array: NDArray[Any], out: NDArray[Any] | None) -> NDArray[Any]:
     """``out`` (float32, the array's shape) holding ``array``'s values, or a new copy."""
     if out is None:
         return np.array(array, dtype=np.float32)
@@ -34,14 +35,14 @@ def _target(array: np.ndarray, out: np.ndarray | None) -> np.ndarray:
 
 
 def ct_normalize(
-    array: np.ndarray,
+    array: NDArray[Any],
     clip_low: float,
     clip_high: float,
     mean: float,
     std: float,
     *,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+    out: NDArray[Any] | None = None,
+) -> NDArray[Any]:
     """Clip to ``[clip_low, clip_high]`` (HU) then ``(x - mean) / std`` (dataset statistics)."""
     a = _target(array, out)
     np.clip(a, np.float32(clip_low), np.float32(clip_high), out=a)
@@ -51,8 +52,8 @@ def ct_normalize(
 
 
 def zscore(
-    array: np.ndarray, mask: np.ndarray | None = None, *, out: np.ndarray | None = None
-) -> np.ndarray:
+    array: NDArray[Any], mask: NDArray[Any] | None = None, *, out: NDArray[Any] | None = None
+) -> NDArray[Any]:
     """Per-image z-score: ``(x - mean) / std`` with mean/std over ``mask`` (all voxels when
     ``None``). With a mask, voxels outside it are set to 0, so the output has mean 0 and std 1
     inside the mask. An empty mask gives all zeros; a constant region gives 0 inside it."""
@@ -79,8 +80,8 @@ def zscore(
 
 
 def window(
-    array: np.ndarray, low: float, high: float, *, out: np.ndarray | None = None
-) -> np.ndarray:
+    array: NDArray[Any], low: float, high: float, *, out: NDArray[Any] | None = None
+) -> NDArray[Any]:
     """Clip to ``[low, high]`` and scale linearly to ``[0, 1]``."""
     a = _target(array, out)
     np.clip(a, np.float32(low), np.float32(high), out=a)
@@ -90,13 +91,13 @@ def window(
 
 
 def percentile_scale(
-    array: np.ndarray,
+    array: NDArray[Any],
     p_low: float,
     p_high: float,
-    mask: np.ndarray | None = None,
+    mask: NDArray[Any] | None = None,
     *,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+    out: NDArray[Any] | None = None,
+) -> NDArray[Any]:
     """Clip to this image's ``p_low``/``p_high`` percentiles (over ``mask`` if given) and
     scale to ``[0, 1]`` (a constant image maps to 0)."""
     vals = array[mask] if mask is not None else array
@@ -110,12 +111,12 @@ def percentile_scale(
 
 
 def normalize_channel(
-    array: np.ndarray,
+    array: NDArray[Any],
     norm: ChannelNormalization,
-    nonzero_mask: np.ndarray | None = None,
+    nonzero_mask: NDArray[Any] | None = None,
     *,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+    out: NDArray[Any] | None = None,
+) -> NDArray[Any]:
     """Apply ``norm`` to one channel ``(X, Y, Z)``.
 
     ``nonzero_mask`` (boolean, same shape) is the region where any channel is non-zero; it is

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import ndimage
 
 from medseg.errors import GeometryMismatchError, InputError, InvalidVolumeError
@@ -72,7 +73,7 @@ class PreprocessInfo:
     resampled_shape: tuple[int, int, int]
     source: str | None = None
 
-    def preprocessed_affine(self) -> np.ndarray:
+    def preprocessed_affine(self) -> NDArray[Any]:
         """RAS+ affine (4×4) of the preprocessed grid (for saving intermediate arrays)."""
         canon = self.reorientation.affine(np.asarray(self.original_affine), self.original_shape)
         shift = np.eye(4)
@@ -120,8 +121,8 @@ class PreprocessedCase:
         info: the record :func:`restore_to_original` needs.
     """
 
-    image: np.ndarray
-    label: np.ndarray | None
+    image: NDArray[Any]
+    label: NDArray[Any] | None
     info: PreprocessInfo
 
 
@@ -209,7 +210,9 @@ def preprocess_case(
     return PreprocessedCase(image, lab_out, info)
 
 
-def restore_to_original(array: np.ndarray, info: PreprocessInfo, *, is_label: bool) -> np.ndarray:
+def restore_to_original(
+    array: NDArray[Any], info: PreprocessInfo, *, is_label: bool
+) -> NDArray[Any]:
     """Map an array on the preprocessed grid back onto the original voxel grid.
 
     Args:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +55,8 @@ class RestoredPrediction:
         chunk_bytes: float32 bytes of one slab of output probabilities (the device bound).
     """
 
-    labels: np.ndarray
-    probabilities: np.ndarray | None
+    labels: NDArray[Any]
+    probabilities: NDArray[Any] | None
     planes_per_chunk: int
     chunk_bytes: int
 
@@ -96,7 +97,7 @@ def resample_probabilities(
         return tnf.interpolate(x[None], size=shape, mode="trilinear", align_corners=False)[0]
 
 
-def _axis_weights(n_in: int, n_out: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+def _axis_weights(n_in: int, n_out: int, lo: int, hi: int) -> tuple[NDArray[Any], ...]:
     """Input planes ``i0``, ``i1`` and weight of ``i1`` for outputs ``lo..hi-1`` along one
     axis (half-voxel aligned, clamped at both edges, as torch's linear modes)."""
     o = np.arange(lo, hi, dtype=np.float64)

@@ -14,16 +14,18 @@ the foreground locations are computed once and cached (:mod:`medseg.cache`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 #: Foreground voxel locations kept per label class (random subset).
 MAX_LOCATIONS_PER_CLASS = 10000
 
 
 def foreground_locations(
-    label: np.ndarray, rng: np.random.Generator, max_per_class: int = MAX_LOCATIONS_PER_CLASS
-) -> np.ndarray:
+    label: NDArray[Any], rng: np.random.Generator, max_per_class: int = MAX_LOCATIONS_PER_CLASS
+) -> NDArray[Any]:
     """Sampled foreground voxels of an ``(X, Y, Z)`` label array.
 
     Returns ``int32 (N, 4)`` rows ``(label value, x, y, z)``: for every non-zero value, all its
@@ -41,14 +43,15 @@ def foreground_locations(
         rows.append(np.concatenate([np.full((idx.size, 1), int(v)), xyz], axis=1))
     if not rows:
         return np.zeros((0, 4), dtype=np.int32)
-    return np.concatenate(rows).astype(np.int32)
+    result: NDArray[Any] = np.concatenate(rows).astype(np.int32)
+    return result
 
 
 def choose_center(
     shape: Sequence[int],
     patch_size: Sequence[int],
     rng: np.random.Generator,
-    fg_locations: np.ndarray | None = None,
+    fg_locations: NDArray[Any] | None = None,
     force_foreground: bool = False,
 ) -> tuple[int, int, int]:
     """Centre voxel of the next patch (see the module docstring).
@@ -74,8 +77,8 @@ def choose_center(
 
 
 def extract_patch(
-    array: np.ndarray, center: Sequence[int], size: Sequence[int], pad_value: float = 0
-) -> np.ndarray:
+    array: NDArray[Any], center: Sequence[int], size: Sequence[int], pad_value: float = 0
+) -> NDArray[Any]:
     """Cut ``size`` voxels around ``center`` from the last three axes of ``array``
     (``(X, Y, Z)`` or ``(C, X, Y, Z)``; memory-mapped arrays read only the patch). The patch
     starts at ``center - size // 2``; parts outside the array are ``pad_value``."""
@@ -94,7 +97,7 @@ def extract_patch(
     return out
 
 
-def patch_has_foreground(label_patch: np.ndarray) -> bool:
+def patch_has_foreground(label_patch: NDArray[Any]) -> bool:
     return bool(np.any(label_patch > 0))
 
 

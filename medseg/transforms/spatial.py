@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -64,11 +65,11 @@ class Reorientation:
         p = np.argsort(self.out_axis)
         return (int(p[0]), int(p[1]), int(p[2]))
 
-    def apply(self, array: np.ndarray) -> np.ndarray:
+    def apply(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Stored → canonical; ``array`` is ``(X, Y, Z)`` or ``(C, X, Y, Z)``."""
         return np.ascontiguousarray(self.view(array))
 
-    def view(self, array: np.ndarray) -> np.ndarray:
+    def view(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """:meth:`apply` without the copy: a (generally non-contiguous) view of ``array``."""
         lead = array.ndim - 3
         for i, f in enumerate(self.flip):
@@ -77,7 +78,7 @@ class Reorientation:
         axes = list(range(lead)) + [lead + p for p in self.perm]
         return array.transpose(axes)
 
-    def invert(self, array: np.ndarray) -> np.ndarray:
+    def invert(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Canonical → stored (exact inverse of :meth:`apply`)."""
         lead = array.ndim - 3
         axes = list(range(lead)) + [lead + a for a in self.out_axis]
@@ -99,7 +100,7 @@ class Reorientation:
             float(stored_spacing[p[2]]),
         )
 
-    def affine(self, stored_affine: npt.ArrayLike, stored_shape: Sequence[int]) -> np.ndarray:
+    def affine(self, stored_affine: npt.ArrayLike, stored_shape: Sequence[int]) -> npt.NDArray[Any]:
         """RAS+ affine of the canonical array."""
         import nibabel as nib
 
@@ -107,12 +108,13 @@ class Reorientation:
             [[a, -1 if f else 1] for a, f in zip(self.out_axis, self.flip, strict=True)],
             dtype=np.float64,
         )
-        return np.asarray(stored_affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(
-            ornt, tuple(stored_shape)
-        )
+        result: npt.NDArray[np.float64] = np.asarray(
+            stored_affine, dtype=np.float64
+        ) @ nib.orientations.inv_ornt_aff(ornt, tuple(stored_shape))
+        return result
 
 
-def nonzero_box(array: np.ndarray) -> Box:
+def nonzero_box(array: npt.NDArray[Any]) -> Box:
     """Bounding box ``((lo, hi), ...)`` (hi exclusive) of voxels non-zero in any channel.
 
     ``array`` is ``(X, Y, Z)`` or ``(C, X, Y, Z)``. An all-zero array gives the full box.
@@ -131,15 +133,15 @@ def nonzero_box(array: np.ndarray) -> Box:
     return (out[0], out[1], out[2])
 
 
-def crop(array: np.ndarray, box: Box) -> np.ndarray:
+def crop(array: npt.NDArray[Any], box: Box) -> npt.NDArray[Any]:
     """Crop the last three axes of ``array`` to ``box``."""
     (a0, b0), (a1, b1), (a2, b2) = box
     return array[..., a0:b0, a1:b1, a2:b2]
 
 
 def uncrop(
-    array: np.ndarray, box: Box, full_shape: Sequence[int], fill: float | np.ndarray = 0
-) -> np.ndarray:
+    array: npt.NDArray[Any], box: Box, full_shape: Sequence[int], fill: float | npt.NDArray[Any] = 0
+) -> npt.NDArray[Any]:
     """Place ``array`` (cropped by ``box``) back into an array of spatial shape ``full_shape``.
 
     ``fill`` is the background value; for ``(C, ...)`` arrays it may be a per-channel vector.
@@ -164,7 +166,9 @@ def target_shape(
     return (out[0], out[1], out[2])
 
 
-def resample_to_shape(array: np.ndarray, out_shape: Sequence[int], order: int) -> np.ndarray:
+def resample_to_shape(
+    array: npt.NDArray[Any], out_shape: Sequence[int], order: int
+) -> npt.NDArray[Any]:
     """Resample the last three axes of ``array`` to ``out_shape`` (half-voxel aligned).
 
     Args:
@@ -186,12 +190,13 @@ def resample_to_shape(array: np.ndarray, out_shape: Sequence[int], order: int) -
     out = ndimage.zoom(src, zoom, order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
     if out.shape != out_shape:  # zoom rounds the shape; guard the exact contract
         raise AssertionError(f"resample produced {out.shape}, expected {out_shape}")
-    return out
+    result: npt.NDArray[Any] = out
+    return result
 
 
 def resample_labels_onehot(
-    labels: np.ndarray, out_shape: Sequence[int], values: Sequence[int]
-) -> np.ndarray:
+    labels: npt.NDArray[Any], out_shape: Sequence[int], values: Sequence[int]
+) -> npt.NDArray[Any]:
     """Resample a label array by linear interpolation of each one-hot channel, then argmax
     (smoother boundaries than nearest; nnU-Net's "one-hot linear" option).
 

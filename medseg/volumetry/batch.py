@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import InputError, MedsegError
 from medseg.evaluation import CaseFailure, is_single_case, list_cases, match_cases
 from medseg.io.outputs import case_stem

@@ -21,8 +21,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import InputError
 from medseg.volumetry.stats import LabelStats
@@ -269,7 +271,7 @@ def _agreement(label: int, name: str, recs: Sequence[ComparisonRecord]) -> Agree
     pct = np.array([percent_of_mean(r) for r in used], dtype=np.float64)
     one_sided = sum(1 for r in used if r.status != STATUS_BOTH)
 
-    def stats(x: np.ndarray) -> tuple[float, float, float, float]:
+    def stats(x: NDArray[Any]) -> tuple[float, float, float, float]:
         if x.size == 0:
             return (math.nan,) * 4
         bias = float(x.mean())

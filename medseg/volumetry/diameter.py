@@ -49,7 +49,8 @@ def _hull_vertices(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         hull = ConvexHull(coords)
     except QhullError:  # nearly flat beyond the tolerance above: joggled input, same vertices
         hull = ConvexHull(coords, qhull_options="QJ")
-    return p[hull.vertices]
+    result: npt.NDArray[np.float64] = p[hull.vertices]
+    return result
 
 
 def _brute_force_diameter(p: npt.NDArray[np.float64]) -> float:

@@ -116,7 +116,8 @@ def plane(arr: npt.NDArray[Any], spec: ViewSpec, index: int) -> npt.NDArray[Any]
         plane = plane[::-1, :]
     if spec.flip_cols:
         plane = plane[:, ::-1]
-    return plane
+    result: npt.NDArray[Any] = plane
+    return result
 
 
 def _crop_range(lo: int, hi: int, n: int, spacing: float) -> tuple[int, int]:

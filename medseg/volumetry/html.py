@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.volumetry.batch import CaseResult, VolumetryResult
 from medseg.volumetry.change import STATUS_ABSENT, STATUS_BOTH
 from medseg.volumetry.stats import INTENSITY_KEYS, LabelStats

@@ -101,7 +101,7 @@ def write_training_run(
     (:data:`TINY_RECIPE` updated with ``recipe``); returns the config path."""
     from medseg.datasets import load_dataset, make_splits, write_splits
     from medseg.plan.files import save_plan
-    from medseg.plan.rules import plan_dataset
+    from medseg.planning.rules import plan_dataset
     from support.volumes import write_ball_dataset
 
     data = write_ball_dataset(root / "data", n=n_cases, shape=shape, seed=seed)

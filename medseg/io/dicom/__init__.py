@@ -24,8 +24,9 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import DicomSeriesError, InputError, UnreadableDicomError
 from medseg.io.dicom.headers import FrameHeader, read_frame_headers
@@ -283,7 +284,7 @@ def _common_value(values: Iterable[str | None]) -> str | None:
     return next(iter(found)) if len(found) == 1 else None
 
 
-def read_dicom_frames(path: Path | str) -> np.ndarray:
+def read_dicom_frames(path: Path | str) -> NDArray[Any]:
     """Decoded stored pixel values of one DICOM file, shape ``(frames, rows, cols)``, without
     rescale or geometry (e.g. a Siemens mosaic's raw 2-D frame)."""
     from medseg.io.dicom.pixels import decode_file

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import InputError
 from medseg.io.dicom.headers import FrameHeader
@@ -105,7 +106,7 @@ def _check_rle_frame(path: Path, fragment: bytes, rows: int, cols: int) -> None:
         )
 
 
-def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
+def decode_file(path: Path, frames: Sequence[int] | None = None) -> NDArray[Any]:
     """Decode the stored values of one DICOM file, shape ``(n_frames, rows, cols)``.
 
     ``frames`` selects frame indices (0-based); all frames when ``None``. Raises
@@ -161,7 +162,7 @@ def decode_file(path: Path, frames: Sequence[int] | None = None) -> np.ndarray:
     return np.asarray(arr)
 
 
-def decode_encapsulated(h: FrameHeader) -> np.ndarray:
+def decode_encapsulated(h: FrameHeader) -> NDArray[Any]:
     """Decode the one frame of a single-frame compressed file from the encapsulated Pixel
     Data value located by the header scan (no second parse of the header), shape
     ``(1, rows, cols)``. Decoding itself is pydicom's (same plugins and corrections as
@@ -211,7 +212,7 @@ def decode_encapsulated(h: FrameHeader) -> np.ndarray:
 _Job = tuple[Path, tuple[int, ...] | None, FrameHeader | None]
 
 
-def _decode_job(job: _Job) -> np.ndarray:
+def _decode_job(job: _Job) -> NDArray[Any]:
     path, frames, single = job
     if single is not None:
         return decode_encapsulated(single)
@@ -223,7 +224,7 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _decode_in_workers(jobs: list[_Job], workers: int) -> Iterator[np.ndarray]:
+def _decode_in_workers(jobs: list[_Job], workers: int) -> Iterator[NDArray[Any]]:
     """Decode ``jobs`` in a process pool, yielding results in job order.
 
     A worker that raises sends its (picklable) :class:`InputError`, re-raised here. A worker
@@ -263,7 +264,7 @@ def _isolated_child(conn: Any, job: _Job) -> None:
         conn.close()
 
 
-def _decode_isolated(job: _Job) -> np.ndarray:
+def _decode_isolated(job: _Job) -> NDArray[Any]:
     """Run one decoding job in its own process; a process that dies becomes an
     :class:`InputError` naming the file (and the signal that killed it)."""
     ctx = _context()
@@ -293,7 +294,7 @@ def _decode_isolated(job: _Job) -> np.ndarray:
     raise InputError(path, f"the decoding process died ({how}) while decoding this file ({ts})")
 
 
-def _read_native(h: FrameHeader, out: np.ndarray) -> None:
+def _read_native(h: FrameHeader, out: NDArray[Any]) -> None:
     """Read uncompressed frame bytes of ``h`` straight into ``out`` (one C-contiguous frame)."""
     assert h.pixel_offset is not None
     nbytes = out.nbytes
@@ -312,7 +313,7 @@ def _read_native(h: FrameHeader, out: np.ndarray) -> None:
         )
 
 
-def _rescaled(raw: np.ndarray, h: FrameHeader) -> np.ndarray:
+def _rescaled(raw: NDArray[Any], h: FrameHeader) -> NDArray[Any]:
     """``raw * slope + intercept`` of one frame in float64 (rounded once when stored)."""
     return raw.astype(np.float64) * h.slope + h.intercept
 
@@ -328,7 +329,7 @@ def _fast_ok(h: FrameHeader, dt: np.dtype[Any]) -> bool:
 
 def _decoded_frames(
     frames: Sequence[FrameHeader], todo: list[int], parallel: bool
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Iterator[tuple[int, NDArray[Any]]]:
     """Decode frames ``todo`` (indices into ``frames``) through pydicom, one job per file;
     yields ``(index, frame)`` as results arrive so the caller can copy and drop them."""
     by_file: dict[Path, list[int]] = defaultdict(list)
@@ -364,7 +365,7 @@ def _decoded_frames(
 
 def assemble(
     frames: Sequence[FrameHeader], source: Path, parallel: bool = True
-) -> tuple[np.ndarray, Rescale]:
+) -> tuple[NDArray[Any], Rescale]:
     """Read, rescale and stack ``frames`` (already in slice order) into an ``(I, J, K)`` array.
 
     A Siemens mosaic (one frame holding all slices as tiles) is de-tiled: slice ``s`` is the
@@ -388,7 +389,7 @@ def assemble(
         and len(dtypes) == 1
     )
     sdt = next(iter(dtypes))
-    buf = np.empty((n, rows, cols), dtype=sdt if integer else np.float32)
+    buf: NDArray[Any] = np.empty((n, rows, cols), dtype=sdt if integer else np.float32)
 
     fast = [k for k, h in enumerate(frames) if _fast_ok(h, sdt)]
     fast_set = set(fast)
@@ -431,7 +432,7 @@ def assemble(
     return buf.transpose(2, 1, 0), rescale
 
 
-def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
+def _assemble_mosaic(h: FrameHeader) -> tuple[NDArray[Any], Rescale]:
     from medseg.io.dicom.geometry import mosaic_tiles
 
     assert h.mosaic_n is not None
@@ -445,7 +446,7 @@ def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
     if raw.shape != (h.rows, h.cols):
         raise InputError(h.path, f"decoded mosaic is {raw.shape}; expected ({h.rows}, {h.cols})")
     integer = h.slope == 1.0 and float(h.intercept).is_integer()
-    buf = np.empty((h.mosaic_n, tr, tc), dtype=sdt if integer else np.float32)
+    buf: NDArray[Any] = np.empty((h.mosaic_n, tr, tc), dtype=sdt if integer else np.float32)
     for s in range(h.mosaic_n):
         r0, c0 = (s // tiles) * tr, (s % tiles) * tc
         tile = raw[r0 : r0 + tr, c0 : c0 + tc]
@@ -458,7 +459,7 @@ def _assemble_mosaic(h: FrameHeader) -> tuple[np.ndarray, Rescale]:
     return buf.transpose(2, 1, 0), Rescale(h.slope, h.intercept, h.units)
 
 
-def _apply_integer_intercept(buf: np.ndarray, intercept: int) -> np.ndarray:
+def _apply_integer_intercept(buf: NDArray[Any], intercept: int) -> NDArray[Any]:
     """``buf + intercept`` as int16 when it fits, else int32 (stored type when intercept is 0)."""
     if intercept == 0 or buf.size == 0:
         return buf

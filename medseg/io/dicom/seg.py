@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import ConfigError, InputError
 from medseg.io.atomic import atomic_path
@@ -133,7 +134,7 @@ def is_dicom_seg(path: str | Path) -> bool:
 
 
 # --- writing -------------------------------------------------------------------------------
-def _apply_lut(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
+def _apply_lut(lut: NDArray[Any], arr: NDArray[Any]) -> NDArray[Any]:
     """``lut[arr]`` slab by slab along the last axis (numpy would otherwise make an 8-byte
     index copy of the whole volume)."""
     out = np.empty(arr.shape, dtype=lut.dtype)

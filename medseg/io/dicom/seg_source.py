@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.errors import DicomSeriesError, InputError
 from medseg.io.dicom.series import SeriesInfo
@@ -66,7 +67,7 @@ def check_grid(seg: LabelMap, info: SeriesInfo) -> None:
         )
 
 
-def source_datasets(info: SeriesInfo) -> tuple[list[Any], np.ndarray | None, bool]:
+def source_datasets(info: SeriesInfo) -> tuple[list[Any], NDArray[Any] | None, bool]:
     """Source headers for highdicom; for a multi-frame source the file frame index of each
     slice (``None`` for single-frame slices, which are passed in slice order); and whether
     the multi-frame file repeats positions (several volumes in one file, e.g. magnitude and

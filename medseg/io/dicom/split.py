@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.io.dicom.geometry import IOP_TOL
 from medseg.io.dicom.headers import FrameHeader
@@ -17,7 +19,7 @@ from medseg.io.dicom.headers import FrameHeader
 def _plane_keys(frames: Sequence[FrameHeader]) -> dict[int, Hashable]:
     """Image-plane cluster of each frame (by ``id``): same matrix size and orientation
     cosines within ``IOP_TOL`` (greedy clustering, so jitter never splits a plane in two)."""
-    centres: list[tuple[int, int, np.ndarray]] = []
+    centres: list[tuple[int, int, NDArray[Any]]] = []
     out: dict[int, Hashable] = {}
     for h in frames:
         if h.iop is None or h.ipp is None:

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Dataset
 from medseg.errors import ConfigError
 from medseg.plan.files import default_deep_supervision
-from medseg.plan.fingerprint import collect_fingerprint
 from medseg.plan.schema import (
     AugmentationPlan,
     ChannelNormalization,
@@ -26,6 +26,7 @@ from medseg.plan.schema import (
     Preprocessing,
     Triple,
 )
+from medseg.planning.fingerprint import collect_fingerprint
 
 #: CUDA context, cuDNN workspaces and allocator slack, subtracted from the budget (GB).
 VRAM_OVERHEAD_GB = 1.5
@@ -46,7 +47,7 @@ ANISOTROPY_RATIO = 3.0
 MAX_BATCH_DATASET_FRACTION = 0.05
 
 
-def choose_target_spacing(spacings: np.ndarray) -> tuple[Triple, str]:
+def choose_target_spacing(spacings: NDArray[Any]) -> tuple[Triple, str]:
     """Median spacing per axis; for strongly anisotropic data (coarsest median axis more than
     ``ANISOTROPY_RATIO`` times the finest) the coarse axis takes the 10th percentile of its
     spacings instead (finer, so thin-slice cases are not thrown away), but never finer than the

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medseg.datasets import Case, Dataset, read_case
 from medseg.errors import InputError
@@ -27,7 +28,7 @@ def _case_fingerprint(
     stack = np.stack([np.asarray(v.array) for v in vols])
     box = nonzero_box(stack)
     crop_shape = reo.shape([hi - lo for lo, hi in box])
-    values: np.ndarray = np.zeros((n_channels, 0), dtype=np.float32)
+    values: NDArray[Any] = np.zeros((n_channels, 0), dtype=np.float32)
     volumes: dict[int, float] = {}
     if lab is not None:
         flat = lab.array.ravel()
