@@ -23,6 +23,54 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """Parse YAML (JSON is a subset) into plain values: the one YAML reader of medseg.
+
+    Like ``yaml.safe_load``, except that a key repeated in one mapping is an error (YAML
+    loaders silently keep the last value); keys brought in by a ``<<`` merge may be
+    overridden, as YAML intends. Raises :class:`ConfigError` naming ``source`` and the line.
+    """
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {_one_line(exc)}") from None
+
+
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` whose mappings refuse repeated keys."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return loader.construct_mapping(node, deep)
+
+    UniqueKeyLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return UniqueKeyLoader
+
+
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """Read a YAML (or JSON, a subset of YAML) file whose top level is a mapping.
 
@@ -32,18 +80,13 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
     Raises:
         InputError: the file is missing, not a regular file, unreadable or binary.
-        ConfigError: invalid YAML, or the top level is not a mapping.
+        ConfigError: invalid YAML (a repeated key included), or the top level is not a
+            mapping.
     """
-    import yaml
-
     from medseg.io.files import read_text_file
 
     p = Path(path)
-    text = read_text_file(p, what)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {_one_line(exc)}") from exc
+    data = parse_yaml(read_text_file(p, what), p)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{p}: expected a mapping at the top level of the {what}, found {type(data).__name__}"

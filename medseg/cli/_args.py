@@ -41,6 +41,19 @@ def check_number(
         raise ConfigError(f"{option}: expected {kind}{rng}, found {value!r}")
 
 
+def label_list_type(text: str) -> list[int] | str:
+    """argparse ``type`` of a label-list option: ``"all"``, or ``"1,3,5-7"`` as a sorted list
+    (:func:`medseg.io.label_specs.parse_label_list`); argparse then names the option."""
+    from medseg.io.label_specs import parse_label_list
+
+    if text == "all":
+        return text
+    try:
+        return parse_label_list([text], param="value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
+
+
 def add_label_names_options(p: argparse.ArgumentParser, more: str = "") -> None:
     """``--label-names FILE`` and ``--label-names-key KEY`` (read by
     :func:`medseg.io.label_specs.load_label_names`); ``more`` ends the first option's help."""

@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from medseg.cli._args import label_list_type
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -79,6 +81,7 @@ def register(sub: Any) -> None:
         "--keep-largest",
         nargs="?",
         const="all",
+        type=label_list_type,
         metavar="LABELS",
         help="keep the largest component of these labels (default: all)",
     )
@@ -91,6 +94,7 @@ def register(sub: Any) -> None:
         "--fill-holes",
         nargs="?",
         const="all",
+        type=label_list_type,
         metavar="LABELS",
         help="fill the 3-D holes of these labels (default: all)",
     )
@@ -104,14 +108,6 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-case lines")
     p.set_defaults(func=run)
-
-
-def _labels(text: str | None) -> list[int] | str | None:
-    from medseg.io.label_specs import parse_label_list
-
-    if text is None or text == "all":
-        return text
-    return parse_label_list([text])
 
 
 def _volumes(text: str | None) -> float | dict[int, float] | None:
@@ -161,9 +157,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         save_probabilities=args.save_probabilities,
-        keep_largest=_labels(args.keep_largest),  # type: ignore[arg-type]
+        keep_largest=args.keep_largest,
         min_volume_ml=_volumes(args.min_volume),
-        fill_holes=_labels(args.fill_holes),  # type: ignore[arg-type]
+        fill_holes=args.fill_holes,
         model_postprocessing=not args.no_model_postprocessing,
         num_parts=args.num_parts,
         part_id=args.part_id,
