@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from medseg import __version__
+from medseg.cli._args import document_ranges
 from medseg.errors import MedsegError
 
 #: Subcommand modules, in the order ``medseg --help`` lists them.
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"medseg.cli.{name}").register(sub)
+    document_ranges(parser)
     return parser
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from medseg.cli._args import label_list_type
+from medseg.cli._args import label_list_type, ranged
 
 
 def register(sub: Any) -> None:
@@ -58,7 +58,9 @@ def register(sub: Any) -> None:
         help="DICOM SEG encoding: BINARY (default, widest viewer support) or "
         "LABELMAP (Supplement 243, compact for many labels)",
     )
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0.5)")
+    p.add_argument(
+        "--overlap", type=ranged("overlap"), default=0.5, help="sliding-window overlap (0.5)"
+    )
     p.add_argument(
         "--tta",
         action="store_true",
@@ -67,7 +69,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=ranged("batch_size"),
         default=2,
         help="windows per forward pass (default 2)",
     )
@@ -103,8 +105,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not apply the post-processing the model folder chose in training",
     )
-    p.add_argument("--num-parts", type=int, default=1, help="split the cases into N parts")
-    p.add_argument("--part-id", type=int, default=0, help="which part to predict (0..N-1)")
+    p.add_argument(
+        "--num-parts", type=ranged("num_parts"), default=1, help="split the cases into N parts"
+    )
+    p.add_argument(
+        "--part-id", type=ranged("part_id"), default=0, help="which part to predict (0..N-1)"
+    )
     p.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-case lines")
     p.set_defaults(func=run)

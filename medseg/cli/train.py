@@ -8,6 +8,8 @@ import json
 import logging
 from typing import Any
 
+from medseg.cli._args import ranged
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -39,22 +41,19 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="continue the folds from OUT/fold_K/checkpoint_last.pt (at least one must exist)",
     )
-    p.add_argument("--epochs", type=int, help="override the config's epochs (>= 1)")
+    p.add_argument("--epochs", type=ranged("epochs"), help="override the config's epochs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.errors import ConfigError
     from medseg.training import load_train_config, parse_folds, train
 
     fold: Any = "cv" if args.cv else args.fold
     if not args.cv:
         folds = parse_folds(args.fold)
         fold = folds[0] if len(folds) == 1 else folds
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs: expected an integer >= 1, found {args.epochs}")
     cfg = load_train_config(args.config)
     if args.epochs is not None:
         cfg.epochs = args.epochs
