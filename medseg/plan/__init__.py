@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the real names, for type checkers
         plan_to_yaml,
         save_plan,
     )
-    from medseg.plan.fingerprint import collect_fingerprint
+    from medseg.plan.fingerprint import check_plan_fits_dataset, collect_fingerprint
     from medseg.plan.rules import (
         choose_patch_and_batch,
         choose_target_spacing,
@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "plan_to_yaml": "files",
     "save_plan": "files",
     "collect_fingerprint": "fingerprint",
+    "check_plan_fits_dataset": "fingerprint",
     "choose_patch_and_batch": "rules",
     "choose_target_spacing": "rules",
     "estimate_vram_gb": "rules",
@@ -84,6 +85,7 @@ __all__ = [
     "NetworkSpec",
     "Plan",
     "Preprocessing",
+    "check_plan_fits_dataset",
     "choose_patch_and_batch",
     "choose_target_spacing",
     "collect_fingerprint",
