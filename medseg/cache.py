@@ -13,7 +13,10 @@ The folder name changes whenever a field of the plan's ``preprocessing`` record 
 edited plan never reads stale arrays; patch size, batch size and augmentation do not touch it.
 A case is recomputed when any of its files' size or modification time differ from the
 recorded ones. All files are written atomically, the JSON last, so a case is valid exactly when
-its JSON exists and matches.
+its JSON exists and matches and each array file is whole: a ``.npy`` whose header cannot be
+read, whose dtype is not the expected numeric one (an object array would need unpickling) or
+whose size differs from what its header declares is logged and the case is rebuilt. Arrays are
+always loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -48,18 +51,22 @@ class CachedCase:
 
     def load_image(self, mmap: bool = True) -> NDArray[Any]:
         """``float32 (C, X, Y, Z)`` (memory-mapped read-only by default)."""
-        result: NDArray[Any] = np.load(self.image_path, mmap_mode="r" if mmap else None)
+        result: NDArray[Any] = np.load(
+            self.image_path, mmap_mode="r" if mmap else None, allow_pickle=False
+        )
         return result
 
     def load_label(self, mmap: bool = True) -> NDArray[Any] | None:
         if self.label_path is None:
             return None
-        result: NDArray[Any] = np.load(self.label_path, mmap_mode="r" if mmap else None)
+        result: NDArray[Any] = np.load(
+            self.label_path, mmap_mode="r" if mmap else None, allow_pickle=False
+        )
         return result
 
     def foreground(self) -> NDArray[Any]:
         """``int32 (N, 4)`` rows ``(label value, x, y, z)``: sampled foreground voxels."""
-        result: NDArray[Any] = np.load(self.fg_path)
+        result: NDArray[Any] = np.load(self.fg_path, allow_pickle=False)
         return result
 
 
@@ -97,6 +104,30 @@ def _save_npy(path: Path, array: NDArray[Any]) -> None:
         np.save(tmp, np.ascontiguousarray(array))
 
 
+def npy_problem(path: Path, kinds: str) -> str | None:
+    """Why ``path`` is not a whole ``.npy`` file of a dtype kind in ``kinds`` (e.g. ``"f"``,
+    ``"iu"``), or ``None``. Reads the header only (never unpickles); a file whose size differs
+    from the header's offset + shape x itemsize is truncated (or padded)."""
+    try:
+        with open(path, "rb") as f:
+            fmt: Any = np.lib.format  # numpy's header readers are untyped
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            offset = f.tell()
+        size = path.stat().st_size
+    except (OSError, ValueError) as exc:
+        return f"unreadable header ({exc})"
+    if dtype.hasobject or dtype.kind not in kinds:
+        return f"dtype {dtype}, expected a numeric kind in {kinds!r}"
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != expected:
+        return f"{size} bytes, its header declares {expected} (truncated or damaged)"
+    return None
+
+
 def load_cached(prep: Preprocessing, case: Case, cache_dir: str | Path) -> CachedCase | None:
     """The cached case if present and valid (same preprocessing key, same files), else
     ``None``."""
@@ -112,6 +143,12 @@ def load_cached(prep: Preprocessing, case: Case, cache_dir: str | Path) -> Cache
         return None
     if not img.is_file() or not fg.is_file() or (data["has_label"] and not lab.is_file()):
         return None
+    arrays = [(img, "f"), (fg, "iu")] + ([(lab, "iu")] if data["has_label"] else [])
+    for path, kinds in arrays:
+        problem = npy_problem(path, kinds)
+        if problem is not None:
+            log.warning("cache entry %s: %s; rebuilding case %s", path, problem, case.case_id)
+            return None
     info = PreprocessInfo.from_dict(data["info"])
     return CachedCase(case.case_id, img, lab if data["has_label"] else None, fg, info)
 
@@ -194,4 +231,5 @@ __all__ = [
     "ensure_cached",
     "file_fingerprint",
     "load_cached",
+    "npy_problem",
 ]

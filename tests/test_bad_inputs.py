@@ -185,6 +185,22 @@ def _truncate(n: int) -> Callable[[Path], None]:
     return lambda f: f.write_bytes(f.read_bytes()[:n])
 
 
+def _forged_gzip_trailer(root: Path) -> tuple[Path, Path]:
+    """1.2 MB of voxel data behind a header claiming 1 GiB, the gzip size trailer forged to
+    match (it used to be trusted: the claimed size was allocated before the read failed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.uint8)
+    hdr.set_data_shape((1024, 1024, 1024))
+    hdr.set_sform(np.eye(4), code=1)
+    hdr["vox_offset"] = 352
+    payload = np.random.default_rng(0).integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()
+    data = bytearray(gzip.compress(hdr.binaryblock + b"\0" * 4 + payload, compresslevel=1))
+    data[-4:] = ((352 + 1024**3) % (1 << 32)).to_bytes(4, "little")
+    (root / "liar.nii.gz").write_bytes(bytes(data))
+    return root / "liar.nii.gz", root / "liar.nii.gz"
+
+
 GARBAGE = bytes(range(256)) * 40
 INPUTS: dict[str, Bad] = {
     # DICOM series
@@ -219,6 +235,7 @@ INPUTS: dict[str, Bad] = {
     "nifti_huge_dims": Bad(
         _nifti_bytes("huge.nii.gz", _set(42, "<hhh", 30000, 30000, 30000)), "volume"
     ),
+    "nifti_forged_gzip_trailer": Bad(_forged_gzip_trailer, "volume"),
     "nifti_huge_dims_uncompressed": Bad(
         _nifti_bytes("huge.nii", _set(42, "<hhh", 30000, 30000, 30000)), "volume"
     ),

@@ -1,6 +1,7 @@
 """Checkpoints: weights-only .pt and safetensors round trips, one record per fact (the plan
 carries network, labels, channels, spacing, patch size), atomic writes, refusal of foreign,
-malformed and pickled files, and format-1 checkpoints read and converted."""
+malformed and pickled files, weights verified against their stored SHA-256 (damaged weights
+and checkpoints without the hash refused), non-finite network outputs refused."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from support.plans import tiny_network, tiny_plan
 
-from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from medseg.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, weights_sha256
 from medseg.errors import ConfigError, InputError
 from medseg.models import build_model
 
@@ -68,7 +69,7 @@ def test_pt_loads_with_plain_weights_only_torch_load(tmp_path: Path) -> None:
     training = {"epoch": 1, "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}}
     p = save_checkpoint(tmp_path / "last.pt", model.state_dict(), _meta(), training=training)
     raw = torch.load(p, weights_only=True)  # would raise if anything needed unpickling
-    assert raw["format"] == "medseg-checkpoint" and raw["format_version"] == 2
+    assert raw["format"] == "medseg-checkpoint" and raw["format_version"] == 3
     ck = load_checkpoint(p)
     assert ck.training is not None
     opt2 = torch.optim.SGD(_model().parameters(), lr=0.1, momentum=0.9)
@@ -103,8 +104,9 @@ def _payload(**changes: object) -> dict[str, object]:
     sd = {k: v.clone() for k, v in _model().state_dict().items()}
     base: dict[str, object] = {
         "format": "medseg-checkpoint",
-        "format_version": 2,
+        "format_version": 3,
         "meta_json": _meta().to_json(),
+        "weights_sha256": weights_sha256(sd),
         "model": sd,
     }
     base.update(changes)
@@ -141,7 +143,7 @@ def test_bad_network_record_and_mismatched_weights_are_input_errors(tmp_path: Pa
     first = next(iter(sd))
     sd[first] = torch.zeros(3, 3)
     p = tmp_path / "shapes.pt"
-    torch.save(_payload(model=sd), p)
+    torch.save(_payload(model=sd, weights_sha256=weights_sha256(sd)), p)
     ck = load_checkpoint(p)
     with pytest.raises(InputError, match=r"shapes\.pt: weights do not fit the network"):
         ck.build_model()
@@ -155,7 +157,8 @@ def test_pickled_object_is_refused_in_one_line(tmp_path: Path) -> None:
     p = tmp_path / "evil.pt"
     torch.save({"format": "medseg-checkpoint", "x": Evil()}, p)
     with pytest.raises(
-        InputError, match=r"refused: the file holds a Python object \(test_checkpoint\.Evil\)"
+        InputError,
+        match=r"refused: the checkpoint holds objects other than tensors .*test_checkpoint\.Evil",
     ) as err:
         load_checkpoint(p)
     msg = str(err.value)
@@ -167,10 +170,17 @@ def test_training_state_not_allowed_in_safetensors(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "m.safetensors", _model().state_dict(), _meta(), {"epoch": 1})
 
 
-def test_an_unreleased_format_version_is_refused(tmp_path: Path) -> None:
-    """Only the released checkpoint layout loads; another version is refused, naming the
-    file (no converter for layouts that were never released)."""
-    p = tmp_path / "v1.pt"
-    torch.save(_payload(format_version=1), p)
-    with pytest.raises(InputError, match=r"v1\.pt: checkpoint format version 1, expected 2"):
+@pytest.mark.parametrize("version", [1, 2])
+def test_checkpoints_without_weights_hash_are_refused(tmp_path: Path, version: int) -> None:
+    """Formats 1 and 2 were written before the weights hash: refused, saying why."""
+    p = tmp_path / "old.pt"
+    payload = _payload(format_version=version)
+    del payload["weights_sha256"]
+    torch.save(payload, p)
+    with pytest.raises(InputError, match=rf"old\.pt: checkpoint format version {version} carries "):
         load_checkpoint(p)
+    p3 = tmp_path / "nohash.pt"
+    payload["format_version"] = 3
+    torch.save(payload, p3)
+    with pytest.raises(InputError, match=r"nohash\.pt: checkpoint lacks its weights hash"):
+        load_checkpoint(p3)

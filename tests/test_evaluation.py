@@ -482,7 +482,9 @@ def test_cli_lesion_options(tmp_path, capsys) -> None:
     args = ["evaluate", str(pred_dir / "a.nii.gz"), str(ref_dir / "a.nii.gz"), "--out", str(out)]
     assert main([*args, "--lesion-min-volume", "2"]) == 1  # needs --lesion-wise
     assert "apply with --lesion-wise" in capsys.readouterr().err
-    assert main([*args, "--lesion-wise", "--lesion-dilation", "-1"]) == 1
+    with pytest.raises(SystemExit) as ex:  # out of range: refused when parsed
+        main([*args, "--lesion-wise", "--lesion-dilation", "-1"])
+    assert ex.value.code == 2
     assert "dilation" in capsys.readouterr().err
     rc = main([
         *args, "--lesion-wise", "--lesion-min-volume", "2", "--lesion-dilation", "1",

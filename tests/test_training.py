@@ -285,9 +285,10 @@ def test_refused_runs_change_nothing(trained: tuple[Path, Path, object], capsys)
     assert not (model / "fold_2").exists() and not (model / "fold_1").exists()
     assert {p: p.read_bytes() for p in before} == before
     assert (model / "fold_0" / "checkpoint_last.pt").stat().st_mtime_ns == mtime
-    assert main(["train", str(cfg), "--out", str(model), "--epochs", "-5"]) == 1
-    err = capsys.readouterr().err
-    assert "--epochs: Input should be greater than or equal to 1 (found -5)" in err
+    with pytest.raises(SystemExit) as ex:  # refused when parsed
+        main(["train", str(cfg), "--out", str(model), "--epochs", "-5"])
+    assert ex.value.code == 2
+    assert "--epochs: expected an integer in [1, 100000], found '-5'" in capsys.readouterr().err
     (root / "afile").write_text("x")
     assert main(["train", str(cfg), "--out", str(root / "afile")]) == 1
     assert "--out: expected a folder (the model folder), found the file" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from medseg.config import RANGES
 from medseg.errors import ConfigError, GeometryMismatchError
 from medseg.volume import LabelMap, Volume, VolumeMeta
 
@@ -123,8 +124,9 @@ def check_window(lower: float | None, upper: float | None) -> tuple[float, float
 
 def check_classes(classes: int, what: str = "classes") -> int:
     """``classes`` as an int if it is an integer in 2..255 (the labels are uint8)."""
-    if isinstance(classes, bool) or int(classes) != classes or not 2 <= classes <= 255:
-        raise ConfigError(f"{what}: expected an integer K >= 2 (at most 255), found {classes!r}")
+    rng = RANGES["classes"]
+    if not rng.contains(classes):
+        raise ConfigError(f"{what}: expected {rng.describe()}, found {classes!r}")
     return int(classes)
 
 

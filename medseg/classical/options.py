@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,12 +19,11 @@ from scipy import ndimage
 
 from medseg.classical._common import float_image
 from medseg.components import check_connectivity
-from medseg.errors import ConfigError
+from medseg.config import check_range
 from medseg.postprocess import (
     Postprocessing,
     PostprocessingStep,
     apply_postprocessing,
-    check_radius,
 )
 from medseg.volume import LabelMap, Volume
 
@@ -34,9 +32,7 @@ def smooth(volume: Volume, sigma_mm: float) -> Volume:
     """The volume blurred by a Gaussian of ``sigma_mm`` mm (isotropic in space; see the
     module docstring); float32 (float64 for float64 input), same grid. ``sigma_mm = 0``
     returns the volume unchanged."""
-    s = float(sigma_mm)
-    if not (math.isfinite(s) and s >= 0):
-        raise ConfigError(f"smoothing sigma: expected a width >= 0 mm, found {sigma_mm!r}")
+    s = float(check_range("smooth_mm", sigma_mm))
     if s == 0:
         return volume
     arr = float_image(volume)
@@ -56,6 +52,9 @@ class PostOptions:
         min_component_ml: remove the components of each label smaller than this (mL).
         keep_largest: keep only the largest component of each label.
         connectivity: 6, 18 or 26 (default), for the two component steps.
+
+    The numeric fields accept the ranges of :data:`medseg.config.RANGES` (one definition,
+    checked here and when ``medseg segment`` parses its options).
     """
 
     opening_mm: float = 0.0
@@ -66,12 +65,8 @@ class PostOptions:
     connectivity: int = 26
 
     def __post_init__(self) -> None:
-        check_radius(self.opening_mm, "opening_mm")
-        check_radius(self.closing_mm, "closing_mm")
-        if not (math.isfinite(self.min_component_ml) and self.min_component_ml >= 0):
-            raise ConfigError(
-                f"min_component_ml: expected a volume >= 0 mL, found {self.min_component_ml!r}"
-            )
+        for name in ("opening_mm", "closing_mm", "min_component_ml"):
+            check_range(name, getattr(self, name))
         check_connectivity(self.connectivity)
 
     @property

@@ -38,6 +38,7 @@ from medseg.classical._common import (
     sitk_module,
     to_sitk,
 )
+from medseg.config import check_range
 from medseg.errors import ConfigError
 from medseg.volume import LabelMap, Volume
 
@@ -154,14 +155,9 @@ def confidence_connected(
             initial statistics (0: the seed voxels alone, which needs >= 2 seeds).
         connectivity: 6 (default) or 26.
     """
-    if not (math.isfinite(multiplier) and multiplier > 0):
-        raise ConfigError(
-            f"multiplier: expected a number of standard deviations > 0, found {multiplier!r}"
-        )
-    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
-        raise ConfigError(f"iterations: expected an integer >= 0, found {iterations!r}")
-    if not (math.isfinite(radius_mm) and radius_mm >= 0):
-        raise ConfigError(f"radius_mm: expected a radius >= 0 mm, found {radius_mm!r}")
+    check_range("multiplier", multiplier)
+    iterations = check_range("iterations", iterations)
+    check_range("radius_mm", radius_mm)
     conn = _check_growing_connectivity(connectivity)
     arr = float_image(volume)
     seeds = seeds_to_voxels(volume, seeds_mm)

@@ -12,6 +12,7 @@ histogram of ``bins`` bins over the voxels' range.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from medseg.classical._common import (
     make_label_map,
     mask_array,
 )
+from medseg.config import check_range
 from medseg.errors import ConfigError
 from medseg.volume import LabelMap, Volume
 
@@ -64,9 +66,12 @@ def _sample(arr: NDArray[Any], mask: NDArray[Any] | None) -> NDArray[Any]:
 
 
 def _check_bins(bins: int) -> int:
-    if isinstance(bins, bool) or int(bins) != bins or bins < 2:
-        raise ConfigError(f"bins: expected an integer >= 2, found {bins!r}")
-    return int(bins)
+    return int(check_range("bins", bins))
+
+
+#: Most threshold combinations multi-Otsu may search (``comb(bins, classes - 1)``; scikit-image
+#: searches them all: 256 bins and 5 classes, 1.7e8, take ~10 s).
+MULTI_OTSU_MAX_COMBINATIONS = 2e8
 
 
 def otsu(volume: Volume, *, mask: MaskLike = None, bins: int = 256) -> LabelMap:
@@ -94,11 +99,19 @@ def multi_otsu(
     from skimage.filters import threshold_multiotsu
 
     k = check_classes(classes)
+    n_bins = _check_bins(bins)
+    combos = math.comb(n_bins, k - 1)
+    if combos > MULTI_OTSU_MAX_COMBINATIONS:
+        raise ConfigError(
+            f"classes, bins: multi-Otsu with {k} classes and {n_bins} bins searches {combos:.2g} "
+            f"threshold combinations, more than {MULTI_OTSU_MAX_COMBINATIONS:.0e} (minutes to "
+            "days); use fewer classes or bins"
+        )
     arr = intensities(volume)
     m = mask_array(mask, volume)
     vals = _sample(arr, m)
     try:
-        ts = np.asarray(threshold_multiotsu(vals, classes=k, nbins=_check_bins(bins)), float)
+        ts = np.asarray(threshold_multiotsu(vals, classes=k, nbins=n_bins), float)
     except ValueError as exc:  # e.g. fewer distinct values than classes
         raise ConfigError(f"multi-Otsu with {k} classes: {exc}") from None
     out = np.zeros(arr.shape, dtype=np.uint8)

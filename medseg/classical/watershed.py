@@ -32,7 +32,6 @@ Markers:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from scipy import ndimage
 
 from medseg.classical._common import MaskLike, float_image, make_label_map, mask_array
 from medseg.components import connected_components
+from medseg.config import check_range
 from medseg.errors import ConfigError, GeometryMismatchError
 from medseg.volume import LabelMap, Volume
 
@@ -130,12 +130,9 @@ def watershed(
     from medseg.classical.edges import gradient_magnitude
     from medseg.classical.options import smooth
 
-    if not (math.isfinite(sigma_mm) and sigma_mm >= 0):
-        raise ConfigError(f"sigma_mm: expected a width >= 0 mm, found {sigma_mm!r}")
-    if not (math.isfinite(min_distance_mm) and min_distance_mm > 0):
-        raise ConfigError(f"min_distance_mm: expected a distance > 0 mm, found {min_distance_mm!r}")
-    if not (math.isfinite(min_peak_mm) and min_peak_mm >= 0):
-        raise ConfigError(f"min_peak_mm: expected a depth >= 0 mm, found {min_peak_mm!r}")
+    check_range("sigma_mm", sigma_mm)
+    check_range("min_distance_mm", min_distance_mm)
+    check_range("min_peak_mm", min_peak_mm)
     if landscape not in LANDSCAPES:
         raise ConfigError(
             f"landscape: expected one of {', '.join(LANDSCAPES)}, found {landscape!r}"

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 from medseg._version import __version__
+from medseg.cli._args import document_ranges
 from medseg.errors import MedsegError
 
 #: Subcommand modules, in the order ``medseg --help`` lists them.
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"medseg.cli.{name}").register(sub)
     for command in sub.choices.values():
         command.set_defaults(param_flags=param_flags(command))
+    document_ranges(parser)
     return parser
 
 

@@ -1,9 +1,10 @@
-"""Options shared by several commands, and validation of numeric command-line values with
-one-line messages naming the option.
+"""Options shared by several commands, and the argparse types that check values at parse
+time with one-line messages naming the option.
 
-argparse checks only the type (``float("nan")`` and ``-5`` are valid numbers); ranges are
-checked here, before any work, and reported as :class:`~medseg.errors.ConfigError`, e.g.
-``--tolerance-mm: expected a finite number >= 0, found nan``.
+Numeric options take :class:`ranged` types: the range of each parameter is defined once, in
+:data:`medseg.config.RANGES` (which the library functions check too), and argparse refuses a
+value outside it (``float("nan")`` and ``-5`` included) before any work, exit 2:
+``argument --tolerance-mm: expected a number in [0, 1000] mm, found 'nan'``.
 """
 
 from __future__ import annotations
@@ -15,30 +16,51 @@ from pathlib import Path
 from medseg.errors import ConfigError
 
 
-def check_number(
-    option: str,
-    value: float,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    above: float | None = None,
-) -> None:
-    """Refuse a value that is not finite or lies outside ``[minimum, maximum]`` (``above``:
-    strictly greater than)."""
-    parts = []
-    if minimum is not None:
-        parts.append(f">= {minimum:g}")
-    if above is not None:
-        parts.append(f"> {above:g}")
-    if maximum is not None:
-        parts.append(f"<= {maximum:g}")
-    ok = math.isfinite(value)
-    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    ok = ok and (above is None or value > above)
-    if not ok:
-        kind = "an integer" if isinstance(value, int) else "a finite number"
-        rng = f" {' and '.join(parts)}" if parts else ""
-        raise ConfigError(f"{option}: expected {kind}{rng}, found {value!r}")
+class ranged:  # noqa: N801 (an argparse type, named like int and float)
+    """argparse ``type`` of a numeric option whose parameter has a range in
+    :data:`medseg.config.RANGES`: parses the text (an integer or a number, as the range says)
+    and refuses a value outside the range, so argparse reports ``argument --bins: expected an
+    integer in [2, 4096], found '100000'`` (exit 2) before any work."""
+
+    def __init__(self, param: str) -> None:
+        from medseg.config import RANGES
+
+        self.param = param
+        self.range = RANGES[param]
+        self.__name__ = param  # argparse names the type in some messages
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value: int | float = int(text) if self.range.kind is int else float(text)
+        except ValueError:
+            value = math.nan
+        if not self.range.contains(value):
+            raise argparse.ArgumentTypeError(f"expected {self.range.describe()}, found {text!r}")
+        return value
+
+
+def document_ranges(parser: argparse.ArgumentParser) -> None:
+    """Append its range to the help of every option of ``parser`` and its subcommands whose
+    type is :class:`ranged` (so ``--help`` documents what the parser checks)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                document_ranges(sub)
+        elif isinstance(action.type, ranged) and action.help is not None:
+            action.help = f"{action.help}; {action.type.range.describe()}"
+
+
+def label_list_type(text: str) -> list[int] | str:
+    """argparse ``type`` of a label-list option: ``"all"``, or ``"1,3,5-7"`` as a sorted list
+    (:func:`medseg.io.label_specs.parse_label_list`); argparse then names the option."""
+    from medseg.io.label_specs import parse_label_list
+
+    if text == "all":
+        return text
+    try:
+        return parse_label_list([text], param="value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
 
 
 def add_label_names_options(p: argparse.ArgumentParser, more: str = "") -> None:

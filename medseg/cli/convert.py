@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from medseg.cli._args import ranged
 from medseg.io import WRITE_SUFFIXES
 from medseg.io.convert import convert, convert_series
 
@@ -26,7 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--series", help="DICOM series to convert (index or key from `medseg info`)")
-    p.add_argument("--channel", type=int, help="volume of a 4-D / vector input to take")
+    p.add_argument(
+        "--channel", type=ranged("channel"), help="volume of a 4-D / vector input to take"
+    )
     p.add_argument("--label", action="store_true", help="store as an integer label map")
     p.add_argument("--all", action="store_true", help="convert every series of a DICOM folder")
     p.add_argument("--format", default=".nii.gz", choices=WRITE_SUFFIXES, help="with --all")

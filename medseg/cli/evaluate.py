@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medseg.cli._args import add_label_names_options, check_number, label_names_option
+from medseg.cli._args import add_label_names_options, label_names_option, ranged
 from medseg.errors import ConfigError
 
 
@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_label_names_options(p)
     p.add_argument(
-        "--tolerance-mm", type=float, default=1.0, help="surface Dice tolerance in mm (1.0)"
+        "--tolerance-mm",
+        type=ranged("tolerance_mm"),
+        default=1.0,
+        help="surface Dice tolerance in mm (1.0)",
     )
     p.add_argument(
         "--empty-distance",
@@ -79,13 +82,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lw.add_argument(
         "--lesion-dilation",
-        type=int,
+        type=ranged("lesion_dilation"),
         metavar="N",
         help="BraTS dilation iterations (18-neighbour) merging and matching lesions (3)",
     )
     lw.add_argument(
         "--lesion-min-volume",
-        type=float,
+        type=ranged("lesion_min_volume"),
         metavar="MM3",
         help="reference lesions of this volume (mm³) or less are left out of the scores (50)",
     )
@@ -97,7 +100,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lw.add_argument(
         "--iou-threshold",
-        type=float,
+        type=ranged("iou_threshold"),
         metavar="T",
         help="IoU at or above which instances match one to one (0.5)",
     )
@@ -112,7 +115,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.add_argument(
-        "--max-rows", type=int, default=40, help="labels shown in the terminal table (40)"
+        "--max-rows",
+        type=ranged("max_rows"),
+        default=40,
+        help="labels shown in the terminal table (40)",
     )
     p.set_defaults(func=run)
 
@@ -147,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
         policy = EmptyPolicy.parse(args.both_empty_dice, args.empty_distance)
     except ValueError as exc:
         raise ConfigError(f"--empty-distance/--both-empty-dice: {exc}") from None
-    check_number("--tolerance-mm", args.tolerance_mm, minimum=0)
-    check_number("--max-rows", args.max_rows, minimum=0)
     labels = parse_label_list(args.labels) if args.labels else None
     regions = parse_region_specs(args.regions) if args.regions else None
     names = label_names_option(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medseg.cli._args import ranged
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -19,19 +21,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("dataset", type=Path, help="dataset folder, dataset.json or .csv")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--gpu-memory-gb", type=float, default=8.0, help="GPU memory budget in GB (default 8)"
+        "--gpu-memory-gb",
+        type=ranged("gpu_memory_gb"),
+        default=8.0,
+        help="GPU memory budget in GB (default 8)",
     )
     p.add_argument(
         "--foreground-ratio",
-        type=float,
+        type=ranged("foreground_ratio"),
         default=0.33,
         help="share of training patches centred on foreground (default 0.33)",
     )
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for splits and voxel subsampling")
+    p.add_argument(
+        "--folds", type=ranged("folds"), default=5, help="cross-validation folds (default 5)"
+    )
+    p.add_argument(
+        "--seed", type=ranged("seed"), default=0, help="seed for splits and voxel subsampling"
+    )
     p.add_argument(
         "--voxels-per-case",
-        type=int,
+        type=ranged("voxels_per_case"),
         default=20000,
         help="foreground voxels sampled per case for intensity statistics (default 20000)",
     )
@@ -50,17 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from medseg.cli._args import check_number
     from medseg.datasets import check_dataset, load_dataset, make_splits, write_splits
     from medseg.io.atomic import check_output_dir
     from medseg.plan import load_augmentation, save_plan
     from medseg.planning import explain_plan, plan_dataset
 
-    check_number("--gpu-memory-gb", args.gpu_memory_gb, above=0)
-    check_number("--foreground-ratio", args.foreground_ratio, minimum=0, maximum=1)
-    check_number("--folds", args.folds, minimum=2)
-    check_number("--seed", args.seed, minimum=0)
-    check_number("--voxels-per-case", args.voxels_per_case, minimum=1)
     ds = load_dataset(args.dataset)
     aug = load_augmentation(args.augmentation) if args.augmentation is not None else None
     out = Path(args.out)

@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from medseg.cli._args import label_list_type, ranged
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -57,7 +59,9 @@ def register(sub: Any) -> None:
         help="DICOM SEG encoding: BINARY (default, widest viewer support) or "
         "LABELMAP (Supplement 243, compact for many labels)",
     )
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (0.5)")
+    p.add_argument(
+        "--overlap", type=ranged("overlap"), default=0.5, help="sliding-window overlap (0.5)"
+    )
     p.add_argument(
         "--tta",
         action="store_true",
@@ -66,7 +70,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=ranged("batch_size"),
         default=2,
         help="windows per forward pass (default 2)",
     )
@@ -80,6 +84,7 @@ def register(sub: Any) -> None:
         "--keep-largest",
         nargs="?",
         const="all",
+        type=label_list_type,
         metavar="LABELS",
         help="keep the largest component of these labels (default: all)",
     )
@@ -92,6 +97,7 @@ def register(sub: Any) -> None:
         "--fill-holes",
         nargs="?",
         const="all",
+        type=label_list_type,
         metavar="LABELS",
         help="fill the 3-D holes of these labels (default: all)",
     )
@@ -100,19 +106,15 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not apply the post-processing the model folder chose in training",
     )
-    p.add_argument("--num-parts", type=int, default=1, help="split the cases into N parts")
-    p.add_argument("--part-id", type=int, default=0, help="which part to predict (0..N-1)")
+    p.add_argument(
+        "--num-parts", type=ranged("num_parts"), default=1, help="split the cases into N parts"
+    )
+    p.add_argument(
+        "--part-id", type=ranged("part_id"), default=0, help="which part to predict (0..N-1)"
+    )
     p.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-case lines")
     p.set_defaults(func=run)
-
-
-def _labels(text: str | None) -> list[int] | str | None:
-    from medseg.io.label_specs import parse_label_list
-
-    if text is None or text == "all":
-        return text
-    return parse_label_list([text])
 
 
 def _volumes(text: str | None) -> float | dict[int, float] | None:
@@ -164,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
         output_format=tuple(f.strip() for f in args.output_format.split(",") if f.strip()),
         dicom_encoding=args.dicom_encoding,
         save_probabilities=args.save_probabilities,
-        keep_largest=_labels(args.keep_largest),  # type: ignore[arg-type]
+        keep_largest=args.keep_largest,
         min_volume_ml=_volumes(args.min_volume),
-        fill_holes=_labels(args.fill_holes),  # type: ignore[arg-type]
+        fill_holes=args.fill_holes,
         num_parts=args.num_parts,
         part_id=args.part_id,
         overwrite=args.overwrite,

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from medseg.cli._args import ranged
 from medseg.errors import ConfigError
 from medseg.io.outputs import case_stem, output_path
 
@@ -92,13 +93,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("output", type=Path, help="label map to write (.nii.gz, .nii, .nrrd, .mha)")
     p.add_argument("--method", required=True, choices=CLI_METHODS)
     p.add_argument("--series", help="DICOM series of a multi-series folder (index or key)")
-    p.add_argument("--channel", type=int, help="volume of a 4-D / vector input")
+    p.add_argument("--channel", type=ranged("channel"), help="volume of a 4-D / vector input")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
 
     g = p.add_argument_group(_METHOD_OPTIONS)
-    g.add_argument("--lower", type=float, help="threshold, region-growing: window low end")
-    g.add_argument("--upper", type=float, help="threshold, region-growing: window high end")
-    g.add_argument("--classes", type=int, metavar="K", help="multi-otsu, kmeans: classes (3)")
+    g.add_argument(
+        "--lower", type=ranged("lower"), help="threshold, region-growing: window low end"
+    )
+    g.add_argument(
+        "--upper", type=ranged("upper"), help="threshold, region-growing: window high end"
+    )
+    g.add_argument(
+        "--classes", type=ranged("classes"), metavar="K", help="multi-otsu, kmeans: classes (3)"
+    )
     g.add_argument(
         "--mask",
         type=Path,
@@ -106,7 +113,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="threshold, otsu, multi-otsu, kmeans, watershed: only voxels where FILE is "
         "non-zero (same grid); the watershed's foreground to split",
     )
-    g.add_argument("--bins", type=int, help="otsu, multi-otsu: histogram bins (256)")
+    g.add_argument("--bins", type=ranged("bins"), help="otsu, multi-otsu: histogram bins (256)")
     g.add_argument(
         "--seed",
         dest="seeds",
@@ -121,22 +128,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="region-growing: connected threshold in --lower/--upper (default) or "
         "confidence connected (mean ± --multiplier std, ITK's rule)",
     )
-    g.add_argument("--multiplier", type=float, help="confidence: std multiplier (2.5)")
-    g.add_argument("--iterations", type=int, help="confidence: re-estimations (1)")
     g.add_argument(
-        "--radius-mm", type=float, help="confidence: initial neighbourhood half-width, mm (2)"
+        "--multiplier", type=ranged("multiplier"), help="confidence: std multiplier (2.5)"
+    )
+    g.add_argument("--iterations", type=ranged("iterations"), help="confidence: re-estimations (1)")
+    g.add_argument(
+        "--radius-mm",
+        type=ranged("radius_mm"),
+        help="confidence: initial neighbourhood half-width, mm (2)",
     )
     g.add_argument(
         "--connectivity", type=int, choices=(6, 26), help="region-growing: 6 (default) or 26"
     )
-    g.add_argument("--random-seed", type=int, help="kmeans: seed of sampling and init (0)")
+    g.add_argument(
+        "--random-seed", type=ranged("random_seed"), help="kmeans: seed of sampling and init (0)"
+    )
     g.add_argument(
         "--markers", type=Path, metavar="FILE", help="watershed: marker label map (same grid)"
     )
     g.add_argument(
-        "--min-distance-mm", type=float, help="watershed: distance-peak ball radius, mm (5)"
+        "--min-distance-mm",
+        type=ranged("min_distance_mm"),
+        help="watershed: distance-peak ball radius, mm (5)",
     )
-    g.add_argument("--min-peak-mm", type=float, help="watershed: minimum peak depth, mm (0)")
+    g.add_argument(
+        "--min-peak-mm", type=ranged("min_peak_mm"), help="watershed: minimum peak depth, mm (0)"
+    )
     g.add_argument(
         "--landscape",
         choices=("gradient", "distance"),
@@ -145,12 +162,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     g.add_argument(
         "--sigma-mm",
-        type=float,
+        type=ranged("sigma_mm"),
         help="watershed: Gaussian before the gradient (1); edges/canny: Gaussian (1), mm",
     )
     g.add_argument("--operator", choices=("sobel", "canny"), help="edges: operator (sobel)")
-    g.add_argument("--low", type=float, help="edges: gradient threshold, intensity/mm")
-    g.add_argument("--high", type=float, help="edges: upper hysteresis threshold (canny: needed)")
+    g.add_argument("--low", type=ranged("low"), help="edges: gradient threshold, intensity/mm")
+    g.add_argument(
+        "--high", type=ranged("high"), help="edges: upper hysteresis threshold (canny: needed)"
+    )
     g.add_argument(
         "--region",
         action="store_true",
@@ -158,17 +177,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="edges: output the region the edges enclose (holes filled) instead of the edges",
     )
     g.add_argument(
-        "--edge-closing-mm", type=float, help="edges --region: close the edges first, mm (0)"
+        "--edge-closing-mm",
+        type=ranged("edge_closing_mm"),
+        help="edges --region: close the edges first, mm (0)",
     )
 
     s = p.add_argument_group("shared options")
-    s.add_argument("--smooth-mm", type=float, default=0.0, help="Gaussian sigma before, mm (0)")
-    s.add_argument("--opening-mm", type=float, default=0.0, help="opening ball radius, mm (0)")
-    s.add_argument("--closing-mm", type=float, default=0.0, help="closing ball radius, mm (0)")
+    s.add_argument(
+        "--smooth-mm", type=ranged("smooth_mm"), default=0.0, help="Gaussian sigma before, mm (0)"
+    )
+    s.add_argument(
+        "--opening-mm", type=ranged("opening_mm"), default=0.0, help="opening ball radius, mm (0)"
+    )
+    s.add_argument(
+        "--closing-mm", type=ranged("closing_mm"), default=0.0, help="closing ball radius, mm (0)"
+    )
     s.add_argument("--fill-holes", action="store_true", help="fill 3-D holes of each label")
     s.add_argument(
         "--min-component-ml",
-        type=float,
+        type=ranged("min_component_ml"),
         default=0.0,
         help="remove components smaller than this, mL (0)",
     )

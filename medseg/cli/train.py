@@ -8,6 +8,8 @@ import json
 import logging
 from typing import Any
 
+from medseg.cli._args import ranged
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="continue the folds from OUT/fold_K/checkpoint_last.pt (at least one must exist)",
     )
-    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--epochs", type=ranged("epochs"), help="override the config's epochs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bar")
     p.set_defaults(func=run)

@@ -237,7 +237,9 @@ class Predictor:
         """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed
         image ``(C, X, Y, Z)`` (on the predictor's device)."""
         total: torch.Tensor | None = None
-        for m, plan, mirrors in zip(self.models, self.plans, self.mirror_axes, strict=True):
+        for m, plan, mirrors, path in zip(
+            self.models, self.plans, self.mirror_axes, self.paths, strict=True
+        ):
             p = sliding_window_probabilities(
                 m,
                 image,
@@ -248,6 +250,7 @@ class Predictor:
                 amp_dtype=self.amp_dtype,
                 mirror_axes=mirrors,
                 keep_on_device=True,
+                source=path,
             )
             total = p if total is None else total + p.to(total.device)
         assert total is not None

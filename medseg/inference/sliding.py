@@ -15,12 +15,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -131,6 +132,7 @@ def sliding_window_probabilities(
     mirror_axes: Sequence[int] = (),
     sigma_scale: float = 1.0 / 8,
     keep_on_device: bool = False,
+    source: str | Path | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities ``(K, X, Y, Z)`` (float32) for a preprocessed image
     ``(C, X, Y, Z)``.
@@ -143,6 +145,10 @@ def sliding_window_probabilities(
     averaged in probability. On a GPU the probabilities are stitched there unless they would
     not fit (then on the CPU, said once). The result is on the CPU unless ``keep_on_device``.
     The model is put in ``eval`` mode; no gradients are kept.
+
+    Non-finite network outputs (NaN or infinite logits, e.g. from damaged weights) raise
+    :class:`~medseg.errors.InputError` naming ``source`` (the checkpoint), never an empty or
+    arbitrary segmentation.
     """
     import torch
     from torch.nn import functional
@@ -186,6 +192,13 @@ def sliding_window_probabilities(
                     dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
                 ):
                     logits = _forward(model, xin)
+                if not bool(torch.isfinite(logits).all()):
+                    raise InputError(
+                        source,
+                        f"the network produced non-finite outputs ({_nonfinite(logits)} of "
+                        f"{logits.numel()} logits NaN or infinite in the window at {chunk[0]}): "
+                        "the weights are damaged, or training diverged",
+                    )
                 p = torch.softmax(logits.float(), dim=1)
                 if dims:
                     p = torch.flip(p, dims)
@@ -214,6 +227,12 @@ def sliding_window_probabilities(
     unpadded = (slice(None), *crop)
     out = acc[unpadded]
     return out if keep_on_device else out.to("cpu")
+
+
+def _nonfinite(t: torch.Tensor) -> int:
+    import torch
+
+    return int((~torch.isfinite(t)).sum())
 
 
 def predict_array(

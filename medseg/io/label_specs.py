@@ -16,12 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medseg.config import parse_yaml
 from medseg.errors import ConfigError, InputError
 from medseg.io.files import read_text_file
 
 
-def parse_label_list(items: list[str]) -> list[int]:
-    """``["1,2", "5-7"]`` → ``[1, 2, 5, 6, 7]``; raises :class:`ConfigError` on bad items."""
+def parse_label_list(items: list[str], param: str = "labels") -> list[int]:
+    """``["1,2", "5-7"]`` → ``[1, 2, 5, 6, 7]``; raises :class:`ConfigError` on bad items, its
+    message starting with ``param`` (the parameter the list was given for)."""
     out: set[int] = set()
     for item in items:
         for part in item.split(","):
@@ -39,24 +41,33 @@ def parse_label_list(items: list[str]) -> list[int]:
                     out.add(int(part))
             except ValueError:
                 raise ConfigError(
-                    f"labels: expected integers or ranges like '1,3,5-7', found {part!r}"
+                    f"{param}: expected integers or ranges like '1,3,5-7', found {part!r}"
                 ) from None
     if any(v <= 0 for v in out):
-        raise ConfigError(f"labels: expected positive values (0 is background), found {item!r}")
+        raise ConfigError(f"{param}: expected positive values (0 is background), found {item!r}")
     return sorted(out)
 
 
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a repeated name is an error (json keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
 def _read_mapping(path: Path, what: str) -> Any:
-    """The parsed content of a JSON file (YAML for ``.yaml``/``.yml``)."""
+    """The parsed content of a JSON file (YAML for ``.yaml``/``.yml``); repeated keys are
+    refused in both."""
     text = read_text_file(path, f"{what} file")
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
-        return json.loads(text)
+            return parse_yaml(text, path)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
     except Exception as exc:  # parse errors of either format
-        reason = " ".join(str(exc).split())
+        reason = " ".join(str(exc).split()).removeprefix(f"{path}: ")
         raise InputError(
             path, f"expected a JSON/YAML {what} mapping, could not parse: {reason}"
         ) from None
@@ -95,8 +106,9 @@ def load_label_names(path: str | Path, key: str | None = None) -> dict[int, str]
     """Read ``{"1": "spleen"}`` (optionally one table, ``key``, of several) from JSON/YAML.
 
     Raises :class:`InputError` naming ``path`` when the file is not such a mapping, holds
-    several tables and no ``key`` is given, or has a key that is not a label value (an
-    integer >= 0; a name for 0 is the background's).
+    several tables and no ``key`` is given, has a key that is not a label value (an
+    integer >= 0; a name for 0 is the background's) or a name that is not non-empty text
+    (``null``, a number, a list).
     """
     p = Path(path)
     data = _read_mapping(p, "label-name")
@@ -121,7 +133,11 @@ def load_label_names(path: str | Path, key: str | None = None) -> dict[int, str]
             raise InputError(p, f"expected integer label values as keys, found {k!r}") from None
         if value < 0:
             raise InputError(p, f"expected label values >= 0 as keys (0: background), found {k!r}")
-        out[value] = str(v)
+        if not isinstance(v, str) or not v.strip():
+            raise InputError(p, f"label {value}: expected a name (non-empty text), found {v!r}")
+        if value in out:
+            raise InputError(p, f"label {value} is named twice ({out[value]!r} and {v!r})")
+        out[value] = v
     return out
 
 

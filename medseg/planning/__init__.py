@@ -5,7 +5,7 @@
 reason for every choice in ``Plan.notes``; :func:`explain_plan` prints them.
 """
 
-from medseg.planning.fingerprint import collect_fingerprint
+from medseg.planning.fingerprint import check_plan_fits_dataset, collect_fingerprint
 from medseg.planning.rules import (
     choose_patch_and_batch,
     choose_target_spacing,
@@ -17,6 +17,7 @@ from medseg.planning.rules import (
 )
 
 __all__ = [
+    "check_plan_fits_dataset",
     "choose_patch_and_batch",
     "choose_target_spacing",
     "collect_fingerprint",

@@ -4,18 +4,23 @@
 and summarises it: spacings and shapes after reorientation to closest-canonical RAS, shapes
 after cropping to the non-zero region, foreground intensity statistics per channel, per-label
 volumes. The result is stored in the plan (``fingerprint:``), so a plan documents its data.
+
+:func:`check_plan_fits_dataset` checks, before training, that a dataset is the kind of data a
+plan was made for (channels, labels, and for absolute intensity schemes the intensity range),
+so a plan made for one dataset is never silently trained on another.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from medseg.datasets import Case, Dataset, read_case
-from medseg.errors import InputError
-from medseg.plan.schema import ChannelStats, Fingerprint
+from medseg.errors import ConfigError, InputError
+from medseg.plan.schema import ChannelStats, Fingerprint, Plan
 from medseg.transforms.spatial import Reorientation, nonzero_box
 
 
@@ -107,4 +112,68 @@ def collect_fingerprint(ds: Dataset, *, voxels_per_case: int = 20000, seed: int 
     )
 
 
-__all__ = ["collect_fingerprint"]
+#: Share of a case's foreground voxels that must lie within the plan's foreground intensity
+#: range (its 0.5 to 99.5 percentiles) for a channel normalised on an absolute scale (``ct``,
+#: ``window``); data of the planned kind have ~99 %.
+MIN_SHARE_IN_RANGE = 0.5
+
+
+def _names(d: dict[int, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(d.items()))
+
+
+def check_plan_fits_dataset(plan: Plan, ds: Dataset, plan_source: str | Path) -> None:
+    """Refuse a dataset that is not the kind of data ``plan`` was made for.
+
+    Compared: the channel names (count and names, case-insensitive, e.g. ``CT`` vs ``MRI``),
+    the label names (values and names), and, for channels the plan normalises on an absolute
+    scale (``ct``, ``window``) and when the plan has a fingerprint, the intensity range: at
+    least :data:`MIN_SHARE_IN_RANGE` of the first case's foreground voxels must lie within the
+    plan's foreground 0.5-99.5 percentile range (one case is read). Z-score and percentile
+    schemes normalise each case, so their absolute range is not compared.
+
+    Raises:
+        ConfigError: naming the plan file and the dataset, what the plan expects and what the
+            dataset has.
+    """
+    where = f"{plan_source}: the plan does not fit the dataset {ds.source}"
+    hint = "; plan this dataset (medseg plan) or train on the data the plan was made for"
+    plan_ch = [c.lower() for c in plan.channel_names]
+    if plan_ch != [c.lower() for c in ds.channel_names]:
+        raise ConfigError(
+            f"{where}: the plan's channels are {plan.channel_names}, the dataset's "
+            f"{ds.channel_names}{hint}"
+        )
+    if dict(plan.label_names) != dict(ds.label_names):
+        raise ConfigError(
+            f"{where}: the plan's labels are {{{_names(plan.label_names)}}}, the dataset's "
+            f"{{{_names(ds.label_names)}}}{hint}"
+        )
+    absolute = [
+        i for i, n in enumerate(plan.preprocessing.normalization) if n.scheme in ("ct", "window")
+    ]
+    if plan.fingerprint is None or not absolute or not ds.cases:
+        return
+    case = ds.cases[0]
+    vols, lab = read_case(case)
+    if lab is None:
+        return
+    fg = np.asarray(lab.array) > 0
+    if not fg.any():
+        return
+    for i in absolute:
+        stats = plan.fingerprint.intensity[i]
+        lo, hi = stats.percentile_00_5, stats.percentile_99_5
+        values = np.asarray(vols[i].array)[fg]
+        share = float(np.mean((values >= lo) & (values <= hi)))
+        if share < MIN_SHARE_IN_RANGE:
+            med = float(np.median(values))
+            raise ConfigError(
+                f"{where}: channel {plan.channel_names[i]!r} is normalised on an absolute scale "
+                f"({plan.preprocessing.normalization[i].scheme}) for foreground intensities "
+                f"{lo:g} to {hi:g}, but {share:.0%} of case {case.case_id!r}'s foreground lies "
+                f"there (median {med:g}){hint}"
+            )
+
+
+__all__ = ["MIN_SHARE_IN_RANGE", "check_plan_fits_dataset", "collect_fingerprint"]

@@ -7,7 +7,9 @@ also accepts a plan file directly: it is then trained with the default recipe. A
 change the plan it trains (``plan_overrides``: spacing, patch and batch size, network,
 augmentation), so a preset reproduces from the command line alone.
 
-Every field has a documented default; see ``configs/*.yaml`` for annotated examples.
+Every field has a documented default; see ``configs/*.yaml`` for annotated examples. Numbers
+and switches are strict: ``epochs: true`` or ``epochs: "10"`` is refused, not read as 1 or 10
+(an integer field takes integers, a real-valued field integers or reals, a switch true/false).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,15 +43,15 @@ class OptimizerConfig(_Strict):
     (nnU-Net); ``adamw``: AdamW with cosine annealing to 0."""
 
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(default=1e-2, gt=0)
-    momentum: float = Field(default=0.99, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: float = Field(default=3e-5, ge=0)
+    lr: StrictFloat = Field(default=1e-2, gt=0)
+    momentum: StrictFloat = Field(default=0.99, ge=0, lt=1)
+    nesterov: StrictBool = True
+    weight_decay: StrictFloat = Field(default=3e-5, ge=0)
     schedule: Literal["poly", "cosine", "constant"] | None = Field(
         default=None, description="default: poly for sgd, cosine for adamw"
     )
-    poly_power: float = Field(default=0.9, gt=0)
-    grad_clip: float | None = Field(default=12.0, gt=0)
+    poly_power: StrictFloat = Field(default=0.9, gt=0)
+    grad_clip: StrictFloat | None = Field(default=12.0, gt=0)
 
     def resolved_schedule(self) -> str:
         if self.schedule is not None:
@@ -58,9 +63,9 @@ class LossConfig(_Strict):
     """Dice + cross-entropy (MONAI ``DiceCELoss``, softmax, background included in CE only).
     With deep supervision the heads are weighted 1, 1/2, 1/4, ... (normalised)."""
 
-    dice_weight: float = Field(default=1.0, ge=0)
-    ce_weight: float = Field(default=1.0, ge=0)
-    batch_dice: bool = True
+    dice_weight: StrictFloat = Field(default=1.0, ge=0)
+    ce_weight: StrictFloat = Field(default=1.0, ge=0)
+    batch_dice: StrictBool = True
 
 
 class NetworkOverrides(_Strict):
@@ -69,13 +74,13 @@ class NetworkOverrides(_Strict):
     ``filters = [min(base * 2**stage, max_filters) for each stage]``."""
 
     architecture: Architecture | None = None
-    deep_supervision: bool | None = None
-    deep_supr_num: int | None = Field(default=None, ge=1)
-    filters: list[int] | None = None
-    base_filters: int | None = Field(default=None, ge=1)
-    max_filters: int | None = Field(default=None, ge=1)
+    deep_supervision: StrictBool | None = None
+    deep_supr_num: StrictInt | None = Field(default=None, ge=1)
+    filters: list[StrictInt] | None = None
+    base_filters: StrictInt | None = Field(default=None, ge=1)
+    max_filters: StrictInt | None = Field(default=None, ge=1)
     norm: Literal["instance", "batch"] | None = None
-    dropout: float | None = Field(default=None, ge=0, lt=1)
+    dropout: StrictFloat | None = Field(default=None, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> NetworkOverrides:
@@ -95,9 +100,9 @@ class PlanOverrides(_Strict):
     :class:`~medseg.plan.schema.AugmentationPlan` to change.
     """
 
-    target_spacing: tuple[float, float, float] | None = None
-    patch_size: tuple[int, int, int] | None = None
-    batch_size: int | None = Field(default=None, ge=1)
+    target_spacing: tuple[StrictFloat, StrictFloat, StrictFloat] | None = None
+    patch_size: tuple[StrictInt, StrictInt, StrictInt] | None = None
+    batch_size: StrictInt | None = Field(default=None, ge=1)
     foreground_ratio: float | None = Field(default=None, ge=0, le=1)
     network: NetworkOverrides = Field(default_factory=NetworkOverrides)
     augmentation: dict[str, Any] = Field(default_factory=dict)
@@ -131,24 +136,24 @@ class DataConfig(_Strict):
 
     dataset: Path | None = Field(default=None, description="default: the plan's dataset")
     splits: Path | None = Field(default=None, description="splits JSON (see above)")
-    n_folds: int | None = Field(default=None, ge=2)
-    split_seed: int | None = Field(default=None, ge=0)
+    n_folds: StrictInt | None = Field(default=None, ge=2)
+    split_seed: StrictInt | None = Field(default=None, ge=0)
     cache_dir: Path | None = Field(default=None, description="default: OUT/cache")
-    num_workers: int = Field(default=0, ge=0)
-    augment: bool = Field(default=True, description="apply the plan's augmentation")
+    num_workers: StrictInt = Field(default=0, ge=0)
+    augment: StrictBool = Field(default=True, description="apply the plan's augmentation")
 
 
 class TrainConfig(_Strict):
     """A complete training recipe (see module docstring)."""
 
     plan: Path | None = Field(default=None, description="plan file written by `medseg plan`")
-    epochs: int = Field(default=1000, ge=1)
-    iterations_per_epoch: int = Field(default=250, ge=1)
-    val_every: int = Field(default=10, ge=1, description="validate every N epochs (and last)")
-    val_max_cases: int | None = Field(default=None, ge=1)
-    final_hd95: bool = True
-    overlap: float = Field(default=0.5, ge=0, lt=1)
-    seed: int = 0
+    epochs: StrictInt = Field(default=1000, ge=1)
+    iterations_per_epoch: StrictInt = Field(default=250, ge=1)
+    val_every: StrictInt = Field(default=10, ge=1, description="validate every N epochs (and last)")
+    val_max_cases: StrictInt | None = Field(default=None, ge=1)
+    final_hd95: StrictBool = True
+    overlap: StrictFloat = Field(default=0.5, ge=0, lt=1)
+    seed: StrictInt = 0
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: cuda when available, else cpu (logged)"
     )
@@ -156,11 +161,11 @@ class TrainConfig(_Strict):
         default="auto",
         description="auto: bf16 on a GPU that supports it, else fp16 on GPU, none on CPU",
     )
-    compile: bool = False
-    channels_last: bool = False
-    deterministic: bool = False
-    num_threads: int | None = Field(default=None, ge=1)
-    progress_bar: bool = True
+    compile: StrictBool = False
+    channels_last: StrictBool = False
+    deterministic: StrictBool = False
+    num_threads: StrictInt | None = Field(default=None, ge=1)
+    progress_bar: StrictBool = True
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     plan_overrides: PlanOverrides = Field(default_factory=PlanOverrides)

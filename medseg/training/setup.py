@@ -24,6 +24,7 @@ from medseg.io.atomic import atomic_write_text
 from medseg.model_folder import Fold, ModelFolder
 from medseg.plan.files import load_plan, plan_to_yaml, save_plan
 from medseg.plan.schema import AugmentationPlan, NetworkSpec, Plan
+from medseg.planning.fingerprint import check_plan_fits_dataset
 from medseg.runtime import DistInfo
 from medseg.training.config import NetworkOverrides, PlanOverrides, TrainConfig
 from medseg.training.distributed import barrier
@@ -259,6 +260,7 @@ def prepare_run(cfg: TrainConfig, out_dir: Path, *, need_splits: bool) -> Run:
     plan = resolve_plan(cfg)
     ds = load_dataset(cfg.data.dataset if cfg.data.dataset is not None else plan.dataset)
     ds = ds.subset([c.case_id for c in ds.cases if c.label is not None])
+    check_plan_fits_dataset(plan, ds, cfg.plan if cfg.plan is not None else "plan")
     splits: list[dict[str, list[str]]] = []
     source = "not needed (trained on every case)"
     if need_splits:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ import numpy.typing as npt
 from medseg.volume import LabelMap, Volume
 from medseg.volumetry.change import STATUS_BOTH, ComparisonRecord, percent_of_mean
 from medseg.volumetry.stats import LabelStats
+
+log = logging.getLogger(__name__)
 
 #: CT display window (HU) used when the image's units are HU: soft tissue, level 40, width 400.
 CT_WINDOW: tuple[float, float] = (-160.0, 240.0)
@@ -220,15 +223,39 @@ def label_figure(
     return png_data_uri(fig), caption
 
 
+#: Pictures drawn per case at most: those of the largest structures (a case with thousands of
+#: labels would otherwise take hours); the report and the log say which were left out.
+MAX_FIGURES_PER_CASE = 24
+
+
+def figure_labels(records: Sequence[LabelStats], limit: int | None = None) -> list[LabelStats]:
+    """The present labels that get a picture: the ``limit`` (default
+    :data:`MAX_FIGURES_PER_CASE`) largest by voxel count, then by label value; in label
+    order."""
+    limit = MAX_FIGURES_PER_CASE if limit is None else limit
+    present = [r for r in records if not r.absent]
+    chosen = sorted(present, key=lambda r: (-r.voxels, r.label))[:limit]
+    return sorted(chosen, key=lambda r: r.label)
+
+
 def case_figures(
     labels: LabelMap, image: Volume | None, records: Sequence[LabelStats]
 ) -> tuple[dict[int, tuple[str, str]], str]:
-    """``({label: (data URI, caption)}, window description)`` for every present label."""
+    """``({label: (data URI, caption)}, description)`` for the present labels, at most
+    :data:`MAX_FIGURES_PER_CASE` (the largest, :func:`figure_labels`). The description gives
+    the display window and, when labels were left out, how many pictures of how many
+    structures were drawn (also logged)."""
     lo, hi, desc = display_window(image)
-    out = {}
-    for r in records:
-        if not r.absent:
-            out[r.label] = label_figure(labels, image, r, (lo, hi))
+    chosen = figure_labels(records)
+    n_present = sum(not r.absent for r in records)
+    if len(chosen) < n_present:
+        note = (
+            f"pictures of the {len(chosen)} largest of {n_present} structures (the others are "
+            "in the table)"
+        )
+        log.info("%s: %s", labels.name, note)
+        desc = f"{desc}; {note}"
+    out = {r.label: label_figure(labels, image, r, (lo, hi)) for r in chosen}
     return out, desc
 
 
@@ -349,11 +376,13 @@ def agreement_plots(records: Sequence[ComparisonRecord], this_name: str, other_n
 
 __all__ = [
     "CT_WINDOW",
+    "MAX_FIGURES_PER_CASE",
     "ViewSpec",
     "agreement_plots",
     "case_figures",
     "change_bars",
     "display_window",
+    "figure_labels",
     "label_figure",
     "plane",
     "png_data_uri",

@@ -1,0 +1,87 @@
+"""A .nii.gz whose header declares far more voxel data than its deflate stream holds, with a
+gzip size trailer forged to match the claim: it must be refused before the declared size is
+allocated (peak memory measured in a subprocess), by the reader and by ``info --headers-only``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from support.paths import REPO
+
+#: the header's claim: 1 GiB of uint8 voxels
+CLAIM_SHAPE = (1024, 1024, 1024)
+#: peak RSS allowed for the refusal (the interpreter, numpy, nibabel, medseg: ~150 MB)
+BOUND_MB = 450
+
+
+def _lying_file(path: Path) -> Path:
+    """1.2 MB of incompressible voxel bytes behind a header claiming 1 GiB; the ISIZE trailer
+    says 1 GiB + header (modulo 2^32), as a crafted file would."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.uint8)
+    hdr.set_data_shape(CLAIM_SHAPE)
+    hdr.set_qform(np.eye(4), code=1)
+    hdr.set_sform(np.eye(4), code=1)
+    hdr["vox_offset"] = 352
+    head = hdr.binaryblock + b"\0" * 4  # 348-byte header + empty extension flag: vox_offset 352
+    payload = np.random.default_rng(0).integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()
+    data = bytearray(gzip.compress(head + payload, compresslevel=1))
+    needed = len(head) + int(np.prod(CLAIM_SHAPE))
+    data[-4:] = (needed % (1 << 32)).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _peak_rss_mb(code: str) -> tuple[float, str]:
+    script = textwrap.dedent(code) + textwrap.dedent(
+        """
+        import resource
+        print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    out = res.stdout + res.stderr
+    peak = [ln for ln in res.stdout.splitlines() if ln.startswith("PEAK_KB")]
+    assert peak, out
+    return int(peak[-1].split()[1]) / 1024, out
+
+
+def test_forged_trailer_refused_with_bounded_memory(tmp_path: Path) -> None:
+    f = _lying_file(tmp_path / "liar.nii.gz")
+    peak, out = _peak_rss_mb(
+        f"""
+        from medseg.errors import InputError
+        from medseg.io import read_volume
+        try:
+            read_volume({str(f)!r})
+        except InputError as exc:
+            print("REFUSED", exc)
+        """
+    )
+    assert "REFUSED" in out and "liar.nii.gz" in out and "truncated or corrupt" in out, out
+    assert peak < BOUND_MB, f"peak RSS {peak:.0f} MB: {out}"
+
+
+@pytest.mark.parametrize("argv", [["info", "--headers-only"], ["info"]])
+def test_forged_trailer_refused_by_info(tmp_path: Path, argv: list[str]) -> None:
+    f = _lying_file(tmp_path / "liar.nii.gz")
+    peak, out = _peak_rss_mb(
+        f"""
+        from medseg.cli import main
+        print("EXIT", main({[*argv, str(f)]!r}))
+        """
+    )
+    assert "EXIT 1" in out and "liar.nii.gz" in out and "Traceback" not in out, out
+    assert peak < BOUND_MB, f"peak RSS {peak:.0f} MB: {out}"
