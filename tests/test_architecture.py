@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "medseg.inference": 7,
     "medseg.plan": 7,  # the package's lazy re-exports
     "medseg.training": 8,
+    "medseg.export": 8,
     "medseg.demo": 9,
     "medseg.cli": 10,
     "medseg.__main__": 11,

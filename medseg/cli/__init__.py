@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "volumetry",
     "train",
     "predict",
+    "export",
     "check",
     "plan",
     "demo",

@@ -71,6 +71,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        help="runs the network: torch, onnxruntime or openvino (pip install 'medseg[onnx]'; "
+        "a torch model is converted once per run); auto (default): the fastest installed "
+        "for the device (CPU: openvino, onnxruntime, torch; CUDA: torch)",
+    )
+    p.add_argument(
         "--save-probabilities",
         action="store_true",
         help="also write CASE.probabilities.npz (float16 per class, original grid)",
@@ -160,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         batch_size=args.batch_size,
         device=args.device,
+        runtime=args.runtime,
         save_probabilities=args.save_probabilities,
         keep_largest=_labels(args.keep_largest),  # type: ignore[arg-type]
         min_volume_ml=_volumes(args.min_volume),

@@ -169,6 +169,7 @@ def predict_folder(
     tta: bool = False,
     batch_size: int = 2,
     device: str = "auto",
+    runtime: str = "auto",
     save_probabilities: bool = False,
     keep_largest: LabelChoice = None,
     min_volume_ml: float | dict[int, float] | None = None,
@@ -195,6 +196,8 @@ def predict_folder(
         overlap, batch_size: sliding-window overlap (fraction) and windows per forward pass.
         tta: test-time mirroring over the axes the networks were trained to be flipped on.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; mixed precision on GPU.
+        runtime: ``auto`` (the fastest installed for the device, logged), ``torch``,
+            ``onnxruntime`` or ``openvino`` (:mod:`medseg.inference.runtimes`).
         save_probabilities: also write ``<case>.probabilities.npz`` (float16 per class, on
             the original grid, before post-processing).
         keep_largest, min_volume_ml, fill_holes: post-processing per label (label lists or
@@ -249,6 +252,7 @@ def predict_folder(
         overlap=overlap,
         batch_size=batch_size,
         tta=tta,
+        runtime=runtime,
         **kwargs,
     )
     asked = requested_postprocessing(

@@ -141,7 +141,9 @@ class Predictor:
     were flipped), or over ``mirror_axes`` when given. ``resample_probabilities``: see
     :func:`labels_on_original_grid`. ``postprocessing`` (e.g. the model folder's choice made by
     cross-validation) is applied to the labels on the original grid; ``largest_component``
-    additionally keeps only the largest connected component of each label.
+    additionally keeps only the largest connected component of each label. ``runtime``
+    (``torch``, ``onnxruntime``, ``openvino`` or ``auto``) runs the networks
+    (:mod:`medseg.inference.runtimes`): torch networks are converted once, here.
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class Predictor:
         resample_probabilities: bool = True,
         largest_component: bool = False,
         postprocessing: Postprocessing | None = None,
+        runtime: str = "torch",
     ) -> None:
         if not checkpoints:
             raise ConfigError("Predictor: expected at least one checkpoint, found none")
@@ -178,7 +181,9 @@ class Predictor:
         self.plan = first
         self.plans = [c.meta.plan for c in checkpoints]
         self.paths = [c.path for c in checkpoints]
-        self.models = [c.build_model(device) for c in checkpoints]
+        from medseg.inference.runtimes import build_networks
+
+        self.runtime, self.models = build_networks(checkpoints, device, runtime)
         self.device = device
         self.overlap = overlap
         self.batch_size = batch_size
@@ -216,12 +221,17 @@ class Predictor:
         ``postprocessing`` is given (``Postprocessing()`` for none). Keyword arguments go to
         :class:`Predictor`."""
         from medseg.checkpoint import load_checkpoint
+        from medseg.inference.onnx_folder import is_onnx_folder, onnx_graphs
 
         files: list[Path] = []
         chosen: dict[str, Postprocessing] = {}
+        graphs: list[Any] = []
         for p in map(Path, paths):
-            if p.is_dir():
+            if p.is_dir() and is_onnx_folder(p):  # exported by medseg.export.export_onnx
+                graphs += onnx_graphs(p, folds=folds)
+            elif p.is_dir():
                 files += model_checkpoints(p, folds=folds, checkpoint=checkpoint)
+            if p.is_dir():
                 if (p / POSTPROCESSING_FILE).is_file():
                     chosen[str(p)] = load_postprocessing(p / POSTPROCESSING_FILE)
             else:
@@ -236,7 +246,7 @@ class Predictor:
                     "the model folders chose different post-processing; pass postprocessing=",
                 )
             kwargs["postprocessing"] = next(iter(chosen.values()))
-        return cls([load_checkpoint(f, with_training=False) for f in files], **kwargs)
+        return cls([*graphs, *(load_checkpoint(f, with_training=False) for f in files)], **kwargs)
 
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed
