@@ -18,9 +18,16 @@ owns, since both run the same network on the same windows), peak RSS growth over
 volume in float32 (medseg, MONAI). Targets: medseg ≥ 2× faster than MONAI on CPU; medseg's
 peak RAM ≤ 4× the input volume in float32.
 
+Runtimes (``--runtime torch,onnxruntime,openvino``): each is its own medseg pipeline
+(``medseg(torch)``, ``medseg(onnxruntime)``, ...), the torch network converted once per run
+inside the measured time. ``--la MODEL`` predicts the 12 LA MRI cases (``la2018_msd``) as one
+batch per pipeline with TRAINED weights (a model folder of ``configs/la_cpu.yaml``), and scores
+every pipeline's labels against the ground truth and against medseg(torch)'s (Dice).
+
 Usage::
 
     python bench/bench_predict.py                 # real scans + 512x512x400 synthetic CT
+    python bench/bench_predict.py --la runs/la_cpu --runtime torch,onnxruntime,openvino
     python bench/bench_predict.py --smoke         # seconds: one tiny synthetic case
     python bench/bench_predict.py --gpu           # GPU check: 512x512x400 CT, full-size
                                                   # DynUNet at 1.5 mm, read-predict-write
@@ -95,35 +102,47 @@ def make_model(folder: Path, *, spacing: float, patch: int, base: int, max_filte
 
 
 # --- one prediction in a subprocess ------------------------------------------------------------
-def _run_medseg(model: Path, image: Path, out: Path, device: str) -> None:
+def _run_medseg(model: Path, image: Path, out: Path, device: str, runtime: str) -> None:
     from medseg.inference.batch import PredictOptions, predict_folder
     from medseg.inference.load import load_model
 
     report = predict_folder(
-        load_model(model, device=device), image, out, options=PredictOptions(overwrite=True)
+        load_model(model, device=device, runtime=runtime),
+        image,
+        out,
+        options=PredictOptions(overwrite=True),
     )
     assert report.ok, report.summary()
 
 
-def _run_monai(model: Path, image: Path, out: Path, device: str) -> None:
+def _images(image: Path) -> list[Path]:
+    return sorted(image.glob("*.nii.gz")) if image.is_dir() else [image]
+
+
+def _run_monai(model: Path, image: Path, out: Path, device: str, runtime: str = "") -> None:
+    """The MONAI pipeline on one image, or on every image of a folder (network loaded once;
+    a model folder's first fold)."""
     import monai.transforms as mt
     import torch
     from monai.inferers import sliding_window_inference
 
     from medseg.checkpoint import load_checkpoint
+    from medseg.inference.predictor import model_checkpoints
 
-    ck = load_checkpoint(model, with_training=False)
+    ck = load_checkpoint(model_checkpoints(model)[0] if model.is_dir() else model)
     plan = ck.meta.plan
     net = ck.build_model(device)
     norm = plan.preprocessing.normalization[0]
-    assert norm.clip_low is not None and norm.clip_high is not None
-    assert norm.mean is not None and norm.std is not None
-    pre = mt.Compose(
-        [
-            mt.LoadImaged("image", image_only=False),
-            mt.EnsureChannelFirstd("image"),
-            mt.Orientationd("image", axcodes="RAS"),
-            mt.Spacingd("image", pixdim=plan.preprocessing.target_spacing, mode="bilinear"),
+    steps: list[Any] = [
+        mt.LoadImaged("image", image_only=False),
+        mt.EnsureChannelFirstd("image"),
+        mt.Orientationd("image", axcodes="RAS"),
+        mt.Spacingd("image", pixdim=plan.preprocessing.target_spacing, mode="bilinear"),
+    ]
+    if norm.scheme == "ct":
+        assert norm.clip_low is not None and norm.clip_high is not None
+        assert norm.mean is not None and norm.std is not None
+        steps += [
             mt.ThresholdIntensityd(
                 "image", threshold=norm.clip_high, above=False, cval=norm.clip_high
             ),
@@ -132,7 +151,9 @@ def _run_monai(model: Path, image: Path, out: Path, device: str) -> None:
             ),
             mt.NormalizeIntensityd("image", subtrahend=norm.mean, divisor=norm.std),
         ]
-    )
+    else:  # z-score of the image (of its nonzero voxels with use_nonzero_mask)
+        steps.append(mt.NormalizeIntensityd("image", nonzero=norm.use_nonzero_mask))
+    pre = mt.Compose(steps)
     post = mt.Compose(
         [
             mt.Activationsd("pred", softmax=True),
@@ -149,13 +170,14 @@ def _run_monai(model: Path, image: Path, out: Path, device: str) -> None:
             ),
         ]
     )
-    data = pre({"image": str(image)})
-    with torch.inference_mode():
-        x = data["image"].unsqueeze(0).to(device)
-        data["pred"] = sliding_window_inference(
-            x, plan.patch_size, sw_batch_size=1, predictor=net, overlap=0.5, mode="gaussian"
-        )[0].cpu()
-    post(data)
+    for path in _images(image):
+        data = pre({"image": str(path)})
+        with torch.inference_mode():
+            x = data["image"].unsqueeze(0).to(device)
+            data["pred"] = sliding_window_inference(
+                x, plan.patch_size, sw_batch_size=1, predictor=net, overlap=0.5, mode="gaussian"
+            )[0].cpu()
+        post(data)
 
 
 def time_network(device: str) -> list[float]:
@@ -163,20 +185,27 @@ def time_network(device: str) -> list[float]:
     DynUNet), so that each total splits into network and everything else."""
     from monai.networks.nets import DynUNet
 
+    from medseg.inference.runtimes import RuntimeNetwork
+
     spent = [0.0]
-    forward = DynUNet.forward
 
-    def timed(self: DynUNet, x: Any) -> Any:
-        import torch
+    def patch(cls: Any) -> None:
+        forward = cls.forward
 
-        t0 = time.perf_counter()
-        y = forward(self, x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        spent[0] += time.perf_counter() - t0
-        return y
+        def timed(self: Any, x: Any) -> Any:
+            import torch
 
-    DynUNet.forward = timed  # type: ignore[method-assign]
+            t0 = time.perf_counter()
+            y = forward(self, x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            spent[0] += time.perf_counter() - t0
+            return y
+
+        cls.forward = timed
+
+    patch(DynUNet)  # the ONNX export traces DynUNet too: its seconds count as network time
+    patch(RuntimeNetwork)
     return spent
 
 
@@ -208,7 +237,7 @@ def child(args: argparse.Namespace) -> None:
     t.start()
     t0 = time.perf_counter()
     run = _run_medseg if args.pipeline == "medseg" else _run_monai
-    run(Path(args.model), Path(args.image), Path(args.out), args.device)
+    run(Path(args.model), Path(args.image), Path(args.out), args.device, args.runtime)
     if args.device == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -222,12 +251,19 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
+def _split(pipeline: str) -> tuple[str, str]:
+    """``"medseg(openvino)"`` -> ``("medseg", "openvino")``; ``"monai"`` -> ``("monai", "")``."""
+    name, _, rt = pipeline.partition("(")
+    return name, rt.rstrip(")")
+
+
 def measure_in_process(pipeline: str, model: Path, image: Path, out: Path, device: str) -> dict:
-    """Smoke mode: both pipelines in this process (no fresh interpreter, no RSS figure)."""
-    run = _run_medseg if pipeline == "medseg" else _run_monai
+    """Smoke mode: every pipeline in this process (no fresh interpreter, no RSS figure)."""
+    name, runtime = _split(pipeline)
+    run = _run_medseg if name == "medseg" else _run_monai
     spent = time_network(device)
     t0 = time.perf_counter()
-    run(model, image, out, device)
+    run(model, image, out, device, runtime)
     return {
         "seconds": time.perf_counter() - t0,
         "network_s": spent[0],
@@ -237,11 +273,14 @@ def measure_in_process(pipeline: str, model: Path, image: Path, out: Path, devic
 
 
 def measure(pipeline: str, model: Path, image: Path, out: Path, device: str, threads: int) -> dict:
+    name, runtime = _split(pipeline)
     cmd = [
         sys.executable,
         __file__,
         "--child",
-        pipeline,
+        name,
+        "--child-runtime",
+        runtime or "torch",
         "--model",
         str(model),
         "--image",
@@ -284,11 +323,60 @@ def synthetic_ct(
     return path
 
 
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def _output(folder: Path, pipeline: str, case: str) -> Path:
+    suffix = "_monai.nii.gz" if pipeline == "monai" else ".nii.gz"
+    return folder / f"{case}{suffix}"
+
+
+def la_scores(work: Path, pipelines: list[str], labels: Path) -> dict[str, dict[str, float]]:
+    """Mean Dice of each pipeline's LA labels against the ground truth and against
+    medseg(torch)'s labels (when it ran), over the cases of ``labels``."""
+    import nibabel as nib
+
+    scores: dict[str, dict[str, list[float]]] = {p: {"truth": [], "torch": []} for p in pipelines}
+    for lab in sorted(labels.glob("*.nii.gz")):
+        case = lab.name[: -len(".nii.gz")]
+        truth = np.asarray(nib.load(str(lab)).dataobj)
+        ref = None
+        if "medseg(torch)" in pipelines:
+            ref = np.asarray(
+                nib.load(str(_output(work / "out_medseg(torch)_la", "", case))).dataobj
+            )
+        for p in pipelines:
+            pred = np.asarray(nib.load(str(_output(work / f"out_{p}_la", p, case))).dataobj)
+            assert pred.shape == truth.shape, (p, case, pred.shape, truth.shape)
+            scores[p]["truth"].append(_dice(pred, truth))
+            if ref is not None:
+                scores[p]["torch"].append(_dice(pred, ref))
+    return {
+        p: {k: float(np.mean(v)) if v else float("nan") for k, v in d.items()}
+        for p, d in scores.items()
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="one tiny synthetic case, seconds")
     ap.add_argument("--gpu", action="store_true", help="the GPU check (needs CUDA)")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the 512x512x400 CT")
+    ap.add_argument(
+        "--runtime",
+        default=None,
+        help="medseg runtimes to compare, e.g. torch,onnxruntime,openvino (default: torch; "
+        "--smoke: every installed one)",
+    )
+    ap.add_argument(
+        "--la",
+        metavar="MODEL",
+        type=Path,
+        help="trained model folder: predict the 12 LA cases as one batch per pipeline, Dice",
+    )
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spacing", type=float, default=1.5)
@@ -296,30 +384,42 @@ def main() -> None:
     ap.add_argument("--base-filters", type=int, default=8)
     ap.add_argument("--max-filters", type=int, default=64)
     ap.add_argument("--child", choices=("medseg", "monai"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-runtime", default="torch", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        args.pipeline = args.child
+        args.pipeline, args.runtime = args.child, args.child_runtime
         child(args)
         return
     work = Path(tempfile.mkdtemp(prefix="medseg_bench_predict_"))
     device = "cuda" if args.gpu else "cpu"
+    if args.runtime is None:
+        from medseg.inference.runtimes import RUNTIMES, runtime_installed
+
+        installed = [r for r in RUNTIMES if runtime_installed(r)]
+        args.runtime = ",".join(installed) if args.smoke else "torch"
+    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     if args.gpu:  # full-size DynUNet (32 .. 320 filters), 128^3 patch at 1.5 mm
         args.base_filters, args.max_filters, args.patch = 32, 320, 128
     if args.smoke:
         args.patch, args.base_filters, args.max_filters, args.spacing = 16, 4, 8, 3.0
-    model = make_model(
-        work / "model",
-        spacing=args.spacing,
-        patch=args.patch,
-        base=args.base_filters,
-        max_filters=args.max_filters,
-    )
+    if args.la is not None:
+        model = args.la.resolve()
+    else:
+        model = make_model(
+            work / "model",
+            spacing=args.spacing,
+            patch=args.patch,
+            base=args.base_filters,
+            max_filters=args.max_filters,
+        )
     cases: list[tuple[str, Path]] = []
-    if args.smoke:
+    if args.la is not None:
+        cases.append(("la", DATA / "la2018_msd" / "imagesTr"))
+    elif args.smoke:
         for name, shape in (("tiny_ct", (40, 36, 24)), ("tiny_ct_2", (32, 30, 20))):
             cases.append((name, synthetic_ct(work / f"{name}.nii.gz", shape, (1.5, 1.5, 2.0))))
     else:
@@ -336,12 +436,13 @@ def main() -> None:
                     synthetic_ct(work / "ct512.nii.gz", (512, 512, 400), (0.8, 0.8, 1.0)),
                 )
             )
-    pipelines = ["medseg"] if args.gpu else ["medseg", "monai"]
+    pipelines = [f"medseg({r})" for r in runtimes] + ([] if args.gpu else ["monai"])
     rows = []
     for name, image in cases:
         import nibabel as nib
 
-        vol_f32 = int(np.prod(nib.load(str(image)).shape[:3])) * 4
+        shapes = [nib.load(str(p)).shape[:3] for p in _images(image)]
+        vol_f32 = max(int(np.prod(sh)) for sh in shapes) * 4
         res: dict[str, list[dict]] = {p: [] for p in pipelines}
         for _ in range(args.repeats):
             for p in pipelines:  # alternating, same run
@@ -350,49 +451,56 @@ def main() -> None:
                     res[p].append(measure_in_process(p, model, image, out, device))
                 else:
                     res[p].append(measure(p, model, image, out, device, args.threads))
-        row = {
-            "case": name,
-            "shape": list(nib.load(str(image)).shape[:3]),
-            "input_f32_mb": vol_f32 / 2**20,
-        }
         for p in pipelines:
-            row[f"{p}_s"] = statistics.median(r["seconds"] for r in res[p])
-            row[f"{p}_rest_s"] = statistics.median(r["seconds"] - r["network_s"] for r in res[p])
-            row[f"{p}_peak_x"] = max(r["peak_rss"] for r in res[p]) / vol_f32
-            row[f"{p}_gpu_gb"] = max(r["gpu_bytes"] for r in res[p]) / 1e9
-        if "monai" in pipelines:
-            row["ratio"] = row["monai_s"] / row["medseg_s"]
-            row["rest_ratio"] = row["monai_rest_s"] / row["medseg_rest_s"]
-        rows.append(row)
+            row = {
+                "case": name,
+                "cases": len(shapes),
+                "shape": "x".join(map(str, max(shapes, key=lambda sh: int(np.prod(sh))))),
+                "pipeline": p,
+                "s": statistics.median(r["seconds"] for r in res[p]),
+                "rest_s": statistics.median(r["seconds"] - r["network_s"] for r in res[p]),
+                "peak_x": max(r["peak_rss"] for r in res[p]) / vol_f32,
+                "gpu_gb": max(r["gpu_bytes"] for r in res[p]) / 1e9,
+            }
+            row["s_per_case"] = row["s"] / len(shapes)
+            if "monai" in pipelines:
+                mon = statistics.median(r["seconds"] for r in res["monai"])
+                row["monai_over"] = mon / row["s"]
+            rows.append(row)
+        if args.la is not None:
+            scores = la_scores(work, pipelines, DATA / "la2018_msd" / "labelsTr")
+            for row in rows:
+                row["dice_truth"] = scores[row["pipeline"]]["truth"]
+                row["dice_vs_torch"] = scores[row["pipeline"]]["torch"]
     print(
         f"\nprediction end to end, device {device}, torch threads {args.threads}, "
-        f"patch {args.patch}^3, filters {args.base_filters}..{args.max_filters}, "
-        f"spacing {args.spacing} mm, repeats {args.repeats}"
+        + (
+            f"trained model {model}"
+            if args.la is not None
+            else f"patch {args.patch}^3, filters {args.base_filters}..{args.max_filters}, "
+            f"spacing {args.spacing} mm"
+        )
+        + f", repeats {args.repeats}; ratio = MONAI s / pipeline s (same run)"
     )
-    head = f"{'case':26s} {'shape':>13s} {'medseg s':>9s}"
-    if "monai" in pipelines:
-        head += f" {'MONAI s':>8s} {'MONAI/medseg':>12s}"
-    head += f" {'medseg non-net s':>16s}"
-    if "monai" in pipelines:
-        head += f" {'MONAI non-net s':>15s} {'MONAI/medseg':>12s}"
-    head += f" {'medseg RAM/vol':>14s}"
-    if "monai" in pipelines:
-        head += f" {'MONAI RAM/vol':>13s}"
+    head = (
+        f"{'case':26s} {'n':>3s} {'largest':>13s} {'pipeline':20s} {'s':>8s} {'s/case':>7s} "
+        f"{'ratio':>6s} {'non-net s':>9s} {'RAM/vol':>7s}"
+    )
+    if args.la is not None:
+        head += f" {'Dice truth':>10s} {'Dice vs torch':>13s}"
     if args.gpu:
         head += f" {'GPU GB':>7s}"
     print(head)
     for r in rows:
-        line = f"{r['case']:26s} {'x'.join(map(str, r['shape'])):>13s} {r['medseg_s']:9.2f}"
-        if "monai" in pipelines:
-            line += f" {r['monai_s']:8.2f} {r['ratio']:12.2f}"
-        line += f" {r['medseg_rest_s']:16.2f}"
-        if "monai" in pipelines:
-            line += f" {r['monai_rest_s']:15.2f} {r['rest_ratio']:12.2f}"
-        line += f" {r['medseg_peak_x']:14.2f}"
-        if "monai" in pipelines:
-            line += f" {r['monai_peak_x']:13.2f}"
+        line = (
+            f"{r['case']:26s} {r['cases']:3d} {r['shape']:>13s} {r['pipeline']:20s} "
+            f"{r['s']:8.2f} {r['s_per_case']:7.2f} {r.get('monai_over', float('nan')):6.2f} "
+            f"{r['rest_s']:9.2f} {r['peak_x']:7.2f}"
+        )
+        if args.la is not None:
+            line += f" {r['dice_truth']:10.4f} {r['dice_vs_torch']:13.4f}"
         if args.gpu:
-            line += f" {r['medseg_gpu_gb']:7.2f}"
+            line += f" {r['gpu_gb']:7.2f}"
         print(line)
     (work / "bench_predict.json").write_text(json.dumps(rows, indent=2))
     print(f"results: {work / 'bench_predict.json'}")

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "medseg.nnunet": 6,
     "medseg.inference": 7,
     "medseg.training": 8,
+    "medseg.export": 8,
     "medseg.demo": 9,
     "medseg.cli": 10,
     "medseg.__main__": 11,

@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "volumetry",
     "train",
     "predict",
+    "export",
     "check",
     "plan",
     "demo",

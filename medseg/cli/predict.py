@@ -76,6 +76,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        help="runs the network: torch, onnxruntime or openvino (pip install 'medseg[onnx]'; "
+        "a torch model is converted once per run); auto (default): the fastest installed "
+        "for the device (CPU: openvino, onnxruntime, torch; CUDA: torch)",
+    )
+    p.add_argument(
         "--save-probabilities",
         action="store_true",
         help="also write CASE.probabilities.npz (float16 per class, original grid)",
@@ -157,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         folds=folds,
         checkpoint=args.checkpoint,
         device=args.device,
+        runtime=args.runtime,
         overlap=args.overlap,
         tta=args.tta,
         batch_size=args.batch_size,

@@ -82,9 +82,11 @@ def load_model(
         model: path(s) of the model.
         folds: folds of a model folder to ensemble (default: its cross-validation folds).
         checkpoint: ``"last"`` (final weights) or ``"best"`` (nnU-Net: ``"final"``, ...).
-        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``overlap``, ``batch_size`` (>= 1),
-            ``tta``, ``model_postprocessing`` (False: skip the model folder's chosen
-            post-processing); further keywords go to the model kind's loader.
+        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``auto``: the fastest
+            installed for the device, logged; ``torch``, ``onnxruntime``, ``openvino``: see
+            :mod:`medseg.inference.runtimes`), ``overlap``, ``batch_size`` (>= 1), ``tta``,
+            ``model_postprocessing`` (False: skip the model folder's chosen post-processing);
+            further keywords go to the model kind's loader.
     """
     paths = [Path(model)] if isinstance(model, (str, Path)) else [Path(m) for m in model]
     if not paths:
@@ -99,21 +101,27 @@ def load_model(
     if not kw.pop("model_postprocessing", True):
         kw["postprocessing"] = Postprocessing()
     kw.update(device=dev, amp_dtype=amp)
+    runtime = str(kw.pop("runtime", "auto"))
     if len(paths) == 1 and paths[0].is_dir():
         nnunet = _optional("medseg.nnunet")
         if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
+            if runtime not in ("auto", "torch"):
+                raise ConfigError(
+                    f"runtime: an nnU-Net model folder runs on torch; found {runtime!r} "
+                    "(export it with medseg export first for another runtime)"
+                )
             model_obj: SegmentationModel = nnunet.load_nnunet_model(
                 paths[0], folds=folds, checkpoint=checkpoint, **kw
             )
             return model_obj
-        export = _optional("medseg.export")
-        if export is not None and export.is_onnx_folder(paths[0]):
-            model_obj = export.load_onnx_model(paths[0], folds=folds, **kw)
-            return model_obj
+        from medseg.inference.onnx_folder import is_onnx_folder, load_onnx_model
+
+        if is_onnx_folder(paths[0]):
+            return load_onnx_model(paths[0], folds=folds, runtime=runtime, **kw)
     from medseg.inference.predictor import Predictor
 
     which = "last" if checkpoint == "final" else checkpoint  # nnU-Net's name for the same
-    return Predictor.from_paths(paths, folds=folds, checkpoint=which, **kw)
+    return Predictor.from_paths(paths, folds=folds, checkpoint=which, runtime=runtime, **kw)
 
 
 __all__ = ["SegmentationModel", "device_for_rank", "load_model"]

@@ -107,6 +107,8 @@ class Predictor:
     ``device`` is a torch device string (``"cpu"``, ``"cuda:0"``; see
     :func:`medseg.runtime.resolve_device`) and ``amp_dtype`` the autocast dtype
     (:func:`medseg.runtime.resolve_amp`).
+    ``runtime`` (``torch``, ``onnxruntime``, ``openvino`` or ``auto``) runs the networks
+    (:mod:`medseg.inference.runtimes`): torch networks are converted once, here.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class Predictor:
         tta: bool = False,
         resample_probabilities: bool = True,
         postprocessing: Postprocessing | None = None,
+        runtime: str = "torch",
     ) -> None:
         if not checkpoints:
             raise ConfigError("Predictor: expected at least one checkpoint, found none")
@@ -144,7 +147,9 @@ class Predictor:
         self.plan = first
         self.plans = [c.meta.plan for c in checkpoints]
         self.paths = [c.path for c in checkpoints]
-        self.models = [c.build_model(device) for c in checkpoints]
+        from medseg.inference.runtimes import build_networks
+
+        self.runtime, self.models = build_networks(checkpoints, device, runtime)
         self.device = device
         self.overlap = overlap
         self.batch_size = batch_size
@@ -209,14 +214,20 @@ class Predictor:
         ``postprocessing`` is given (``Postprocessing()`` for none). Keyword arguments go to
         :class:`Predictor`."""
         from medseg.checkpoint import load_checkpoint
+        from medseg.inference.onnx_folder import is_onnx_folder, onnx_graphs
 
         files: list[Path] = []
         chosen: dict[str, Postprocessing] = {}
+        graphs: list[Any] = []
         for p in map(Path, paths):
+            if p.is_dir() and is_onnx_folder(p):  # exported by medseg.export.export_onnx
+                graphs += onnx_graphs(p, folds=folds)
+            elif p.is_dir():
+                files += ModelFolder(p).checkpoints(
+                    None if folds is None else list(folds), checkpoint
+                )
             if p.is_dir():
-                folder = ModelFolder(p)
-                files += folder.checkpoints(None if folds is None else list(folds), checkpoint)
-                pp = folder.load_postprocessing()
+                pp = ModelFolder(p).load_postprocessing()
                 if pp is not None:
                     chosen[str(p)] = pp
             else:
@@ -231,7 +242,7 @@ class Predictor:
                     "the model folders chose different post-processing; pass postprocessing=",
                 )
             kwargs["postprocessing"] = next(iter(chosen.values()))
-        return cls([load_checkpoint(f, with_training=False) for f in files], **kwargs)
+        return cls([*graphs, *(load_checkpoint(f, with_training=False) for f in files)], **kwargs)
 
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed

@@ -1,0 +1,150 @@
+"""`medseg export --format onnx` and `medseg predict --runtime`: a tiny DynUNet trained here on
+noisy balls, exported to ONNX and run by ONNX Runtime and OpenVINO gives the labels of the
+torch runtime (Dice >= 0.999 against them, and the balls found); the exported folder is
+verified on load (sha256), a non-model folder is refused, and the options are in --help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.plans import write_training_run
+from support.volumes import ball_arrays, write_nifti
+
+from medseg.cli import main
+from medseg.errors import InputError, OutputExistsError
+from medseg.export import export_onnx, is_onnx_folder, load_onnx_model
+from medseg.io import read_label_map, read_volume
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two folds of a tiny DynUNet (3 stages: deep supervision in training) trained on noisy
+    balls for a few seconds."""
+    from medseg.training import train
+
+    root = tmp_path_factory.mktemp("model")
+    cfg = write_training_run(
+        root,
+        n_cases=4,
+        n_folds=2,
+        epochs=3,
+        iterations_per_epoch=6,
+        val_every=3,
+    )
+    train(cfg, root / "m", fold="cv")
+    return root / "m"
+
+
+@pytest.fixture(scope="module")
+def exported(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "m_onnx")
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    folder = tmp_path_factory.mktemp("in")
+    rng = np.random.default_rng(7)
+    truth = {}
+    for i in range(2):
+        image, label = ball_arrays((24, 24, 20), rng, radius=5.0)
+        write_nifti(folder / f"c{i}.nii.gz", image, np.diag([-1.0, -1.0, 1.0, 1.0]))
+        truth[f"c{i}"] = label
+    return folder, truth
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
+
+
+def test_export_writes_verified_graphs_with_dynamic_batch(model: Path, exported: Path) -> None:
+    import onnx
+
+    assert is_onnx_folder(exported) and not is_onnx_folder(model)
+    manifest = json.loads((exported / "medseg_onnx.json").read_text())
+    assert manifest["folds"] == ["0", "1"] and manifest["format"] == "medseg-onnx"
+    for fold in ("0", "1"):
+        proto = onnx.load(str(exported / f"fold_{fold}" / "model.onnx"))
+        onnx.checker.check_model(proto)
+        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch"  # dynamic batch axis
+        assert [d.dim_value for d in dims[2:]] == [16, 16, 16]  # the plan's patch size
+        assert len(proto.graph.output) == 1  # the full-resolution head only
+    listed = set(manifest["sha256"])
+    assert {"fold_0/model.onnx", "fold_0/meta.json", "fold_1/model.onnx"} <= listed
+    assert not list(exported.parent.glob(".*partial"))
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_runtimes_give_the_torch_labels(
+    model: Path, exported: Path, cases: tuple[Path, dict[str, np.ndarray]], runtime: str
+) -> None:
+    from medseg.inference.predictor import Predictor
+
+    folder, truth = cases
+    torch_pred = Predictor.from_paths([model], runtime="torch", tta=True)
+    on_torch_model = Predictor.from_paths([model], runtime=runtime, tta=True)
+    on_export = load_onnx_model(exported, runtime=runtime, tta=True)
+    assert on_torch_model.runtime == runtime and on_export.runtime == runtime
+    assert on_export.identity["kind"] == "onnx" and on_export.identity["folds"] == ["0", "1"]
+    assert on_export.label_names == torch_pred.label_names
+    for name, label in truth.items():
+        image = read_volume(folder / f"{name}.nii.gz")
+        ref, ref_p = torch_pred.predict_case([image], with_probabilities=True)
+        assert _dice(ref.array, label) > 0.6  # trained: the ball is found
+        for pred in (on_torch_model, on_export):
+            seg, p = pred.predict_case([image], with_probabilities=True)
+            assert seg.array.shape == image.shape and np.allclose(seg.affine, image.affine)
+            assert _dice(seg.array, ref.array) >= 0.999
+            assert p is not None and ref_p is not None
+            assert np.abs(p.astype(np.float32) - ref_p.astype(np.float32)).max() < 2e-3
+
+
+def test_predict_cli_runs_an_exported_folder(
+    exported: Path, cases: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    folder, truth = cases
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(exported), str(folder), str(out), "--quiet"]
+    assert main([*args, "--runtime", "onnxruntime", "--device", "cpu"]) == 0
+    for name, label in truth.items():
+        seg = read_label_map(out / f"{name}.nii.gz")
+        assert _dice(seg.array, label) > 0.6
+
+
+def test_export_cli_and_refusals(
+    model: Path, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fold1"
+    assert main(["export", str(model), str(out), "--format", "onnx", "--folds", "1"]) == 0
+    assert json.loads((out / "medseg_onnx.json").read_text())["folds"] == ["1"]
+    capsys.readouterr()
+    not_model = tmp_path / "notes"
+    not_model.mkdir()
+    (not_model / "readme.txt").write_text("hello")
+    assert main(["export", str(not_model), str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected a medseg model folder" in err
+    assert "readme.txt" in err and not (tmp_path / "x").exists()
+    with pytest.raises(OutputExistsError):
+        export_onnx(model, out)  # an earlier export is replaced only with overwrite
+    with pytest.raises(InputError, match="already an ONNX export"):
+        export_onnx(exported, tmp_path / "y")
+
+
+def test_a_changed_graph_is_refused_on_load(exported: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    graph = copy / "fold_1" / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[-5] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="sha256") as info:
+        load_onnx_model(copy, runtime="onnxruntime")
+    assert str(graph) in str(info.value)
