@@ -251,8 +251,8 @@ def _remove_earlier_demo(out: Path) -> None:
     if not manifest.path.is_file():
         raise OutputExistsError(
             out,
-            hint="it is not a demo folder (no demo.json), so --overwrite does not replace "
-            "it; choose another --out",
+            hint="it is not a demo folder (no demo.json), so overwrite=True does not replace "
+            "it; choose another output folder",
         )
     for name in manifest.files:
         if name in DEMO_ENTRIES and (out / name).is_dir() and not (out / name).is_symlink():

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import InputError, OutputExistsError
 from medseg.inference.onnx_folder import (
     FORMAT,

@@ -209,7 +209,7 @@ class RunManifest:
                         + "; ".join(diff[:6])
                         + ("; ..." if len(diff) > 6 else "")
                         + ". Use another output folder, the same model and options, or "
-                        "--overwrite (overwrite=True) to redo the cases",
+                        "overwrite=True to redo the cases",
                     )
                 if diff:
                     for e in m.cases.values():

@@ -224,7 +224,7 @@ def write_dicom_seg(
     import highdicom as hd
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-    import medseg
+    from medseg._version import __version__
 
     if encoding not in ENCODINGS:
         raise ConfigError(f"DICOM SEG encoding: expected one of {ENCODINGS}, found {encoding!r}")
@@ -271,7 +271,7 @@ def write_dicom_seg(
     charset = datasets[0].get("SpecificCharacterSet")
     algorithm = (
         _checked_text(algorithm_name, "algorithm_name", charset),
-        _checked_text(algorithm_version or medseg.__version__, "algorithm_version", charset),
+        _checked_text(algorithm_version or __version__, "algorithm_version", charset),
     )
     descriptions, notes = _descriptions(written, numbers, algorithm, charset)
     description = _series_description(series_description, info.description, charset)
@@ -294,7 +294,7 @@ def write_dicom_seg(
                 instance_number=1,
                 manufacturer="medseg",
                 manufacturer_model_name="medseg",
-                software_versions=medseg.__version__,
+                software_versions=__version__,
                 device_serial_number="0",
                 content_description=description or None,
                 content_label="MEDSEG",
