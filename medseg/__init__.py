@@ -12,8 +12,8 @@ The public API (everything else is an implementation detail that may change)::
     medseg.save_plan(plan, "runs/heart/plan.yaml")
     result = medseg.train("runs/heart/plan.yaml", "runs/heart/model", fold="cv")
     seg = medseg.predict("runs/heart/model", [ct])           # LabelMap on the scan's grid
-    from medseg.inference.load import load_model
-    report = medseg.predict_folder(load_model("runs/heart/model"), "scans/", "segs/")  # a batch
+    model = medseg.load_model("runs/heart/model")            # or an nnU-Net / ONNX folder
+    report = medseg.predict_folder(model, "scans/", "segs/")  # a batch, with a run manifest
     records = medseg.evaluate_pair(seg, medseg.read_label_map("ref.nii.gz"))
     stats = medseg.label_statistics(seg, ct)                  # volumes (mL), diameters
     otsu = medseg.segment(ct, "otsu")                         # a classical baseline
@@ -46,9 +46,12 @@ if TYPE_CHECKING:  # THE list of public names (see the module docstring)
     from medseg.errors import MedsegError as MedsegError
     from medseg.errors import OutputExistsError as OutputExistsError
     from medseg.evaluation import evaluate_folders as evaluate_folders
+    from medseg.export import export_onnx as export_onnx
     from medseg.inference import Predictor as Predictor
     from medseg.inference import predict as predict
+    from medseg.inference.batch import PredictOptions as PredictOptions
     from medseg.inference.batch import predict_folder as predict_folder
+    from medseg.inference.load import load_model as load_model
     from medseg.io import read_label_map as read_label_map
     from medseg.io import read_volume as read_volume
     from medseg.io import write_volume as write_volume
