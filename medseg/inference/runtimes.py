@@ -121,13 +121,9 @@ class _MainHead(torch.nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        if out.ndim == x.ndim + 1:  # deep-supervision stack (B, heads, K, ...)
-            out = out[:, 0]
-        result: torch.Tensor = out
-        return result
+        from medseg.inference.sliding import main_logits
+
+        return main_logits(self.net, x)
 
 
 def onnx_graph(

@@ -86,7 +86,9 @@ def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def main_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``'s full-resolution logits ``(B, K, ...)``: the first output of a list or
+    deep-supervision stack."""
     out = model(x)
     if isinstance(out, (list, tuple)):
         out = out[0]
@@ -191,7 +193,7 @@ def sliding_window_probabilities(
                 with torch.autocast(
                     dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
                 ):
-                    logits = _forward(model, xin)
+                    logits = main_logits(model, xin)
                 if not bool(torch.isfinite(logits).all()):
                     raise InputError(
                         source,
