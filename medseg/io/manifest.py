@@ -143,6 +143,13 @@ def _differences(old: Any, new: Any, prefix: str) -> list[str]:
     return [] if old == new else [f"{prefix} ({old!r} then, {new!r} now)"]
 
 
+def _plain_relative(name: Any) -> bool:
+    """True for a POSIX path relative to the folder, without ``..``, ``.`` or empty parts."""
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
 def _where_free(model: Any) -> Any:
     """A model identity without its location: a model folder that moved is the same model."""
     return {k: v for k, v in model.items() if k != "path"} if isinstance(model, dict) else model
@@ -230,6 +237,21 @@ class RunManifest:
                 f"expected a medseg run manifest ('{FORMAT_TAG}'), found another file; "
                 "move it away or choose another output folder",
             )
+        cases = doc.get("cases", {})
+        for name in [
+            *doc.get("files", []),
+            *(
+                f
+                for e in (cases.values() if isinstance(cases, dict) else ())
+                for f in (e.get("files", []) if isinstance(e, dict) else [])
+            ),
+        ]:
+            if not _plain_relative(name):
+                raise OutputError(
+                    self.path,
+                    f"records {name!r}, not a file inside this folder (edited by hand?); "
+                    "medseg never replaces or removes it: move the manifest away",
+                )
         return doc
 
     def as_dict(self) -> dict[str, Any]:
@@ -321,7 +343,13 @@ class RunManifest:
         """Remove recorded run-level outputs from the folder and the manifest (only ones
         this command wrote: a stale table an ``overwrite`` run does not produce again)."""
         names = {self.rel(p) for p in paths} & set(self.files)
+        root = os.path.realpath(self.folder)
         for n in names:
+            real = os.path.realpath(self.folder / n)  # never through a link out of the folder
+            if os.path.commonpath([root, real]) != root or real == root:
+                raise OutputError(
+                    self.folder / n, f"resolves to {real}, outside the output folder; refused"
+                )
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / n).unlink()
         self._forgotten |= names
