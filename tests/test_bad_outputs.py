@@ -398,3 +398,45 @@ def test_train_writes_its_manifest(tmp_path: Path, capsys: pytest.CaptureFixture
     assert doc["format"] == "medseg-run-manifest" and doc["command"] == "train"
     assert "fold_all/checkpoint_last.pt" in doc["cases"]["fold_all"]["files"]
     assert doc["options"]["config"] == str(cfg)
+
+
+def test_a_case_of_another_input_is_never_counted_as_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two input folders with the same file names into one output folder: the second one's
+    cases are not "already done" with the first one's predictions; overwrite replaces them."""
+    ins = [tmp_path / "in1", tmp_path / "in2"]
+    for d in ins:
+        d.mkdir()
+        shutil.copy(_small(), d / "c0.nii.gz")
+    o = tmp_path / "out"
+    run = ["predict", "--model", str(_model()), "--device", "cpu", "--quiet"]
+    assert _run([*run, str(ins[0]), str(o)], capsys)[0] == 0
+    for _ in range(2):  # the refusal is not forgotten by the next run
+        code, *outs = _run([*run, str(ins[1]), str(o)], capsys)
+        assert code == 1 and "0 already done" in str(outs) and "1 failed" in str(outs), outs
+        assert f"made from {ins[0] / 'c0.nii.gz'}" in str(outs), outs
+    code, *outs = _run([*run, str(ins[1]), str(o), "--overwrite"], capsys)
+    assert code == 0 and "1 predicted" in str(outs), outs
+    doc = json.loads((o / "predict.json").read_text())
+    assert doc["cases"]["c0"]["inputs"] == [str(ins[1] / "c0.nii.gz")]
+
+
+def test_a_failure_keeps_the_earlier_outputs_replaceable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of a case's two outputs deleted by hand: the rerun refuses (the other exists), and
+    the rerun with overwrite replaces both (the refusal did not disown them)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(_small(), d / "c0.nii.gz")
+    o = tmp_path / "out"
+    run = ["predict", "--model", str(_model()), str(d), str(o), "--device", "cpu", "--quiet"]
+    run += ["--output-format", "nii.gz,nrrd"]
+    assert _run(run, capsys)[0] == 0
+    (o / "c0.nrrd").unlink()
+    code, *outs = _run(run, capsys)
+    assert code == 1 and "1 failed" in str(outs) and "output exists" in str(outs), outs
+    code, *outs = _run([*run, "--overwrite"], capsys)
+    assert code == 0 and "1 predicted" in str(outs), outs
+    assert (o / "c0.nrrd").is_file() and (o / "c0.nii.gz").is_file()
