@@ -377,11 +377,15 @@ def test_demo_overwrite_removes_only_its_own_folders(tmp_path: Path) -> None:
     (out / "model" / "w.pt").write_text("old")
     (out / "mine.txt").write_text("keep")
     (out / "mine").mkdir()
+    (out / "predictions" / "sub").mkdir(parents=True)
+    (out / "predictions" / "sub" / "p.nii.gz").write_text("old")
+    (out / "predictions" / "notes.txt").write_text("the user's, added later")
     m = RunManifest.open(out, "demo", compare=False)
-    m.record_files([out / "model"])
+    m.record_files([out / "model" / "w.pt", out / "predictions" / "sub" / "p.nii.gz"])
     demo._remove_earlier_demo(out)
     assert not (out / "model").exists() and (out / "mine.txt").read_text() == "keep"
-    assert (out / "mine").is_dir()
+    assert (out / "mine").is_dir() and not (out / "predictions" / "sub").exists()
+    assert (out / "predictions" / "notes.txt").read_text() == "the user's, added later"
     with pytest.raises(OutputExistsError, match="not a demo folder"):
         demo._remove_earlier_demo(out)  # its demo.json went with it
 
