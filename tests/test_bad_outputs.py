@@ -444,3 +444,19 @@ def test_a_failure_keeps_the_earlier_outputs_replaceable(
     code, *outs = _run([*run, "--overwrite"], capsys)
     assert code == 0 and "1 predicted" in str(outs), outs
     assert (o / "c0.nrrd").is_file() and (o / "c0.nii.gz").is_file()
+
+
+def test_train_never_writes_onto_its_plan_or_splits(tmp_path: Path) -> None:
+    """The model folder is the plan's folder (``medseg plan --out work/plan.yaml`` then
+    ``medseg train work/plan.yaml --out work``): refused before anything is written; the plan
+    and the splits beside it stay as they were."""
+    from support.plans import write_training_run
+
+    from medseg.errors import OutputError
+    from medseg.training import train
+
+    cfg = write_training_run(tmp_path, n_cases=3, n_folds=2, epochs=1, iterations_per_epoch=1)
+    before = _snapshot(tmp_path / "plan")
+    with pytest.raises(OutputError, match="is an input"):
+        train(cfg, tmp_path / "plan", fold="all")
+    assert _snapshot(tmp_path / "plan") == before
