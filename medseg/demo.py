@@ -16,6 +16,7 @@ and geometry unchanged) and predicts that copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -224,7 +225,9 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
         "dice": res.dice,
         "seconds": res.seconds,
     }
-    manifest.record_files([out / n for n in DEMO_ENTRIES if (out / n).exists()])
+    # every file the demo wrote, so that overwrite removes exactly these
+    made = [out / n for n in DEMO_ENTRIES if (out / n).is_dir() and not (out / n).is_symlink()]
+    manifest.record_files([f for d in made for f in sorted(d.rglob("*")) if f.is_file()])
     return res
 
 
@@ -254,9 +257,16 @@ def _remove_earlier_demo(out: Path) -> None:
             hint="it is not a demo folder (no demo.json), so overwrite=True does not replace "
             "it; choose another output folder",
         )
-    for name in manifest.files:
-        if name in DEMO_ENTRIES and (out / name).is_dir() and not (out / name).is_symlink():
-            shutil.rmtree(out / name)
+    recorded = [out / f for f in manifest.files if f.split("/")[0] in DEMO_ENTRIES]
+    manifest.forget_files([p for p in recorded if not p.is_dir()])
+    for name in DEMO_ENTRIES:  # folders left empty; a file medseg did not write stays
+        top = out / name
+        if top.is_dir() and not top.is_symlink():
+            for d in sorted((q for q in top.rglob("*") if q.is_dir()), reverse=True):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
     manifest.path.unlink()
 
 

@@ -11,13 +11,14 @@ shared with the torch runtime. Loading verifies every file against its recorded 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from medseg._version import __version__
-from medseg.errors import InputError, OutputExistsError
+from medseg.errors import InputError, OutputError, OutputExistsError
 from medseg.inference.onnx_folder import (
     FORMAT,
     FORMAT_VERSION,
@@ -28,6 +29,8 @@ from medseg.inference.onnx_folder import (
     load_onnx_model,
     sha256_file,
 )
+from medseg.io.atomic import discard_temporary, reserve_temporary
+from medseg.io.outputs import check_not_inputs
 from medseg.model_folder import ModelFolder
 
 #: export formats (``format`` argument)
@@ -78,12 +81,11 @@ def export_onnx(
         files = ModelFolder(src).checkpoints(None if folds is None else list(folds), checkpoint)
     else:
         files = [src]
-    if dst.exists() and not (overwrite and is_onnx_folder(dst)):
-        hint = None if is_onnx_folder(dst) else "choose a new folder (it is not an ONNX export)"
-        raise OutputExistsError(dst, hint)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    check_not_inputs([src], folder=dst)
+    if dst.exists() or dst.is_symlink():
+        _check_replaceable(dst, overwrite)
+    tmp = reserve_temporary(dst)  # medseg's temporary naming: removed if the run is killed
+    tmp.mkdir()
     names: list[str] = []
     try:
         for path in files:
@@ -122,11 +124,50 @@ def export_onnx(
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
+            _check_replaceable(dst, overwrite)  # again: files may have come meanwhile
+            old = reserve_temporary(dst)
+            dst.rename(old)  # set aside, so a kill leaves the old or the new export
+            tmp.rename(dst)
+            _drop(old)
+        else:
+            tmp.rename(dst)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _drop(tmp)
     return dst
+
+
+def _drop(tmp: Path) -> None:
+    """Remove a temporary folder of this export (if it is still there) and unregister it."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        discard_temporary(tmp)
+
+
+def _check_replaceable(dst: Path, overwrite: bool) -> None:
+    """Refuse to replace ``dst`` unless ``overwrite`` and it is an earlier export holding only
+    what the export wrote (the files its manifest records, their folders, the manifest): a
+    folder medseg did not write, or a file someone added to an export, is never deleted."""
+    if not (overwrite and dst.is_dir() and not dst.is_symlink() and is_onnx_folder(dst)):
+        hint = None if is_onnx_folder(dst) else "choose a new folder (it is not an ONNX export)"
+        raise OutputExistsError(dst, hint)
+    try:
+        recorded = set(json.loads((dst / MANIFEST).read_text(encoding="utf-8"))["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = set()
+    owned = recorded | {MANIFEST} | {p for r in recorded for p in _parents(r)}
+    for p in sorted(dst.rglob("*")):
+        rel = p.relative_to(dst).as_posix()
+        if rel not in owned or p.is_symlink() or (rel in recorded and not p.is_file()):
+            raise OutputError(
+                dst,
+                f"holds {rel}, which medseg export did not write; it is never deleted: move "
+                "it away or choose a new folder",
+            )
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 __all__ = ["FORMATS", "export_onnx", "is_onnx_folder", "load_onnx_model"]

@@ -377,11 +377,15 @@ def test_demo_overwrite_removes_only_its_own_folders(tmp_path: Path) -> None:
     (out / "model" / "w.pt").write_text("old")
     (out / "mine.txt").write_text("keep")
     (out / "mine").mkdir()
+    (out / "predictions" / "sub").mkdir(parents=True)
+    (out / "predictions" / "sub" / "p.nii.gz").write_text("old")
+    (out / "predictions" / "notes.txt").write_text("the user's, added later")
     m = RunManifest.open(out, "demo", compare=False)
-    m.record_files([out / "model"])
+    m.record_files([out / "model" / "w.pt", out / "predictions" / "sub" / "p.nii.gz"])
     demo._remove_earlier_demo(out)
     assert not (out / "model").exists() and (out / "mine.txt").read_text() == "keep"
-    assert (out / "mine").is_dir()
+    assert (out / "mine").is_dir() and not (out / "predictions" / "sub").exists()
+    assert (out / "predictions" / "notes.txt").read_text() == "the user's, added later"
     with pytest.raises(OutputExistsError, match="not a demo folder"):
         demo._remove_earlier_demo(out)  # its demo.json went with it
 
@@ -398,3 +402,61 @@ def test_train_writes_its_manifest(tmp_path: Path, capsys: pytest.CaptureFixture
     assert doc["format"] == "medseg-run-manifest" and doc["command"] == "train"
     assert "fold_all/checkpoint_last.pt" in doc["cases"]["fold_all"]["files"]
     assert doc["options"]["config"] == str(cfg)
+
+
+def test_a_case_of_another_input_is_never_counted_as_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two input folders with the same file names into one output folder: the second one's
+    cases are not "already done" with the first one's predictions; overwrite replaces them."""
+    ins = [tmp_path / "in1", tmp_path / "in2"]
+    for d in ins:
+        d.mkdir()
+        shutil.copy(_small(), d / "c0.nii.gz")
+    o = tmp_path / "out"
+    run = ["predict", "--model", str(_model()), "--device", "cpu", "--quiet"]
+    assert _run([*run, str(ins[0]), str(o)], capsys)[0] == 0
+    for _ in range(2):  # the refusal is not forgotten by the next run
+        code, *outs = _run([*run, str(ins[1]), str(o)], capsys)
+        assert code == 1 and "0 already done" in str(outs) and "1 failed" in str(outs), outs
+        assert f"made from {ins[0] / 'c0.nii.gz'}" in str(outs), outs
+    code, *outs = _run([*run, str(ins[1]), str(o), "--overwrite"], capsys)
+    assert code == 0 and "1 predicted" in str(outs), outs
+    doc = json.loads((o / "predict.json").read_text())
+    assert doc["cases"]["c0"]["inputs"] == [str(ins[1] / "c0.nii.gz")]
+
+
+def test_a_failure_keeps_the_earlier_outputs_replaceable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of a case's two outputs deleted by hand: the rerun refuses (the other exists), and
+    the rerun with overwrite replaces both (the refusal did not disown them)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(_small(), d / "c0.nii.gz")
+    o = tmp_path / "out"
+    run = ["predict", "--model", str(_model()), str(d), str(o), "--device", "cpu", "--quiet"]
+    run += ["--output-format", "nii.gz,nrrd"]
+    assert _run(run, capsys)[0] == 0
+    (o / "c0.nrrd").unlink()
+    code, *outs = _run(run, capsys)
+    assert code == 1 and "1 failed" in str(outs) and "output exists" in str(outs), outs
+    code, *outs = _run([*run, "--overwrite"], capsys)
+    assert code == 0 and "1 predicted" in str(outs), outs
+    assert (o / "c0.nrrd").is_file() and (o / "c0.nii.gz").is_file()
+
+
+def test_train_never_writes_onto_its_plan_or_splits(tmp_path: Path) -> None:
+    """The model folder is the plan's folder (``medseg plan --out work/plan.yaml`` then
+    ``medseg train work/plan.yaml --out work``): refused before anything is written; the plan
+    and the splits beside it stay as they were."""
+    from support.plans import write_training_run
+
+    from medseg.errors import OutputError
+    from medseg.training import train
+
+    cfg = write_training_run(tmp_path, n_cases=3, n_folds=2, epochs=1, iterations_per_epoch=1)
+    before = _snapshot(tmp_path / "plan")
+    with pytest.raises(OutputError, match="is an input"):
+        train(cfg, tmp_path / "plan", fold="all")
+    assert _snapshot(tmp_path / "plan") == before

@@ -148,3 +148,38 @@ def test_a_changed_graph_is_refused_on_load(exported: Path, tmp_path: Path) -> N
     with pytest.raises(InputError, match="sha256") as info:
         load_onnx_model(copy, runtime="onnxruntime")
     assert str(graph) in str(info.value)
+
+
+def test_export_replaces_only_what_it_wrote_and_never_writes_into_the_model(
+    model: Path, tmp_path: Path
+) -> None:
+    from medseg.errors import OutputError
+
+    out = export_onnx(model, tmp_path / "exp", folds=[1])
+    notes = out / "notes.txt"  # the user's file beside an earlier export
+    notes.write_text("mine")
+    with pytest.raises(OutputError, match=r"notes\.txt"):
+        export_onnx(model, out, folds=[1], overwrite=True)
+    assert notes.read_text() == "mine" and is_onnx_folder(out)
+    notes.unlink()
+    assert export_onnx(model, out, folds=[0], overwrite=True) == out
+    assert json.loads((out / "medseg_onnx.json").read_text())["folds"] == ["0"]
+    # a folder that only pretends to be an export (a forged manifest) is not deleted either
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "medseg_onnx.json").write_text('{"sha256": {}}')
+    (fake / "scan.nii.gz").write_bytes(b"data")
+    with pytest.raises(OutputError, match=r"scan\.nii\.gz"):
+        export_onnx(model, fake, folds=[1], overwrite=True)
+    assert (fake / "scan.nii.gz").read_bytes() == b"data"
+    # a user's folder that happens to carry the old temporary name is left alone
+    user = tmp_path / ".exp2.partial"
+    user.mkdir()
+    (user / "keep.txt").write_text("x")
+    export_onnx(model, tmp_path / "exp2", folds=[1])
+    assert (user / "keep.txt").read_text() == "x"
+    # OUT inside MODEL (or MODEL inside OUT) is refused before anything is written
+    with pytest.raises(OutputError, match="input folder"):
+        export_onnx(model, model / "onnx", folds=[1])
+    assert not (model / "onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".exp2.partial"]

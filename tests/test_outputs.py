@@ -157,6 +157,27 @@ def test_overwrite_replaces_only_recorded_files(tmp_path: Path) -> None:
     assert (tmp_path / "mine.csv").read_text() == "foreign"
 
 
+@pytest.mark.parametrize("recorded", ["../victim/precious.txt", "/abs/precious.txt", "lnk/p.txt"])
+def test_a_manifest_never_removes_a_file_outside_its_folder(recorded: str, tmp_path: Path) -> None:
+    """A manifest edited by hand (or copied with a link beside it) that records a file
+    outside the folder: ``--overwrite`` refuses, and the file outside stays."""
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("precious")
+    (victim / "p.txt").write_text("precious")
+    m = RunManifest.open(out, "evaluate", compare=False)
+    write_run_files(m, {out / "a.csv": "1"}, overwrite=False)
+    (out / "lnk").symlink_to(victim)
+    doc = json.loads(m.path.read_text())
+    doc["files"].append(recorded.replace("/abs", str(victim)))
+    m.path.write_text(json.dumps(doc))
+    with pytest.raises(OutputError, match=r"outside|not a file inside"):
+        m2 = RunManifest.open(out, "evaluate", compare=False, overwrite=True)
+        write_run_files(m2, {out / "a.csv": "2"}, overwrite=True)
+    assert (victim / "precious.txt").read_text() == "precious"
+    assert (victim / "p.txt").read_text() == "precious"
+
+
 def test_a_failing_case_leaves_none_of_its_files(tmp_path: Path) -> None:
     m = RunManifest.open(tmp_path, "predict")
     targets = [tmp_path / "c.nii.gz", tmp_path / "c.dcm"]

@@ -247,6 +247,8 @@ def predict_folder(
         problem = ""
         if "dicom-seg" in formats and not case.dicom:
             problem = f"{case.channels[0].path}: a DICOM SEG output needs a DICOM series input"
+        elif not opts.overwrite and (change := manifest.other_inputs(case.name, _inputs(case))):
+            problem = f"{targets[0]}: {change}; overwrite=True replaces it"
         elif manifest.done(case.name) and not opts.overwrite:
             report.cases.append(CaseOutcome(case.name, "exists", targets[0]))
             continue

@@ -143,6 +143,23 @@ def _differences(old: Any, new: Any, prefix: str) -> list[str]:
     return [] if old == new else [f"{prefix} ({old!r} then, {new!r} now)"]
 
 
+def _plain_relative(name: Any) -> bool:
+    """True for a POSIX path relative to the folder, without ``..``, ``.`` or empty parts."""
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _same_input(old: str, new: str) -> bool:
+    """Whether the recorded input ``old`` may be ``new`` (``path`` or ``path (series K)``)."""
+    (po, _, so), (pn, _, sn) = old.partition(" (series "), new.partition(" (series ")
+    if so != sn or Path(po).name != Path(pn).name:
+        return False
+    if os.path.realpath(po) == os.path.realpath(pn):
+        return True
+    return not os.path.exists(po)  # a relative path recorded from another working folder
+
+
 def _where_free(model: Any) -> Any:
     """A model identity without its location: a model folder that moved is the same model."""
     return {k: v for k, v in model.items() if k != "path"} if isinstance(model, dict) else model
@@ -230,6 +247,21 @@ class RunManifest:
                 f"expected a medseg run manifest ('{FORMAT_TAG}'), found another file; "
                 "move it away or choose another output folder",
             )
+        cases = doc.get("cases", {})
+        for name in [
+            *doc.get("files", []),
+            *(
+                f
+                for e in (cases.values() if isinstance(cases, dict) else ())
+                for f in (e.get("files", []) if isinstance(e, dict) else [])
+            ),
+        ]:
+            if not _plain_relative(name):
+                raise OutputError(
+                    self.path,
+                    f"records {name!r}, not a file inside this folder (edited by hand?); "
+                    "medseg never replaces or removes it: move the manifest away",
+                )
         return doc
 
     def as_dict(self) -> dict[str, Any]:
@@ -292,6 +324,23 @@ class RunManifest:
             and all((self.folder / f).is_file() for f in e.files)
         )
 
+    def other_inputs(self, case: str, inputs: Sequence[str]) -> str:
+        """``""`` when ``case`` was recorded from ``inputs`` (or not recorded), else what
+        differs: the same case name made from another file (another input folder with the
+        same file names) never counts as done. A recorded relative path that no longer
+        resolves here (a run started from another folder) is not held against it."""
+        e = self.cases.get(case)
+        if e is None or e.status != "done" or list(e.inputs) == list(inputs):
+            return ""
+        if len(e.inputs) == len(inputs) and all(
+            _same_input(a, b) for a, b in zip(e.inputs, inputs, strict=True)
+        ):
+            return ""
+        return (
+            f"made from {', '.join(e.inputs)} (recorded in {self.path.name}), not from "
+            f"{', '.join(inputs)}"
+        )
+
     def check_replaceable(self, path: Path, overwrite: bool, case: str | None = None) -> None:
         """Refuse to replace an existing ``path`` that medseg did not write (whatever
         ``overwrite`` says), or one it wrote when neither ``overwrite`` nor an unfinished
@@ -321,18 +370,32 @@ class RunManifest:
         """Remove recorded run-level outputs from the folder and the manifest (only ones
         this command wrote: a stale table an ``overwrite`` run does not produce again)."""
         names = {self.rel(p) for p in paths} & set(self.files)
+        root = os.path.realpath(self.folder)
         for n in names:
+            real = os.path.realpath(self.folder / n)  # never through a link out of the folder
+            if os.path.commonpath([root, real]) != root or real == root:
+                raise OutputError(
+                    self.folder / n, f"resolves to {real}, outside the output folder; refused"
+                )
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / n).unlink()
         self._forgotten |= names
         self._update(lambda: setattr(self, "files", [f for f in self.files if f not in names]))
 
     def record_case(self, case: str, entry: CaseEntry, *, lazy: bool = False) -> None:
-        """Record ``case`` (e.g. a failure), replacing an earlier entry. ``lazy``: while the
-        manifest file does not exist, keep the entry for the next write (a run that writes
-        nothing leaves no manifest behind)."""
+        """Record ``case`` (e.g. a failure), replacing an earlier entry. A failure never
+        takes the earlier files out of the manifest (they stay medseg's, replaceable with
+        ``overwrite``): it leaves a ``done`` entry as it is (its outputs are whole) and
+        keeps the files of an unfinished one. ``lazy``: while the manifest file does not
+        exist, keep the entry for the next write (a run that writes nothing leaves no
+        manifest behind)."""
 
         def change() -> None:
+            old = self.cases.get(case)
+            if entry.status == "failed" and old is not None and old.files:
+                if old.status == "done":
+                    return
+                entry.files = [*entry.files, *(f for f in old.files if f not in entry.files)]
             self.cases[case] = entry
 
         self._mine.add(case)

@@ -21,6 +21,7 @@ from medseg.config import format_validation_error
 from medseg.datasets import Case, Dataset, load_dataset, make_splits, read_splits, write_splits
 from medseg.errors import ConfigError, InputError, OutputExistsError
 from medseg.io.atomic import atomic_write_text
+from medseg.io.outputs import check_not_inputs
 from medseg.model_folder import Fold, ModelFolder
 from medseg.plan.files import load_plan, plan_to_yaml, save_plan
 from medseg.plan.schema import AugmentationPlan, NetworkSpec, Plan
@@ -209,6 +210,10 @@ def check_model_folder(run: Run, folds: Sequence[Fold], resume: bool) -> list[Fo
     """
     folder = run.folder
     out = folder.root
+    check_not_inputs(  # e.g. the plan (and the splits beside it) given from the model folder
+        [p for p in (run.cfg.plan, run.cfg.data.splits) if p is not None],
+        files=[folder.config, folder.plan, folder.splits],
+    )
     if out.exists() and not out.is_dir():
         raise ConfigError(
             f"out_dir: expected a folder (the model folder), found the file {out}",
