@@ -42,10 +42,14 @@ def _lying_file(path: Path) -> Path:
 
 
 def _peak_rss_mb(code: str) -> tuple[float, str]:
+    # VmHWM (/proc/self/status) starts anew at exec; ru_maxrss would carry the parent's
+    # resident size over from the fork (the test process holds torch and more).
     script = textwrap.dedent(code) + textwrap.dedent(
         """
-        import resource
-        print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        from pathlib import Path
+        hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines()
+               if ln.startswith("VmHWM:")]
+        print("PEAK_KB", hwm[0].split()[1])
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

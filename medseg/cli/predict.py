@@ -77,11 +77,12 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
         "--runtime",
-        default="auto",
+        default=None,
         choices=("auto", "torch", "onnxruntime", "openvino"),
-        help="runs the network: torch, onnxruntime or openvino (pip install 'medseg[onnx]'; "
-        "a torch model is converted once per run); auto (default): the fastest installed "
-        "for the device (CPU: openvino, onnxruntime, torch; CUDA: torch)",
+        help="runs the network: torch (default for trained models), onnxruntime or openvino "
+        "(pip install 'medseg[onnx]'; a torch model is converted once per run); auto: the "
+        "fastest installed for the device (CPU: openvino, onnxruntime, torch; CUDA: torch; "
+        "the default for an exported ONNX folder)",
     )
     p.add_argument(
         "--save-probabilities",

@@ -82,8 +82,9 @@ def load_model(
         model: path(s) of the model.
         folds: folds of a model folder to ensemble (default: its cross-validation folds).
         checkpoint: ``"last"`` (final weights) or ``"best"`` (nnU-Net: ``"final"``, ...).
-        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``auto``: the fastest
-            installed for the device, logged; ``torch``, ``onnxruntime``, ``openvino``: see
+        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``torch``, the default
+            for trained models; ``auto``: the fastest installed for the device, logged, the
+            default for an exported ONNX folder; ``onnxruntime``, ``openvino``: see
             :mod:`medseg.inference.runtimes`), ``overlap``, ``batch_size`` (>= 1), ``tta``,
             ``model_postprocessing`` (False: skip the model folder's chosen post-processing);
             further keywords go to the model kind's loader.
@@ -101,14 +102,14 @@ def load_model(
     if not kw.pop("model_postprocessing", True):
         kw["postprocessing"] = Postprocessing()
     kw.update(device=dev, amp_dtype=amp)
-    runtime = str(kw.pop("runtime", "auto"))
+    runtime = kw.pop("runtime", None)  # None: torch, or auto for an exported ONNX folder
     if len(paths) == 1 and paths[0].is_dir():
         nnunet = _optional("medseg.nnunet")
         if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
-            if runtime not in ("auto", "torch"):
+            if runtime not in (None, "auto", "torch"):
                 raise ConfigError(
                     f"runtime: an nnU-Net model folder runs on torch; found {runtime!r} "
-                    "(export it with medseg export first for another runtime)"
+                    "(ONNX export of nnU-Net folders is not available yet)"
                 )
             model_obj: SegmentationModel = nnunet.load_nnunet_model(
                 paths[0], folds=folds, checkpoint=checkpoint, **kw
@@ -117,11 +118,13 @@ def load_model(
         from medseg.inference.onnx_folder import is_onnx_folder, load_onnx_model
 
         if is_onnx_folder(paths[0]):
-            return load_onnx_model(paths[0], folds=folds, runtime=runtime, **kw)
+            return load_onnx_model(paths[0], folds=folds, runtime=runtime or "auto", **kw)
     from medseg.inference.predictor import Predictor
 
     which = "last" if checkpoint == "final" else checkpoint  # nnU-Net's name for the same
-    return Predictor.from_paths(paths, folds=folds, checkpoint=which, runtime=runtime, **kw)
+    return Predictor.from_paths(
+        paths, folds=folds, checkpoint=which, runtime=runtime or "torch", **kw
+    )
 
 
 __all__ = ["SegmentationModel", "device_for_rank", "load_model"]
