@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import OutputExistsError
+from medseg.postprocess import Postprocessing, PostprocessingStep
 
 log = logging.getLogger("medseg.demo")
 
@@ -46,6 +47,17 @@ DEMO_RECIPE: dict[str, Any] = {
     },
     "data": {"augment": False},
 }
+
+#: The demo model's post-processing (its ``postprocessing.json``, applied by prediction): the
+#: spleen is one organ, so its largest connected component is kept and its holes filled, as
+#: cross-validation chooses for such a structure (``medseg.training.crossval``).
+DEMO_POSTPROCESSING = Postprocessing(
+    steps=[
+        PostprocessingStep(kind="keep_largest", label=1),
+        PostprocessingStep(kind="fill_holes", label=1),
+    ],
+    decided_by="demo: the spleen is one connected organ",
+)
 
 
 @dataclass
@@ -128,6 +140,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     from medseg.inference.load import load_model
     from medseg.io.atomic import atomic_write_text, check_output_dir
     from medseg.io.manifest import RunManifest
+    from medseg.model_folder import ModelFolder
     from medseg.plan.files import save_plan
     from medseg.planning.rules import explain_plan, plan_dataset
     from medseg.training import load_train_config, train
@@ -166,6 +179,10 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     # 2. train one small model on both scans
     res.outputs["model"] = out / "model"
     train(load_train_config(cfg_path), out / "model", fold="all")
+    atomic_write_text(
+        ModelFolder(out / "model").postprocessing,
+        DEMO_POSTPROCESSING.model_dump_json(indent=2) + "\n",
+    )
     lap("train")
     # 3. predict the NIfTI scan and the DICOM series (NIfTI + DICOM SEG)
     dicom = _copy_with_uids(SAMPLE / "ct_dicom", out / "data" / "ct_dicom")
@@ -260,4 +277,4 @@ def _remove_earlier_demo(out: Path) -> None:
     manifest.path.unlink()
 
 
-__all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]
+__all__ = ["DEMO_POSTPROCESSING", "DEMO_RECIPE", "DemoResult", "run_demo"]
