@@ -29,21 +29,24 @@ from medseg.postprocess import Postprocessing, PostprocessingStep
 log = logging.getLogger("medseg.demo")
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data"
-#: The demo recipe: coarse grid, small network, a minute or two of training on 2 CPU cores.
+#: The demo recipe: a coarse 4 mm grid, a small network (no deep supervision), 140 steps of 2
+#: patches of 48 x 48 x 16 voxels (19 x 19 x 6 cm) at a high learning rate, no augmentation: a few
+#: minutes on 2 CPU cores, fitted to the two sample scans (Dice >= 0.85 on both, post-processed).
 DEMO_RECIPE: dict[str, Any] = {
-    "epochs": 12,
+    "epochs": 14,
     "iterations_per_epoch": 10,
     "val_every": 1000,
+    "seed": 0,
     "device": "cpu",
     "amp": "none",
     "progress_bar": False,
-    "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1e-5},
+    "optimizer": {"name": "adamw", "lr": 2e-2, "weight_decay": 1e-5},
     "plan_overrides": {
-        "target_spacing": [2.5, 2.5, 4.0],
-        "patch_size": [64, 64, 16],
+        "target_spacing": [4.0, 4.0, 4.0],
+        "patch_size": [48, 48, 16],
         "batch_size": 2,
         "foreground_ratio": 0.5,
-        "network": {"base_filters": 8, "max_filters": 32},
+        "network": {"base_filters": 8, "max_filters": 32, "deep_supervision": False},
     },
     "data": {"augment": False},
 }
