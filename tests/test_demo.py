@@ -80,7 +80,8 @@ def test_demo_model_segments_both_scans(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("lo", "hi"), [(124.0, 1616.0), (200.0, 250.0), (0.5, 2e4), (1e-3, 1e6), (150.0, 600.0)]
+    ("lo", "hi"),
+    [(124.0, 1616.0), (252.0, 312.0), (200.0, 250.0), (1.01, 1.02), (0.5, 2e4), (1e-3, 1e6)],
 )
 def test_report_log_axes_have_few_distinct_ticks(lo: float, hi: float) -> None:
     """The report's log axes (volumes against references) carry 2 to 6 ticks inside their

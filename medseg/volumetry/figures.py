@@ -262,7 +262,7 @@ def case_figures(
 def log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
     """Tick values for a log axis from ``lo`` to ``hi`` (both > 0): the 1-2-5 values in
     range, or the decades (every n-th when there are too many) when those are more than
-    ``max_ticks``; at least the two ends' round values. Labelled in plain numbers, they
+    ``max_ticks``; on a short range, round linear steps. Labelled in plain numbers, they
     do not overlap (matplotlib's own log axis labels minor ticks on short ranges)."""
     if not (0 < lo < hi):
         raise ValueError(f"lo, hi: expected 0 < lo < hi, found {lo}, {hi}")
@@ -272,11 +272,15 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
         ticks = [t for t in ticks if lo <= t <= hi]
         if len(ticks) <= max_ticks:
             break
-    step = max(1, math.ceil(len(ticks) / max_ticks))
-    ticks = ticks[::step]
-    if len(ticks) < 2:  # a short range: its two ends, rounded to 2 significant digits
-        ticks = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")} | set(ticks))
-        ticks = [t for t in ticks if lo <= t <= hi] or [lo, hi]
+    ticks = ticks[:: max(1, math.ceil(len(ticks) / max_ticks))]
+    if len(ticks) < 2:  # a short range: round linear steps (1, 2, 2.5, 5 x 10^k), 2 to 6 ticks
+        raw = (hi - lo) / 5.0
+        mag = 10.0 ** math.floor(math.log10(raw))
+        step = next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= raw)
+        ticks = [
+            float(f"{k * step:.12g}") for k in range(math.ceil(lo / step), int(hi // step) + 1)
+        ]
+        ticks = [t for t in ticks if lo <= t <= hi]
     return ticks
 
 
