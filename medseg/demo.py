@@ -25,28 +25,43 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import OutputExistsError
+from medseg.postprocess import Postprocessing, PostprocessingStep
 
 log = logging.getLogger("medseg.demo")
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data"
-#: The demo recipe: coarse grid, small network, a minute or two of training on 2 CPU cores.
+#: The demo recipe: a coarse 4 mm grid, a small network (no deep supervision), 140 steps of 2
+#: patches of 48 x 48 x 16 voxels (19 x 19 x 6 cm) at a high learning rate, no augmentation: a few
+#: minutes on 2 CPU cores, fitted to the two sample scans (Dice >= 0.85 on both, post-processed).
 DEMO_RECIPE: dict[str, Any] = {
-    "epochs": 12,
+    "epochs": 14,
     "iterations_per_epoch": 10,
     "val_every": 1000,
+    "seed": 0,
     "device": "cpu",
     "amp": "none",
     "progress_bar": False,
-    "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1e-5},
+    "optimizer": {"name": "adamw", "lr": 2e-2, "weight_decay": 1e-5},
     "plan_overrides": {
-        "target_spacing": [2.5, 2.5, 4.0],
-        "patch_size": [64, 64, 16],
+        "target_spacing": [4.0, 4.0, 4.0],
+        "patch_size": [48, 48, 16],
         "batch_size": 2,
         "foreground_ratio": 0.5,
-        "network": {"base_filters": 8, "max_filters": 32},
+        "network": {"base_filters": 8, "max_filters": 32, "deep_supervision": False},
     },
     "data": {"augment": False},
 }
+
+#: The demo model's post-processing (its ``postprocessing.json``, applied by prediction): the
+#: spleen is one organ, so its largest connected component is kept and its holes filled, as
+#: cross-validation chooses for such a structure (``medseg.training.crossval``).
+DEMO_POSTPROCESSING = Postprocessing(
+    steps=[
+        PostprocessingStep(kind="keep_largest", label=1),
+        PostprocessingStep(kind="fill_holes", label=1),
+    ],
+    decided_by="demo: the spleen is one connected organ",
+)
 
 
 @dataclass
@@ -129,6 +144,7 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     from medseg.inference.load import load_model
     from medseg.io.atomic import atomic_write_text, check_output_dir
     from medseg.io.manifest import RunManifest
+    from medseg.model_folder import ModelFolder
     from medseg.plan.files import save_plan
     from medseg.planning.rules import explain_plan, plan_dataset
     from medseg.training import load_train_config, train
@@ -167,6 +183,10 @@ def run_demo(out_dir: str | Path | None = None, *, overwrite: bool = False) -> D
     # 2. train one small model on both scans
     res.outputs["model"] = out / "model"
     train(load_train_config(cfg_path), out / "model", fold="all")
+    atomic_write_text(
+        ModelFolder(out / "model").postprocessing,
+        DEMO_POSTPROCESSING.model_dump_json(indent=2) + "\n",
+    )
     lap("train")
     # 3. predict the NIfTI scan and the DICOM series (NIfTI + DICOM SEG)
     dicom = _copy_with_uids(SAMPLE / "ct_dicom", out / "data" / "ct_dicom")
@@ -270,4 +290,4 @@ def _remove_earlier_demo(out: Path) -> None:
     manifest.path.unlink()
 
 
-__all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]
+__all__ = ["DEMO_POSTPROCESSING", "DEMO_RECIPE", "DemoResult", "run_demo"]

@@ -259,6 +259,43 @@ def case_figures(
     return out, desc
 
 
+def log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi`` (both > 0): the 1-2-5 values in
+    range, or the decades (every n-th when there are too many) when those are more than
+    ``max_ticks``; on a short range, round linear steps. Labelled in plain numbers, they
+    do not overlap (matplotlib's own log axis labels minor ticks on short ranges)."""
+    if not (0 < lo < hi):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi, found {lo}, {hi}")
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    for mantissas in ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,)):
+        ticks = [m * 10.0**k for k in range(k0, k1 + 1) for m in mantissas]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) <= max_ticks:
+            break
+    ticks = ticks[:: max(1, math.ceil(len(ticks) / max_ticks))]
+    if len(ticks) < 2:  # a short range: round linear steps (1, 2, 2.5, 5 x 10^k), 2 to 6 ticks
+        raw = (hi - lo) / 5.0
+        mag = 10.0 ** math.floor(math.log10(raw))
+        step = next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= raw)
+        ticks = [
+            float(f"{k * step:.12g}") for k in range(math.ceil(lo / step), int(hi // step) + 1)
+        ]
+        ticks = [t for t in ticks if lo <= t <= hi]
+    return ticks
+
+
+def _plain_log_axis(ax: Any, axis: str) -> None:
+    """Put :func:`log_ticks` on a log ``axis`` (``"x"`` or ``"y"``) of ``ax`` for its current
+    limits, labelled in plain numbers (``%g``), minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(log_ticks(min(lo, hi), max(lo, hi))))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 # --- batch figures --------------------------------------------------------------------------
 
 
@@ -284,6 +321,7 @@ def volume_distribution(volumes: Mapping[str, Sequence[float]]) -> str:
             ax.plot(d, y + rng.uniform(-0.15, 0.15, d.size), "o", ms=3, alpha=0.7, color="C0")
         ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
         ax.set_xscale("log")
+        _plain_log_axis(ax, "x")
     ax.invert_yaxis()
     ax.set_xlabel("volume (mL, log scale)")
     ax.grid(axis="x", alpha=0.3)
@@ -343,6 +381,7 @@ def agreement_plots(records: Sequence[ComparisonRecord], this_name: str, other_n
             ax1.plot([], [], color="grey", ls="--", label=f"95 % limits ±{1.96 * sd:.1f} %")
         ax1.legend(fontsize=7, loc="best")
         ax1.set_xscale("log")
+        _plain_log_axis(ax1, "x")
     ax1.set_xlabel("mean of the two volumes (mL)")
     ax1.set_ylabel(f"({this_name} − {other_name}) / mean (%)")
     ax1.set_title("Bland–Altman", fontsize=9)
@@ -364,6 +403,8 @@ def agreement_plots(records: Sequence[ComparisonRecord], this_name: str, other_n
         ax2.set_xlim(lo, hi)
         ax2.set_ylim(lo, hi)
         ax2.set_aspect("equal")
+        _plain_log_axis(ax2, "x")
+        _plain_log_axis(ax2, "y")
         ax2.legend(fontsize=7, loc="upper left")
     ax2.set_xlabel(f"{other_name} volume (mL)")
     ax2.set_ylabel(f"{this_name} volume (mL)")
@@ -384,6 +425,7 @@ __all__ = [
     "display_window",
     "figure_labels",
     "label_figure",
+    "log_ticks",
     "plane",
     "png_data_uri",
     "view_specs",
