@@ -5,15 +5,12 @@ allocated (peak memory measured in a subprocess), by the reader and by ``info --
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 from support.paths import REPO
 
@@ -23,38 +20,52 @@ CLAIM_SHAPE = (1024, 1024, 1024)
 BOUND_MB = 450
 
 
-def _lying_file(path: Path) -> Path:
-    """1.2 MB of incompressible voxel bytes behind a header claiming 1 GiB; the ISIZE trailer
-    says 1 GiB + header (modulo 2^32), as a crafted file would."""
-    hdr = nib.Nifti1Header()
-    hdr.set_data_dtype(np.uint8)
-    hdr.set_data_shape(CLAIM_SHAPE)
-    hdr.set_qform(np.eye(4), code=1)
-    hdr.set_sform(np.eye(4), code=1)
-    hdr["vox_offset"] = 352
-    head = hdr.binaryblock + b"\0" * 4  # 348-byte header + empty extension flag: vox_offset 352
-    payload = np.random.default_rng(0).integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()
-    data = bytearray(gzip.compress(head + payload, compresslevel=1))
-    needed = len(head) + int(np.prod(CLAIM_SHAPE))
-    data[-4:] = (needed % (1 << 32)).to_bytes(4, "little")
-    path.write_bytes(bytes(data))
-    return path
+#: Runs in the child: 1.2 MB of incompressible voxel bytes behind a header claiming 1 GiB; the
+#: ISIZE trailer says 1 GiB + header (modulo 2^32), as a crafted file would. The file is made in
+#: the child too, so that the test process (which holds torch and more) only waits.
+MAKE_LIAR = """
+import gzip, sys
+import nibabel as nib
+import numpy as np
+path = sys.argv[1]
+hdr = nib.Nifti1Header()
+hdr.set_data_dtype(np.uint8)
+hdr.set_data_shape(CLAIM_SHAPE)
+hdr.set_qform(np.eye(4), code=1)
+hdr.set_sform(np.eye(4), code=1)
+hdr["vox_offset"] = 352
+head = hdr.binaryblock + b"\\0" * 4  # 348-byte header + empty extension flag
+payload = np.random.default_rng(0).integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()
+data = bytearray(gzip.compress(head + payload, compresslevel=1))
+needed = len(head) + int(np.prod(CLAIM_SHAPE))
+data[-4:] = (needed % (1 << 32)).to_bytes(4, "little")
+open(path, "wb").write(bytes(data))
+"""
 
 
-def _peak_rss_mb(code: str) -> tuple[float, str]:
+def _peak_rss_mb(code: str, liar: Path) -> tuple[float, str]:
     # VmHWM (/proc/self/status) starts anew at exec; ru_maxrss would carry the parent's
     # resident size over from the fork (the test process holds torch and more).
-    script = textwrap.dedent(code) + textwrap.dedent(
-        """
+    make = MAKE_LIAR.replace("CLAIM_SHAPE", repr(CLAIM_SHAPE))
+    script = (
+        make
+        + textwrap.dedent(code)
+        + textwrap.dedent(
+            """
         from pathlib import Path
         hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines()
                if ln.startswith("VmHWM:")]
         print("PEAK_KB", hwm[0].split()[1])
         """
+        )
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", script, str(liar)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     out = res.stdout + res.stderr
     peak = [ln for ln in res.stdout.splitlines() if ln.startswith("PEAK_KB")]
@@ -63,7 +74,7 @@ def _peak_rss_mb(code: str) -> tuple[float, str]:
 
 
 def test_forged_trailer_refused_with_bounded_memory(tmp_path: Path) -> None:
-    f = _lying_file(tmp_path / "liar.nii.gz")
+    f = tmp_path / "liar.nii.gz"
     peak, out = _peak_rss_mb(
         f"""
         from medseg.errors import InputError
@@ -72,7 +83,8 @@ def test_forged_trailer_refused_with_bounded_memory(tmp_path: Path) -> None:
             read_volume({str(f)!r})
         except InputError as exc:
             print("REFUSED", exc)
-        """
+        """,
+        f,
     )
     assert "REFUSED" in out and "liar.nii.gz" in out and "truncated or corrupt" in out, out
     assert peak < BOUND_MB, f"peak RSS {peak:.0f} MB: {out}"
@@ -80,12 +92,13 @@ def test_forged_trailer_refused_with_bounded_memory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv", [["info", "--headers-only"], ["info"]])
 def test_forged_trailer_refused_by_info(tmp_path: Path, argv: list[str]) -> None:
-    f = _lying_file(tmp_path / "liar.nii.gz")
+    f = tmp_path / "liar.nii.gz"
     peak, out = _peak_rss_mb(
         f"""
         from medseg.cli import main
         print("EXIT", main({[*argv, str(f)]!r}))
-        """
+        """,
+        f,
     )
     assert "EXIT 1" in out and "liar.nii.gz" in out and "Traceback" not in out, out
     assert peak < BOUND_MB, f"peak RSS {peak:.0f} MB: {out}"
