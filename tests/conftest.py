@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.paths import SAMPLE, shared_path_calls
-
-# The test process grows large (torch, ONNX runtimes, many test modules) and starts many
-# subprocesses; under CPython 3.11 a vfork-based start from it has been seen to leave the
-# parent's interpreter frame corrupt (SIGSEGV in the eval loop right after the child started,
-# always at the same test of the full run, never when run alone). Starting children with fork
-# costs a little time and avoids it; medseg itself starts no subprocesses this way.
-subprocess._USE_VFORK = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
