@@ -13,15 +13,15 @@ import pytest
 from support.plans import write_training_run
 from support.volumes import ball_arrays, write_nifti
 
-# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
-# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
-# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
-pytestmark = pytest.mark.slow
-
 from medseg.cli import main
 from medseg.errors import InputError, OutputExistsError
 from medseg.export import export_onnx, is_onnx_folder, load_onnx_model
 from medseg.io import read_label_map, read_volume
+
+# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
+# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
+# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

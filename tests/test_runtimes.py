@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
-# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
-# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
-pytestmark = pytest.mark.slow
-
 from medseg.cli import main
 from medseg.errors import ConfigError
 from medseg.inference import runtimes
 from medseg.inference.runtimes import RuntimeNetwork, onnx_graph, resolve_runtime
+
+# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
+# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
+# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
+pytestmark = pytest.mark.slow
 
 
 def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
