@@ -148,6 +148,8 @@ _RADIUS_MM = Range(float, 0, 100, unit="mm")
 RANGES: dict[str, Range] = {
     # reading
     "channel": Range(int, 0, 65535),
+    # ONNX export
+    "opset": Range(int, 17, 23),
     # classical segmentation
     "lower": Range(float),
     "upper": Range(float),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medseg.cli._args import ranged
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -27,7 +29,9 @@ def register(sub: Any) -> None:
         default="last",
         help="final weights (default) or the best validation epoch",
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX operator set (>= 17; default 17)")
+    p.add_argument(
+        "--opset", type=ranged("opset"), default=17, help="ONNX operator set (default 17)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export at OUT")
     p.set_defaults(func=run)
 
@@ -45,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--folds: expected a list like 0,2 or 'all', found {args.folds!r}"
             ) from None
-    if args.opset < 17:
-        raise ConfigError(f"--opset: expected an integer >= 17, found {args.opset}")
     out = export_onnx(
         args.model,
         args.out,

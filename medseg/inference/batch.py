@@ -288,7 +288,9 @@ def _write_label_table(names: dict[int, str], manifest: RunManifest) -> None:
     table = build_label_table(names, sorted(names))
     background = names.get(0, "background")
     text = label_table_text(table, background)
-    if path.is_file() and manifest.owns(path) and path.read_text(encoding="utf-8") == text:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        if not manifest.owns(path):  # written by a parallel part or rank of this run
+            manifest.record_files([path])
         return
     manifest.check_replaceable(path, True)
     write_label_table(table, path, background=background, overwrite=True)
