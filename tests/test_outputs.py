@@ -16,7 +16,7 @@ from support.files import stray_files
 
 from medseg.errors import OutputError, OutputExistsError
 from medseg.io import read_label_map, write_volume
-from medseg.io.manifest import RunManifest, write_run_files
+from medseg.io.manifest import RunManifest
 from medseg.io.outputs import (
     MAX_NAME_BYTES,
     case_stem,
@@ -27,6 +27,7 @@ from medseg.io.outputs import (
     series_name,
 )
 from medseg.io.report import BatchReport, CaseOutcome, rows_to_csv
+from medseg.io.run_files import write_run_files
 from medseg.volume import LabelMap
 
 HOSTILE = [

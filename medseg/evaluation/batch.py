@@ -17,9 +17,10 @@ from medseg._version import __version__
 from medseg.errors import ConfigError, MedsegError
 from medseg.evaluation.cases import CaseFailure, match_cases
 from medseg.evaluation.tables import json_safe, rows_to_csv, summary_to_json
-from medseg.io.manifest import RunManifest, write_run_files
+from medseg.io.manifest import RunManifest
 from medseg.io.outputs import check_not_inputs, output_path
 from medseg.io.report import BatchReport, CaseOutcome
+from medseg.io.run_files import write_run_files
 from medseg.metrics import (
     LESION_FIELDS,
     OBJECT_FIELDS,

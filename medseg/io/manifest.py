@@ -31,7 +31,6 @@ Every command that writes a folder keeps one (``predict.json``, ``evaluate.json`
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import platform
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medseg._version import __version__
 from medseg.errors import OutputError, OutputExistsError
 from medseg.io.atomic import (
     atomic_write_text,
@@ -53,16 +53,6 @@ from medseg.io.report import BatchReport
 
 FORMAT_TAG = "medseg-run-manifest"
 VERSION = 1
-
-
-@functools.lru_cache(maxsize=1)
-def _medseg_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("medseg")
-    except Exception:
-        return "unknown"
 
 
 def runtime_facts(device: str | None = None) -> dict[str, Any]:
@@ -270,7 +260,7 @@ class RunManifest:
             "format": FORMAT_TAG,
             "version": VERSION,
             "command": self.command,
-            "medseg_version": _medseg_version(),
+            "medseg_version": __version__,
             "runtime": self.runtime,
             "model": self.model,
             "options": self.options,
@@ -477,31 +467,6 @@ class RunManifest:
                 discard_temporary(tmp)
 
 
-def write_run_files(
-    manifest: RunManifest, texts: Mapping[Path, str], *, overwrite: bool
-) -> dict[Path, Path]:
-    """Write a run's files (tables, reports; ``{path: text}``, paths from
-    :func:`~medseg.io.outputs.output_path`) and record them in ``manifest``.
-
-    Every path is checked before anything is written (:meth:`RunManifest.check_replaceable`:
-    a file medseg did not write is never replaced; one it wrote only with ``overwrite``).
-    With ``overwrite``, files an earlier run of the command recorded and this run does not
-    produce (e.g. a ``lesions.csv`` of an earlier lesion-wise evaluation) are removed; no
-    other file is touched. Returns ``{path: path}`` of the files written."""
-    for path in texts:
-        manifest.check_replaceable(path, overwrite)
-    written: dict[Path, Path] = {}
-    for path, text in texts.items():
-        written[path] = atomic_write_text(path, text, overwrite=True)
-    if overwrite:
-        keep = {manifest.rel(p) for p in texts}
-        stale = [manifest.folder / f for f in manifest.files if f not in keep]
-        if stale:
-            manifest.forget_files(stale)
-    manifest.record_files(list(written))
-    return written
-
-
 @dataclass
 class CaseCommit:
     """The temporaries of one case being committed (see :meth:`RunManifest.commit_case`)."""
@@ -527,5 +492,4 @@ __all__ = [
     "CaseEntry",
     "RunManifest",
     "runtime_facts",
-    "write_run_files",
 ]

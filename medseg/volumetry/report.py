@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import OutputExistsError
-from medseg.io.manifest import RunManifest, write_run_files
+from medseg.io.manifest import RunManifest
 from medseg.io.outputs import check_not_inputs, check_unique, output_path
 from medseg.io.report import rows_to_csv
+from medseg.io.run_files import write_run_files
 from medseg.volumetry.batch import FAILURE_FIELDS, VolumetryResult
 from medseg.volumetry.change import AGREEMENT_FIELDS, CHANGE_FIELDS, COMPARISON_FIELDS
 from medseg.volumetry.stats import INTENSITY_KEYS, VOLUME_FIELDS, LabelStats
