@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 #: Uncompressed transfer syntaxes whose pixel bytes can be read straight from the file.
@@ -89,6 +90,14 @@ def as_str(v: Any) -> str | None:
         return None
     s = str(v).strip()
     return s or None
+
+
+def as_text(v: Any) -> str | None:
+    """A text value as one string: the values of a multi-valued one (a backslash in a
+    single-valued attribute splits it) joined by backslashes again, as stored."""
+    if isinstance(v, Sequence) and not isinstance(v, str | bytes):
+        v = "\\".join(str(x) for x in v)
+    return as_str(v)
 
 
 def as_floats(v: Any, n: int) -> tuple[float, ...] | None:
@@ -172,6 +181,7 @@ __all__ = [
     "as_floats",
     "as_int",
     "as_str",
+    "as_text",
     "first_item",
     "get_value",
     "lookup",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from medseg.io.dicom.elements import (
     as_floats,
     as_int,
     as_str,
+    as_text,
     first_item,
     get_value,
     lookup,
@@ -270,7 +270,7 @@ def _frames_from_dataset(
         "study_uid": as_str(get_value(ds, "StudyInstanceUID")),
         "frame_of_reference_uid": as_str(get_value(ds, "FrameOfReferenceUID")),
         "series_number": as_int(get_value(ds, "SeriesNumber")),
-        "description": _text(ds.get("SeriesDescription")),
+        "description": as_text(ds.get("SeriesDescription")),
         "modality": modality,
         "instance_number": as_int(get_value(ds, "InstanceNumber")),
         "rows": int(ds.Rows),
@@ -394,14 +394,6 @@ def _frames_from_dataset(
             )
         )
     return out
-
-
-def _text(value: Any) -> str | None:
-    """A text value as one string: the values of a multi-valued one (a backslash in a
-    single-valued attribute splits it) joined by backslashes again, as stored."""
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        value = "\\".join(str(v) for v in value)
-    return as_str(value)
 
 
 def _spacing(
