@@ -98,14 +98,19 @@ def to_nnunet_raw(data: Path, raw: Path) -> list[str]:
         assert case.label is not None
         shutil.copyfile(img, root / "imagesTr" / f"{case.case_id}_0000.nii.gz")
         shutil.copyfile(case.label, root / "labelsTr" / f"{case.case_id}.nii.gz")
+    return write_dataset_json(root, [c.case_id for c in ds.cases])
+
+
+def write_dataset_json(root: Path, case_ids: list[str]) -> list[str]:
+    """nnU-Net's ``dataset.json`` for the left-atrium cases in ``root``; returns the ids."""
     doc = {
         "channel_names": {"0": "MRI"},
         "labels": {"background": 0, "left_atrium": 1},
-        "numTraining": len(ds.cases),
+        "numTraining": len(case_ids),
         "file_ending": ".nii.gz",
     }
     (root / "dataset.json").write_text(json.dumps(doc, indent=2))
-    return [c.case_id for c in ds.cases]
+    return case_ids
 
 
 def medseg_splits(data: Path, n_folds: int = 4) -> list[dict[str, list[str]]]:

@@ -81,14 +81,9 @@ def resample_to_2mm(data: Path, raw: Path) -> list[str]:
                 im.GetDirection(), 0.0, im.GetPixelID(),
             )  # fmt: skip
             sitk.WriteImage(out, str(dst))
-    doc = {
-        "channel_names": {"0": "MRI"},
-        "labels": {"background": 0, "left_atrium": 1},
-        "numTraining": len(ds.cases),
-        "file_ending": ".nii.gz",
-    }
-    (root / "dataset.json").write_text(json.dumps(doc, indent=2))
-    return [c.case_id for c in ds.cases]
+    from nnunet_la import write_dataset_json
+
+    return write_dataset_json(root, [c.case_id for c in ds.cases])
 
 
 def set_patch(plans_file: Path, patch: list[int]) -> None:

@@ -153,19 +153,14 @@ def sliding_window_probabilities(
     arbitrary segmentation.
     """
     import torch
-    from torch.nn import functional
+
+    from medseg.transforms.spatial import pad_to_patch
 
     if image.ndim != 4:
         raise ValueError(f"expected an image tensor (C, X, Y, Z), found shape {tuple(image.shape)}")
     patch = [int(p) for p in patch_size]
     size = [int(s) for s in image.shape[1:]]
-    pad_lo = [max(p - s, 0) // 2 for s, p in zip(size, patch, strict=True)]
-    pad_hi = [max(p - s, 0) - lo for s, p, lo in zip(size, patch, pad_lo, strict=True)]
-    if any(pad_lo) or any(pad_hi):
-        pads: list[int] = []
-        for a in (2, 1, 0):
-            pads += [pad_lo[a], pad_hi[a]]
-        image = functional.pad(image, pads, mode="constant", value=0.0)
+    image, pad_lo = pad_to_patch(image, patch)
     padded = [int(s) for s in image.shape[1:]]
     steps = compute_steps(padded, patch, overlap)
     dev = torch.device(device)

@@ -88,18 +88,12 @@ def sliding_window_logits(
     windows go through the network at once.
     """
     import torch
-    from torch.nn import functional
+
+    from medseg.transforms.spatial import pad_to_patch
 
     patch = [int(p) for p in patch_size]
     size = [int(s) for s in data.shape[1:]]
-    lo = [max(p - s, 0) // 2 for s, p in zip(size, patch, strict=True)]
-    hi = [max(p - s, 0) - a for s, p, a in zip(size, patch, lo, strict=True)]
-    x = data.float()
-    if any(lo) or any(hi):
-        pads: list[int] = []
-        for a in (2, 1, 0):
-            pads += [lo[a], hi[a]]
-        x = functional.pad(x, pads, mode="constant", value=0.0)
+    x, lo = pad_to_patch(data.float(), patch)
     padded = [int(s) for s in x.shape[1:]]
     starts = list(itertools.product(*window_starts(padded, patch, step_size)))
     gauss = torch.from_numpy(gaussian_map(patch))

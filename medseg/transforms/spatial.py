@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -212,11 +215,29 @@ def resample_labels_onehot(
     return out
 
 
+def pad_to_patch(image: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+    """``image (C, X, Y, Z)`` zero-padded on each spatial axis shorter than ``patch``, centred
+    (the extra voxel after), as nnU-Net pads before sliding windows; returns the padded tensor
+    and the padding before each axis (to crop the result back)."""
+    from torch.nn import functional
+
+    size = [int(s) for s in image.shape[1:]]
+    lo = [max(int(p) - s, 0) // 2 for s, p in zip(size, patch, strict=True)]
+    hi = [max(int(p) - s, 0) - a for s, p, a in zip(size, patch, lo, strict=True)]
+    if any(lo) or any(hi):
+        pads: list[int] = []
+        for a in (2, 1, 0):
+            pads += [lo[a], hi[a]]
+        image = functional.pad(image, pads, mode="constant", value=0.0)
+    return image, lo
+
+
 __all__ = [
     "Box",
     "Reorientation",
     "crop",
     "nonzero_box",
+    "pad_to_patch",
     "resample_labels_onehot",
     "resample_to_shape",
     "target_shape",
