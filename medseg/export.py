@@ -27,9 +27,9 @@ from medseg.inference.onnx_folder import (
     META_FILE,
     is_onnx_folder,
     load_onnx_model,
-    sha256_file,
 )
 from medseg.io.atomic import discard_temporary, reserve_temporary
+from medseg.io.files import sha256_file
 from medseg.io.outputs import check_not_inputs
 from medseg.model_folder import ModelFolder
 

@@ -33,15 +33,6 @@ GRAPH_FILE = "model.onnx"
 META_FILE = "meta.json"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def is_onnx_folder(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by :func:`medseg.export.export_onnx` (it holds
     ``medseg_onnx.json``)."""
@@ -164,5 +155,4 @@ __all__ = [
     "load_onnx_model",
     "onnx_graphs",
     "read_manifest",
-    "sha256_file",
 ]

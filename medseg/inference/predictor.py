@@ -176,18 +176,13 @@ class Predictor:
         """What this predictor is, for run manifests: its checkpoint files and the sha256 of
         each (computed once), and the inference settings that change its outputs."""
         if getattr(self, "_identity", None) is None:
-            import hashlib
             import os
+
+            from medseg.io.files import sha256_file
 
             files = [Path(os.path.abspath(p)) for p in self.paths]
             root = Path(os.path.commonpath([str(f.parent) for f in files]))
-            shas = {}
-            for f in files:
-                h = hashlib.sha256()
-                with open(f, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-                shas[f.relative_to(root).as_posix()] = h.hexdigest()
+            shas = {f.relative_to(root).as_posix(): sha256_file(f) for f in files}
             self._identity = {
                 "kind": "medseg",
                 "path": str(root),

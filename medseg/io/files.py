@@ -120,4 +120,16 @@ def walk_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return files, skipped
 
 
-__all__ = ["path_problem", "read_text_file", "require_regular_file", "walk_files"]
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks): the identity of weights and
+    graphs in run manifests and export folders."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+__all__ = ["path_problem", "read_text_file", "require_regular_file", "sha256_file", "walk_files"]

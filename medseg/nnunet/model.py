@@ -12,7 +12,6 @@ first channel (same shape and affine).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medseg.errors import ConfigError, InputError
+from medseg.io.files import sha256_file
 from medseg.nnunet.checkpoint import load_nnunet_checkpoint
 from medseg.nnunet.folder import (
     NnunetFolder,
@@ -41,14 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Image readers whose arrays are the file's voxels with the axes reversed (SimpleITK's).
 READERS = ("SimpleITKIO", "NibabelIO")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class NnunetModel:
@@ -166,7 +158,8 @@ class NnunetModel:
             "configuration": self.configuration_name,
             "trainer": self.trainer_name,
             "weights_sha256": {
-                str(p.relative_to(self.folder.root)): _sha256(p) for p in self.folder.checkpoints
+                str(p.relative_to(self.folder.root)): sha256_file(p)
+                for p in self.folder.checkpoints
             },
         }
 
