@@ -7,6 +7,8 @@ post-processing choice, and a manifest with the sha256 of every file. ``medseg p
 --model OUT`` runs it with ONNX Runtime or OpenVINO (no PyTorch needed for the network);
 preprocessing, sliding windows, test-time mirroring and restoration are medseg's own code,
 shared with the torch runtime. Loading verifies every file against its recorded sha256.
+A two-stage cascade (:mod:`medseg.inference.cascade`) exports as a cascade of ONNX folders
+(``stage_1/``, ``stage_2/``, its ``cascade.json``), which ``medseg predict`` runs the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from medseg._version import __version__
 from medseg.errors import InputError, OutputError, OutputExistsError
+from medseg.inference.cascade import is_cascade_folder
 from medseg.inference.onnx_folder import (
     FORMAT,
     FORMAT_VERSION,
@@ -70,6 +73,8 @@ def export_onnx(
         raise InputError(src, "model folder not found")
     if src.is_dir() and is_onnx_folder(src):
         raise InputError(src, "this folder is already an ONNX export; pass the trained model")
+    if src.is_dir() and is_cascade_folder(src):
+        return _export_cascade(src, dst, folds, checkpoint, opset, overwrite)
     if src.is_dir():
         found = sorted(p.name for p in src.iterdir())[:5]
         if not ModelFolder(src).has_checkpoint():
@@ -127,6 +132,61 @@ def export_onnx(
             _check_replaceable(dst, overwrite)  # again: files may have come meanwhile
             old = reserve_temporary(dst)
             dst.rename(old)  # set aside, so a kill leaves the old or the new export
+            tmp.rename(dst)
+            _drop(old)
+        else:
+            tmp.rename(dst)
+    finally:
+        _drop(tmp)
+    return dst
+
+
+def _export_cascade(
+    src: Path,
+    dst: Path,
+    folds: Sequence[int | str] | None,
+    checkpoint: str,
+    opset: int,
+    overwrite: bool,
+) -> Path:
+    """A cascade's export: each stage exported into ``stage_N/`` (an ONNX folder of its own),
+    the cascade's ``cascade.json`` and post-processing beside them, and a manifest with the
+    sha256 of every file (so ``overwrite`` replaces only what this export wrote)."""
+    from medseg.inference.cascade import read_cascade
+
+    stages = read_cascade(src)
+    check_not_inputs([src], folder=dst)
+    if dst.exists() or dst.is_symlink():
+        _check_replaceable(dst, overwrite)
+    tmp = reserve_temporary(dst)
+    tmp.mkdir()
+    try:
+        for stage in stages:
+            export_onnx(
+                stage.root, tmp / stage.root.name, folds=folds, checkpoint=checkpoint, opset=opset
+            )
+        folder = ModelFolder(src)
+        for f in (folder.cascade, folder.postprocessing):
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        digests = {
+            p.relative_to(tmp).as_posix(): sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "cascade": [s.root.name for s in stages],
+            "source": str(src.resolve()),
+            "medseg_version": __version__,
+            "sha256": digests,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if dst.exists():
+            _check_replaceable(dst, overwrite)
+            old = reserve_temporary(dst)
+            dst.rename(old)
             tmp.rename(dst)
             _drop(old)
         else:

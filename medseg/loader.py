@@ -39,7 +39,9 @@ class PatchSampler:
     """Maps a global sample index to one ``(image, label)`` patch, deterministically.
 
     Sample ``i`` uses ``numpy.random.default_rng([seed, i])``: it picks a case uniformly, a
-    patch centre (foreground-forced when its batch position says so), augmentation parameters,
+    patch centre (foreground-forced when its batch position says so; for a cascade's second
+    stage, ``plan.roi``, the centre of the foreground's box moved by up to ``jitter_mm``),
+    augmentation parameters,
     cuts the needed region from the memory-mapped cache and augments it. Picklable, so it
     runs unchanged in ``DataLoader`` worker processes.
     """
@@ -62,10 +64,12 @@ class PatchSampler:
         self.augment = augment
         self.n_fg = foreground_positions(self.batch_size, plan.foreground_ratio)
         self._arrays: dict[str, tuple[NDArray[Any], NDArray[Any] | None, NDArray[Any]]] = {}
+        self._boxes: dict[str, Any] = {}  # plan.roi: each case's foreground box
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrays"] = {}  # memory maps are reopened in each worker
+        state["_boxes"] = {}
         return state
 
     def _open(self, cc: CachedCase) -> tuple[NDArray[Any], NDArray[Any] | None, NDArray[Any]]:
@@ -75,6 +79,27 @@ class PatchSampler:
             self._arrays[cc.case_id] = hit
         return hit
 
+    def _roi_center(
+        self,
+        cc: CachedCase,
+        label: NDArray[Any],
+        shape: tuple[int, ...],
+        patch: tuple[int, ...],
+        rng: np.random.Generator,
+    ) -> tuple[int, int, int]:
+        """A cascade's second stage (``plan.roi``): the centre of the case's foreground box
+        moved by up to ``jitter_mm``; a case without foreground gives a uniform centre."""
+        from medseg.transforms.roi import foreground_box, jittered_center, mm_to_voxels
+
+        assert self.plan.roi is not None
+        if cc.case_id not in self._boxes:
+            self._boxes[cc.case_id] = foreground_box(np.asarray(label))
+        box = self._boxes[cc.case_id]
+        if box is None:
+            return choose_center(shape, patch, rng)
+        spacing = self.plan.preprocessing.target_spacing
+        return jittered_center(box, mm_to_voxels(self.plan.roi.jitter_mm, spacing), rng)
+
     def sample(self, index: int) -> dict[str, Any]:
         """Patch ``index``: ``{"image": float32 (C, *patch), "label": int64 (1, *patch),
         "case_id": str, "forced_foreground": bool}`` (numpy arrays)."""
@@ -83,7 +108,10 @@ class PatchSampler:
         image, label, fg = self._open(cc)
         force = (int(index) % self.batch_size) >= self.batch_size - self.n_fg
         patch = tuple(int(p) for p in self.plan.patch_size)
-        center = choose_center(image.shape[1:], patch, rng, fg, force)
+        if self.plan.roi is not None and label is not None:
+            center = self._roi_center(cc, label, image.shape[1:], patch, rng)
+        else:
+            center = choose_center(image.shape[1:], patch, rng, fg, force)
         params = (
             sample_params(self.plan.augmentation, rng) if self.augment else AugmentationParams()
         )

@@ -13,6 +13,13 @@ the layout::
                                checkpoint_best.pt, metrics.csv, log.txt, progress.png,
                                tensorboard/, validation/, validation_final.json
 
+A two-stage cascade (:mod:`medseg.inference.cascade`) is a model folder of model folders::
+
+    MODEL/cascade.json         the stages, in order (its presence makes the folder a cascade)
+    MODEL/stage_1/  stage_2/   one model folder per stage (the layout above)
+    MODEL/config.json  splits.json  postprocessing.json  crossval/  result_<which>.json
+    MODEL/fold_K/validation/   the cascade's out-of-fold predictions (no checkpoints)
+
 Other kinds of model folder (an nnU-Net result folder, an ONNX export) offer the same small
 interface, :class:`ModelFolderLike`, so code that only needs the checkpoints of some folds and
 the label names does not care which kind it holds.
@@ -171,6 +178,15 @@ class ModelFolder:
     def dice_vs_time(self) -> Path:
         """Validation Dice of every fold against training time."""
         return self.crossval / "dice_vs_time.png"
+
+    @property
+    def cascade(self) -> Path:
+        """The stages of a cascade (present only in a cascade's folder)."""
+        return self.root / "cascade.json"
+
+    def stage(self, n: int) -> ModelFolder:
+        """Stage ``n`` (1, 2) of a cascade: a model folder of its own."""
+        return ModelFolder(self.root / f"stage_{int(n)}")
 
     @property
     def cache(self) -> Path:

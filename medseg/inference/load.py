@@ -2,8 +2,10 @@
 
 :class:`SegmentationModel` is what batch prediction (:func:`medseg.inference.batch.
 predict_folder`) needs of a model: medseg's :class:`~medseg.inference.predictor.Predictor`,
-an imported nnU-Net model and an ONNX export all offer it. :func:`load_model` opens a model
-path by its kind: an nnU-Net results folder (:mod:`medseg.nnunet`), an ONNX export folder
+an imported nnU-Net model, an ONNX export and a two-stage cascade all offer it.
+:func:`load_model` opens a model path by its kind: a cascade's folder
+(:mod:`medseg.inference.cascade`), an nnU-Net results folder (:mod:`medseg.nnunet`), an ONNX
+export folder
 (:mod:`medseg.export`), otherwise medseg checkpoints or model folders
 (:meth:`Predictor.from_paths`).
 """
@@ -104,6 +106,13 @@ def load_model(
     kw.update(device=dev, amp_dtype=amp)
     runtime = kw.pop("runtime", None)  # None: torch, or auto for an exported ONNX folder
     if len(paths) == 1 and paths[0].is_dir():
+        from medseg.inference.cascade import is_cascade_folder, load_cascade
+
+        if is_cascade_folder(paths[0]):
+            which = "last" if checkpoint == "final" else checkpoint
+            return load_cascade(
+                paths[0], folds=folds, checkpoint=which, runtime=runtime or "torch", **kw
+            )
         nnunet = _optional("medseg.nnunet")
         if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
             if runtime not in (None, "auto", "torch"):

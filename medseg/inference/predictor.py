@@ -239,9 +239,38 @@ class Predictor:
             kwargs["postprocessing"] = next(iter(chosen.values()))
         return cls([*graphs, *(load_checkpoint(f, with_training=False) for f in files)], **kwargs)
 
-    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
+    def probabilities(
+        self, image: torch.Tensor, guide: npt.NDArray[Any] | None = None
+    ) -> torch.Tensor:
         """Mean softmax probabilities ``(K, X, Y, Z)`` over the ensemble for a preprocessed
-        image ``(C, X, Y, Z)`` (on the predictor's device)."""
+        image ``(C, X, Y, Z)`` (on the predictor's device).
+
+        A cascade's second stage (``plan.roi``) predicts only around the foreground of
+        ``guide`` (a label map on the same preprocessed grid: the first stage's prediction),
+        background elsewhere (:func:`medseg.inference.roi.roi_probabilities`)."""
+        if self.plan.roi is None:
+            if guide is not None:
+                raise ConfigError("guide: only a cascade's second stage (plan.roi) takes one")
+            return self._window_probabilities(image)
+        if guide is None:
+            raise ConfigError(
+                f"{self.paths[0]}: a cascade's second stage predicts inside the first stage's "
+                "box; load it through its cascade folder (medseg.load_model)"
+            )
+        from medseg.inference.roi import roi_probabilities
+
+        patch = [max(int(p.patch_size[i]) for p in self.plans) for i in range(3)]
+        return roi_probabilities(
+            self._window_probabilities,
+            image,
+            guide,
+            self.plan.roi,
+            self.plan.preprocessing.target_spacing,
+            patch,
+            self.plan.num_classes,
+        )
+
+    def _window_probabilities(self, image: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None
         for m, plan, mirrors, path in zip(
             self.models, self.plans, self.mirror_axes, self.paths, strict=True
@@ -269,17 +298,26 @@ class Predictor:
         return self.predict_case(images)[0]
 
     def predict_case(
-        self, images: Sequence[Volume], *, with_probabilities: bool = False
+        self,
+        images: Sequence[Volume],
+        *,
+        with_probabilities: bool = False,
+        guide: LabelMap | None = None,
     ) -> tuple[LabelMap, npt.NDArray[np.float16] | None]:
         """:meth:`predict`, and with ``with_probabilities`` the class probabilities
-        ``(K, I, J, K)`` float16 on the original grid (before post-processing)."""
+        ``(K, I, J, K)`` float16 on the original grid (before post-processing). ``guide``: the
+        first stage's label map on the grid of ``images[0]``, for a cascade's second stage
+        (see :meth:`probabilities`)."""
         import torch
 
         from medseg.transforms.preprocessing import preprocess_case
         from medseg.volume import LabelMap
 
-        pre = preprocess_case(list(images), self.plan.preprocessing)
-        probs = self.probabilities(torch.from_numpy(np.ascontiguousarray(pre.image)))
+        pre = preprocess_case(list(images), self.plan.preprocessing, label=guide)
+        probs = self.probabilities(
+            torch.from_numpy(np.ascontiguousarray(pre.image)),
+            None if guide is None else np.asarray(pre.label),
+        )
         restored, back = labels_on_original_grid(
             probs,
             pre.info,

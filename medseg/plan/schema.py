@@ -259,6 +259,21 @@ class Fingerprint(_Strict):
     modalities: list[str]
 
 
+class RoiPlan(_Strict):
+    """The second stage of a coarse-to-fine cascade (:mod:`medseg.inference.cascade`): the network
+    learns and predicts around the foreground's bounding box, not over the whole image.
+
+    Training patches are centred on the centre of the reference foreground's bounding box,
+    moved by up to ``jitter_mm`` on each axis (uniformly), so the network learns from boxes
+    like those a first stage finds. Prediction covers only the box of the first stage's
+    foreground grown by ``margin_mm`` on each side (windows take their context from the whole
+    image); everything outside is background.
+    """
+
+    margin_mm: float = Field(default=10.0, ge=0)
+    jitter_mm: float = Field(default=10.0, ge=0)
+
+
 class Plan(_Strict):
     """Everything training and inference need to preprocess data and build the network.
 
@@ -282,6 +297,9 @@ class Plan(_Strict):
     #: :func:`medseg.loader.foreground_positions`)
     foreground_ratio: float = Field(default=0.33, ge=0, le=1)
     gpu_memory_gb: float = Field(gt=0)
+    #: set for the second stage of a cascade: patches and predictions around the foreground's
+    #: bounding box (:class:`RoiPlan`)
+    roi: RoiPlan | None = None
     fingerprint: Fingerprint | None = None
     notes: list[str] = Field(default_factory=list)
 
@@ -325,5 +343,6 @@ __all__ = [
     "NetworkSpec",
     "Plan",
     "Preprocessing",
+    "RoiPlan",
     "Triple",
 ]

@@ -17,6 +17,9 @@ owner is :class:`medseg.model_folder.ModelFolder`)::
                tensorboard/  validation/ (final predictions + metrics)  validation_final.json
     OUT/fold_all/checkpoint_last.pt  ...   (``fold="all"``: every case, no validation)
 
+A config with a ``cascade:`` section trains a two-stage cascade into ``OUT/stage_1`` and
+``OUT/stage_2`` (:mod:`medseg.training.cascade`).
+
 Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node N -m medseg
 train ...``; see :mod:`medseg.training.distributed`.
 """
@@ -134,6 +137,10 @@ def train(
 
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     selection = parse_folds(fold)
+    if cfg.cascade is not None:  # two stages, each a train() of its own
+        from medseg.training.cascade import train_cascade
+
+        return train_cascade(cfg, Path(out_dir), selection, resume=resume)
     device = resolve_device(cfg.device, local_rank=dist_info().local_rank)
     info = init_distributed(device.type)
     try:

@@ -31,7 +31,12 @@ from pydantic import (
 
 from medseg.config import format_validation_error, read_yaml_mapping
 from medseg.errors import ConfigError
-from medseg.plan.schema import Architecture, AugmentationPlan
+from medseg.plan.schema import Architecture, AugmentationPlan, RoiPlan
+
+#: Top-level config fields that only change how fast or how verbosely a run goes, not its
+#: result (with ``data.num_workers``, ``data.cache_dir`` and ``plan``:
+#: :data:`medseg.training.setup.RUNTIME_FIELDS`).
+RUNTIME_KEYS = ("device", "progress_bar", "num_threads", "compile", "channels_last")
 
 
 class _Strict(BaseModel):
@@ -106,6 +111,9 @@ class PlanOverrides(_Strict):
     foreground_ratio: float | None = Field(default=None, ge=0, le=1)
     network: NetworkOverrides = Field(default_factory=NetworkOverrides)
     augmentation: dict[str, Any] = Field(default_factory=dict)
+    roi: RoiPlan | None = Field(
+        default=None, description="patches and predictions around the foreground's box (stage 2)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PlanOverrides:
@@ -143,6 +151,20 @@ class DataConfig(_Strict):
     augment: StrictBool = Field(default=True, description="apply the plan's augmentation")
 
 
+class CascadeConfig(_Strict):
+    """A coarse-to-fine cascade (:mod:`medseg.inference.cascade`): ``coarse`` names the first
+    stage's recipe (a config file; a relative path is relative to this config's folder). The first
+    stage trains this config's plan and data (the coarse recipe's own ``plan`` and ``data``
+    are replaced, so both stages see the same cases and splits) with the coarse recipe's
+    training settings and ``plan_overrides``. The rest of this config is the second stage,
+    trained around the reference foreground's box (``plan.roi``: ``margin_mm``,
+    ``jitter_mm``) and predicting inside the first stage's box."""
+
+    coarse: Path
+    margin_mm: StrictFloat = Field(default=10.0, ge=0)
+    jitter_mm: StrictFloat = Field(default=10.0, ge=0)
+
+
 class TrainConfig(_Strict):
     """A complete training recipe (see module docstring)."""
 
@@ -170,6 +192,9 @@ class TrainConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     plan_overrides: PlanOverrides = Field(default_factory=PlanOverrides)
     data: DataConfig = Field(default_factory=DataConfig)
+    cascade: CascadeConfig | None = Field(
+        default=None, description="train a two-stage cascade (this config is stage 2)"
+    )
 
     def resolved(self) -> dict[str, Any]:
         """JSON-compatible dict of every field (saved in checkpoints and ``config.json``)."""
@@ -234,10 +259,14 @@ def load_train_config(path: str | Path) -> TrainConfig:
         v = getattr(cfg.data, key)
         if v is not None and not Path(v).is_absolute():
             setattr(cfg.data, key, (base / v).resolve())
+    if cfg.cascade is not None and not cfg.cascade.coarse.is_absolute():
+        cfg.cascade.coarse = (base / cfg.cascade.coarse).resolve()
     return cfg
 
 
 __all__ = [
+    "RUNTIME_KEYS",
+    "CascadeConfig",
     "DataConfig",
     "LossConfig",
     "NetworkOverrides",

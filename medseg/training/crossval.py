@@ -241,12 +241,14 @@ def summarize_cross_validation(
     label_names: dict[int, str],
     *,
     choose: bool = True,
+    stages: Sequence[ModelFolder] | None = None,
 ) -> dict[str, Any]:
     """Score every out-of-fold prediction, choose the post-processing (``choose``) and write
     ``OUT/crossval/metrics.csv`` (+ ``metrics_postprocessed.csv`` and summaries) and
     ``OUT/postprocessing.json``. Returns the document also written to
     ``OUT/crossval/summary.json``: per label the mean, sample standard deviation and per-case
-    Dice and HD95 (mm), before and after post-processing."""
+    Dice and HD95 (mm), before and after post-processing. A cascade's fold histories are
+    those of its ``stages``, one after the other (:func:`fold_history`)."""
     cases = out_of_fold_cases(model_dir, dataset, splits)
     labels = [v for v in sorted(label_names) if v != 0]
     model = ModelFolder(model_dir)
@@ -268,7 +270,7 @@ def summarize_cross_validation(
             len(cases),
             [s.kind for s in pp.steps] or "none",
         )
-    doc["folds"] = _fold_times(model, len(splits))
+    doc["folds"] = _fold_times(list(stages) if stages else [model], len(splits), model.dice_vs_time)
     atomic_write_text(
         model.crossval_summary, json.dumps(doc, indent=2, default=str) + "\n", overwrite=True
     )
@@ -279,18 +281,40 @@ def summarize_cross_validation(
 TIME_TO_DICE = (0.85, 0.90)
 
 
-def _fold_times(model: ModelFolder, n_folds: int) -> list[dict[str, Any]]:
+def fold_history(stages: Sequence[ModelFolder], fold: int) -> list[dict[str, Any]]:
+    """The training history (``fold_K/metrics.csv`` rows) of ``fold``: of one model folder,
+    or of a cascade's stages one after the other, each stage's clock (``elapsed_s``) starting
+    where the previous one ended."""
+    from medseg.training.logging import read_history
+
+    rows: list[dict[str, Any]] = []
+    offset = 0.0
+    for stage in stages:
+        path = stage.fold(fold).metrics
+        if not path.is_file():
+            raise InputError(path, "training history missing; train and finish every fold")
+        history = read_history(path)
+        rows += [
+            {**r, "elapsed_s": float(r["elapsed_s"]) + offset} if "elapsed_s" in r else r
+            for r in history
+        ]
+        if history:
+            offset += float(history[-1]["elapsed_s"])
+    return rows
+
+
+def _fold_times(
+    stages: Sequence[ModelFolder], n_folds: int, plot: Path
+) -> list[dict[str, Any]]:
     """Per fold: training seconds, best validation Dice and the time to each of
-    :data:`TIME_TO_DICE`, from ``fold_K/metrics.csv``; draws ``dice_vs_time.png``."""
-    from medseg.training.logging import dice_curve, plot_dice_vs_time, read_history, time_to_dice
+    :data:`TIME_TO_DICE` (:func:`fold_history`); draws the curves of every fold to ``plot``
+    (``dice_vs_time.png``)."""
+    from medseg.training.logging import dice_curve, plot_dice_vs_time, time_to_dice
 
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[float, float]]] = {}
     for k in range(n_folds):
-        path = model.fold(k).metrics
-        if not path.is_file():
-            raise InputError(path, "training history missing; train and finish every fold")
-        history = read_history(path)
+        history = fold_history(stages, k)
         curve = dice_curve(history)
         curves[f"fold {k}"] = curve
         row: dict[str, Any] = {
@@ -301,7 +325,7 @@ def _fold_times(model: ModelFolder, n_folds: int) -> list[dict[str, Any]]:
         for thr in TIME_TO_DICE:
             row[f"time_to_{thr:.2f}_s"] = time_to_dice(history, thr)
         rows.append(row)
-    plot_dice_vs_time(model.dice_vs_time, curves)
+    plot_dice_vs_time(plot, curves)
     return rows
 
 
@@ -310,6 +334,7 @@ __all__ = [
     "TIME_TO_DICE",
     "OutOfFold",
     "choose_postprocessing",
+    "fold_history",
     "out_of_fold_cases",
     "summarize_cross_validation",
 ]

@@ -27,7 +27,7 @@ from medseg.plan.files import load_plan, plan_to_yaml, save_plan
 from medseg.plan.schema import AugmentationPlan, NetworkSpec, Plan
 from medseg.planning.fingerprint import check_plan_fits_dataset
 from medseg.runtime import DistInfo
-from medseg.training.config import NetworkOverrides, PlanOverrides, TrainConfig
+from medseg.training.config import RUNTIME_KEYS, NetworkOverrides, PlanOverrides, TrainConfig
 from medseg.training.distributed import barrier
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,11 +40,7 @@ log = logging.getLogger("medseg.training")
 #: may differ between the runs that fill one model folder.
 RUNTIME_FIELDS = frozenset(
     {
-        "device",
-        "progress_bar",
-        "num_threads",
-        "compile",
-        "channels_last",
+        *RUNTIME_KEYS,
         "data.num_workers",
         "data.cache_dir",
         "plan",  # where the plan file lies; its content is compared through plan.yaml
@@ -106,6 +102,8 @@ def apply_overrides(plan: Plan, ov: PlanOverrides, source: str = "<config>") -> 
             update["batch_size"] = ov.batch_size
         if ov.foreground_ratio is not None:
             update["foreground_ratio"] = ov.foreground_ratio
+        if ov.roi is not None:
+            update["roi"] = ov.roi
         if ov.augmentation:
             update["augmentation"] = AugmentationPlan.model_validate(
                 {**plan.augmentation.model_dump(), **ov.augmentation}

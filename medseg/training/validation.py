@@ -2,6 +2,10 @@
 (the function ``medseg evaluate`` uses), one case at a time (nothing holds the validation set
 in memory).
 
+A cascade's second stage (``plan.roi``) is validated inside the box of the case's reference
+foreground grown by its margin (an oracle box: the first stage's boxes are scored by the
+cascade's own cross-validation, :mod:`medseg.inference.cascade`).
+
 * :func:`periodic_validation` — every ``val_every`` epochs: sliding-window prediction of each
   cached (preprocessed) validation case, Dice per label on the preprocessed grid (its true
   affine, :meth:`PreprocessInfo.preprocessed_affine`). Cheap; chooses the best checkpoint.
@@ -29,6 +33,7 @@ import torch
 from medseg.cache import CachedCase
 from medseg.datasets import Case
 from medseg.inference import labels_on_original_grid, sliding_window_probabilities
+from medseg.inference.roi import roi_probabilities
 from medseg.io import read_label_map, write_volume
 from medseg.metrics import RECORD_FIELDS, LabelRecord, evaluate_pair, summarize
 from medseg.metrics.aggregate import defined_mean
@@ -57,8 +62,26 @@ def _probabilities(
     amp_dtype: torch.dtype | None,
 ) -> torch.Tensor:
     image = torch.from_numpy(np.array(vc.cached.load_image(), dtype=np.float32))  # a copy
-    return sliding_window_probabilities(
-        model, image, plan.patch_size, overlap=overlap, device=device, amp_dtype=amp_dtype
+
+    def windows(region: torch.Tensor) -> torch.Tensor:
+        return sliding_window_probabilities(
+            model, region, plan.patch_size, overlap=overlap, device=device, amp_dtype=amp_dtype
+        )
+
+    if plan.roi is None:
+        return windows(image)
+    # A cascade's second stage is validated inside the reference's box (the first stage's
+    # box is only known at the cascade's own cross-validation, medseg.training.cascade).
+    guide = vc.cached.load_label()
+    assert guide is not None
+    return roi_probabilities(
+        windows,
+        image,
+        np.asarray(guide),
+        plan.roi,
+        plan.preprocessing.target_spacing,
+        plan.patch_size,
+        plan.num_classes,
     )
 
 
