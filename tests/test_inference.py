@@ -60,7 +60,9 @@ class Pointwise(torch.nn.Module):
         return self.conv(x)
 
 
-@pytest.mark.parametrize("shape", [(20, 18, 11), (6, 18, 11)])  # second: smaller than patch
+@pytest.mark.parametrize(
+    "shape", [(20, 18, 11), (6, 18, 11), (5, 7, 8)]
+)  # second: smaller than the patch on one axis; third: one padded window
 def test_pointwise_network_blends_exactly(shape: tuple[int, int, int]) -> None:
     net = Pointwise()
     img = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))

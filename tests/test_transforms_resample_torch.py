@@ -69,6 +69,21 @@ def test_streaming_argmax_equals_full_resampling_for_any_chunk() -> None:
     assert restore_labels(p, (31, 20, 17), max_chunk_bytes=1).planes_per_chunk == 1
 
 
+def test_two_classes_take_the_one_channel_route_with_the_same_labels() -> None:
+    """Two classes: the labels are those of argmax over both resampled channels (computed
+    from their difference); ties go to class 0, as argmax."""
+    for seed in range(3):
+        p = _smooth(2, (14, 11, 9), seed=seed)
+        full = resample_probabilities(p, (31, 20, 17)).numpy()
+        expected = full.argmax(0)
+        got = restore_labels(p, (31, 20, 17)).labels
+        near_tie = np.abs(full[1] - full[0]) < 1e-6  # float rounding may differ only here
+        assert np.array_equal(got[~near_tie], expected[~near_tie])
+        assert got.mean() > 0.05 and got.mean() < 0.95  # both classes present
+    flat = np.full((2, 4, 4, 4), 0.5, np.float32)  # an exact tie everywhere: class 0
+    assert not restore_labels(flat, (7, 7, 7)).labels.any()
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_inputs(dtype: torch.dtype) -> None:
     p = _smooth(4, (10, 9, 8))

@@ -12,6 +12,7 @@ Axis order is always the :class:`~medseg.volume.Volume` array order (voxel index
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Sequence
@@ -39,10 +40,15 @@ def compute_gaussian(
 ) -> npt.NDArray[np.float32]:
     """Gaussian importance map of shape ``patch_size``, peak 1 at the centre, sigma
     ``sigma_scale * patch_size`` voxels per axis, with no zeros (min clipped to the smallest
-    positive value) so every voxel of a window has a positive weight."""
+    positive value) so every voxel of a window has a positive weight. A new array each call
+    (computed once per patch size and scale: a batch of cases shares it)."""
+    return _gaussian(tuple(int(p) for p in patch_size), float(sigma_scale)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _gaussian(size: tuple[int, ...], sigma_scale: float) -> npt.NDArray[np.float32]:
     from scipy.ndimage import gaussian_filter
 
-    size = tuple(int(p) for p in patch_size)
     tmp = np.zeros(size, dtype=np.float64)
     tmp[tuple(s // 2 for s in size)] = 1.0
     g = gaussian_filter(tmp, sigma=[s * sigma_scale for s in size], mode="constant", cval=0.0)
@@ -202,6 +208,10 @@ def sliding_window_probabilities(
                 prob = p if prob is None else prob + p
             assert prob is not None
             prob = prob / len(mirrors)
+            if len(starts) == 1:  # one window: its probabilities are the result (no blending)
+                acc = prob[0].to(_stitch_device(dev, int(prob.shape[1]), padded))
+                weight = None
+                break
             if acc is None:
                 sd = _stitch_device(dev, int(prob.shape[1]), padded)
                 acc = torch.zeros((prob.shape[1], *padded), dtype=torch.float32, device=sd)
@@ -218,8 +228,9 @@ def sliding_window_probabilities(
                 every_class = (slice(None), *sl)
                 acc[every_class] += prob[i] * gauss
                 weight[sl] += gauss
-        assert acc is not None and weight is not None
-        acc /= weight
+        assert acc is not None
+        if weight is not None:
+            acc /= weight
     crop = tuple(slice(lo, lo + s) for lo, s in zip(pad_lo, size, strict=True))
     unpadded = (slice(None), *crop)
     out = acc[unpadded]
