@@ -50,8 +50,7 @@ def case_factors(image_path: Path, label_path: Path) -> dict[str, Any]:
     med_img = float(np.median(image))
     idx = [np.flatnonzero(label.any(axis=tuple(j for j in range(3) if j != i))) for i in range(3)]
     border = min(
-        min(ix[0], n - 1 - ix[-1]) * s
-        for ix, n, s in zip(idx, label.shape, spacing, strict=True)
+        min(ix[0], n - 1 - ix[-1]) * s for ix, n, s in zip(idx, label.shape, spacing, strict=True)
     )
     return {
         "bright outside": float(np.mean(image[far] >= np.median(atrium))),

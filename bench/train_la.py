@@ -225,9 +225,7 @@ def run(args: argparse.Namespace, config: Path, out: Path, overrides: dict[str, 
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "plan" / "plan.yaml").exists():
             medseg("plan", str(args.data), "--out", str(out / "plan"), "--folds", "4")
-        recipe = write_recipe(
-            config, out / "plan" / "plan.yaml", out / "recipe.yaml", overrides
-        )
+        recipe = write_recipe(config, out / "plan" / "plan.yaml", out / "recipe.yaml", overrides)
         fold_args = ["--cv"] if args.folds == "cv" else ["--fold", args.folds]
         t0 = time.perf_counter()
         medseg(
@@ -254,7 +252,6 @@ def run(args: argparse.Namespace, config: Path, out: Path, overrides: dict[str, 
         "target_hd95_mm": TARGET_HD95_MM,
     }
     (out / "bench_la.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-
 
 
 if __name__ == "__main__":
