@@ -1,7 +1,11 @@
 """`medseg export --format onnx` and `medseg predict --runtime`: a tiny DynUNet trained here on
 noisy balls, exported to ONNX and run by ONNX Runtime and OpenVINO gives the labels of the
 torch runtime (Dice >= 0.999 against them, and the balls found); the exported folder is
-verified on load (sha256), a non-model folder is refused, and the options are in --help."""
+verified on load (sha256), a non-model folder is refused, and the options are in --help.
+
+ONNX Runtime and OpenVINO run only in child processes (:mod:`support.child`), never in the
+test process: training, the export (torch.onnx and onnx only) and the torch runtime run here.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.child import assert_runtimes_not_imported, predict_in_child, run_medseg
 from support.plans import write_training_run
 from support.volumes import ball_arrays, write_nifti
 
@@ -18,10 +23,8 @@ from medseg.errors import InputError, OutputExistsError
 from medseg.export import export_onnx, is_onnx_folder, load_onnx_model
 from medseg.io import read_label_map, read_volume
 
-# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
-# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
-# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
-pytestmark = pytest.mark.slow
+#: the torch runtime's label names and, per case, its labels and probabilities
+TorchReference = tuple[dict[int, str], dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
 @pytest.fixture(scope="module")
@@ -84,29 +87,52 @@ def test_export_writes_verified_graphs_with_dynamic_batch(model: Path, exported:
     assert not list(exported.parent.glob(".*partial"))
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_runtimes_give_the_torch_labels(
-    model: Path, exported: Path, cases: tuple[Path, dict[str, np.ndarray]], runtime: str
-) -> None:
+@pytest.fixture(scope="module")
+def torch_reference(model: Path, cases: tuple[Path, dict[str, np.ndarray]]) -> TorchReference:
+    """The torch runtime's label names and, per case, its labels and probabilities (here, in
+    the test process: torch only)."""
     from medseg.inference.predictor import Predictor
 
     folder, truth = cases
     torch_pred = Predictor.from_paths([model], runtime="torch", tta=True)
-    on_torch_model = Predictor.from_paths([model], runtime=runtime, tta=True)
-    on_export = load_onnx_model(exported, runtime=runtime, tta=True)
-    assert on_torch_model.runtime == runtime and on_export.runtime == runtime
-    assert on_export.identity["kind"] == "onnx" and on_export.identity["folds"] == ["0", "1"]
-    assert on_export.label_names == torch_pred.label_names
+    assert torch_pred.runtime == "torch"
+    out = {}
     for name, label in truth.items():
         image = read_volume(folder / f"{name}.nii.gz")
         ref, ref_p = torch_pred.predict_case([image], with_probabilities=True)
         assert _dice(ref.array, label) > 0.6  # trained: the ball is found
+        assert ref_p is not None
+        out[name] = (ref.array, ref_p.astype(np.float32))
+    return torch_pred.label_names, out
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_runtimes_give_the_torch_labels(
+    model: Path,
+    exported: Path,
+    cases: tuple[Path, dict[str, np.ndarray]],
+    torch_reference: TorchReference,
+    runtime: str,
+    tmp_path: Path,
+) -> None:
+    folder, truth = cases
+    label_names, refs = torch_reference
+    images = {name: folder / f"{name}.nii.gz" for name in truth}
+    on_torch_model, on_export = predict_in_child(
+        runtime, [("paths", model), ("onnx", exported)], images, tmp_path, tta=True
+    )
+    assert on_torch_model.runtime == runtime and on_export.runtime == runtime
+    assert on_export.identity["kind"] == "onnx" and on_export.identity["folds"] == ["0", "1"]
+    assert on_export.label_names == label_names
+    for name, label in truth.items():
+        image = read_volume(images[name])
+        ref, ref_p = refs[name]
         for pred in (on_torch_model, on_export):
-            seg, p = pred.predict_case([image], with_probabilities=True)
-            assert seg.array.shape == image.shape and np.allclose(seg.affine, image.affine)
-            assert _dice(seg.array, ref.array) >= 0.999
-            assert p is not None and ref_p is not None
-            assert np.abs(p.astype(np.float32) - ref_p.astype(np.float32)).max() < 2e-3
+            seg, p = pred.labels[name], pred.probabilities[name]
+            assert seg.shape == image.shape and np.allclose(pred.affines[name], image.affine)
+            assert _dice(seg, ref) >= 0.999
+            assert _dice(seg, label) > 0.6
+            assert np.abs(p.astype(np.float32) - ref_p).max() < 2e-3
 
 
 def test_predict_cli_runs_an_exported_folder(
@@ -115,7 +141,9 @@ def test_predict_cli_runs_an_exported_folder(
     folder, truth = cases
     out = tmp_path / "out"
     args = ["predict", "--model", str(exported), str(folder), str(out), "--quiet"]
-    assert main([*args, "--runtime", "onnxruntime", "--device", "cpu"]) == 0
+    what = "medseg predict --runtime onnxruntime"
+    proc = run_medseg([*args, "--runtime", "onnxruntime", "--device", "cpu"], what=what)
+    assert proc.stderr == ""
     for name, label in truth.items():
         seg = read_label_map(out / f"{name}.nii.gz")
         assert _dice(seg.array, label) > 0.6
@@ -150,9 +178,11 @@ def test_a_changed_graph_is_refused_on_load(exported: Path, tmp_path: Path) -> N
     data = bytearray(graph.read_bytes())
     data[-5] ^= 0xFF
     graph.write_bytes(bytes(data))
+    # the files are verified before the runtime is loaded: the refusal imports no runtime
     with pytest.raises(InputError, match="sha256") as info:
         load_onnx_model(copy, runtime="onnxruntime")
     assert str(graph) in str(info.value)
+    assert_runtimes_not_imported()
 
 
 def test_export_replaces_only_what_it_wrote_and_never_writes_into_the_model(
@@ -188,3 +218,8 @@ def test_export_replaces_only_what_it_wrote_and_never_writes_into_the_model(
         export_onnx(model, model / "onnx", folds=[1])
     assert not (model / "onnx").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".exp2.partial"]
+
+
+def test_no_runtime_was_imported_into_the_test_process() -> None:
+    """Last in this module: ONNX Runtime and OpenVINO ran in child processes only."""
+    assert_runtimes_not_imported()

@@ -1,6 +1,11 @@
 """Choosing the runtime of a prediction (medseg.inference.runtimes): ``auto`` is resolved and
 logged, an explicitly requested runtime whose package is missing is one clear error naming the
-package and the extra, and `medseg predict --help` names the runtimes."""
+package and the extra, `medseg predict --help` names the runtimes, and a graph run by each
+runtime gives the torch network's output.
+
+ONNX Runtime and OpenVINO run only in child processes (:mod:`support.child`): the tests here
+resolve runtimes by looking for the packages (``find_spec``) or by faking their import as
+failing, never by importing them."""
 
 from __future__ import annotations
 
@@ -13,16 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from support.child import assert_runtimes_not_imported, run_graph
 
 from medseg.cli import main
 from medseg.errors import ConfigError
 from medseg.inference import runtimes
-from medseg.inference.runtimes import RuntimeNetwork, onnx_graph, resolve_runtime
-
-# In the slow tier for now: full default runs that loaded ONNX Runtime and OpenVINO into the
-# test process died later with SIGSEGV at varying tests (suspected cause, not proven); run with
-# ``pytest -m slow tests/test_export.py tests/test_runtimes.py``.
-pytestmark = pytest.mark.slow
+from medseg.inference.runtimes import onnx_graph, resolve_runtime
 
 
 def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
@@ -129,8 +130,9 @@ def test_predict_help_names_the_runtimes(capsys: pytest.CaptureFixture[str]) -> 
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_runtime_network_matches_torch_for_any_batch(runtime: str) -> None:
-    """A module with deep-supervision-like list output: the graph keeps the first head."""
+def test_runtime_network_matches_torch_for_any_batch(runtime: str, tmp_path: Path) -> None:
+    """A module with deep-supervision-like list output: the graph keeps the first head (the
+    graph is made here; the runtime runs it in a child process)."""
 
     class TwoHeads(torch.nn.Module):
         def __init__(self) -> None:
@@ -143,11 +145,18 @@ def test_runtime_network_matches_torch_for_any_batch(runtime: str) -> None:
 
     torch.manual_seed(0)
     net = TwoHeads().eval()
-    wrapped = RuntimeNetwork(onnx_graph(net, 2, (8, 6, 4)), runtime)
-    for batch in (1, 3):
-        x = torch.randn(batch, 2, 8, 6, 4)
+    inputs = [torch.randn(batch, 2, 8, 6, 4) for batch in (1, 3)]
+    outputs = run_graph(
+        onnx_graph(net, 2, (8, 6, 4)), runtime, [x.numpy() for x in inputs], tmp_path
+    )
+    for x, got in zip(inputs, outputs, strict=True):
         with torch.no_grad():
             ref = net(x)[0]
-        got = wrapped(x)
-        assert got.shape == ref.shape and got.dtype == torch.float32
-        assert torch.allclose(got, ref, atol=1e-5)
+        assert got.shape == tuple(ref.shape) and got.dtype == np.float32
+        assert torch.allclose(torch.from_numpy(got), ref, atol=1e-5)
+
+
+def test_no_runtime_was_imported_into_the_test_process() -> None:
+    """Last in this module: no test above imported ONNX Runtime or OpenVINO (only looked for
+    them, or faked their import failing)."""
+    assert_runtimes_not_imported()
