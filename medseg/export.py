@@ -9,6 +9,12 @@ preprocessing, sliding windows, test-time mirroring and restoration are medseg's
 shared with the torch runtime. Loading verifies every file against its recorded sha256.
 A two-stage cascade (:mod:`medseg.inference.cascade`) exports as a cascade of ONNX folders
 (``stage_1/``, ``stage_2/``, its ``cascade.json``), which ``medseg predict`` runs the same way.
+
+An nnU-Net v2 model folder (:mod:`medseg.nnunet`) exports the same way, with the manifest's
+``kind`` ``nnunet``: one graph per fold of the network nnU-Net predicts with (no deep
+supervision), ``plans.json``, ``dataset.json`` and ``postprocessing.json`` copied (never a
+``.pkl``); ``medseg predict`` runs it with nnU-Net's own preprocessing, sliding window and
+label conversion (layout and loading: :mod:`medseg.inference.nnunet_onnx`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medseg._version import __version__
 from medseg.errors import InputError, OutputError, OutputExistsError
@@ -52,17 +59,19 @@ def export_onnx(
     """Write the ONNX model folder ``out`` from a medseg model folder (or a checkpoint file).
 
     Args:
-        model_folder: a model folder written by ``medseg train`` (``fold_K/checkpoint_*.pt``)
-            or one checkpoint file.
+        model_folder: a model folder written by ``medseg train`` (``fold_K/checkpoint_*.pt``),
+            one checkpoint file, a cascade's folder, or an nnU-Net v2 model folder
+            (``TRAINER__PLANS__CONFIGURATION``, see :mod:`medseg.inference.nnunet_onnx`).
         out: the folder to write (must not exist, or be an earlier export with ``overwrite``;
             written in a temporary folder beside it and renamed when complete).
         folds: which folds (``[0, 2]``, ``["all"]``); default every CV fold, else ``fold_all``.
-        checkpoint: ``"last"`` (default) or ``"best"``.
+        checkpoint: ``"last"`` (default; ``"final"`` is a synonym, nnU-Net's name) or
+            ``"best"``.
         opset: ONNX operator set, >= 17.
         overwrite: replace an earlier export at ``out`` (nothing else is ever replaced).
 
-    Returns ``out``. Raises :class:`InputError` when ``model_folder`` is not a medseg model
-    folder or checkpoint (naming what was expected and found), and
+    Returns ``out``. Raises :class:`InputError` when ``model_folder`` is not a medseg or
+    nnU-Net model folder or checkpoint (naming what was expected and found), and
     :class:`OutputExistsError` when ``out`` exists and may not be replaced.
     """
     from medseg.checkpoint import load_checkpoint
@@ -73,15 +82,19 @@ def export_onnx(
         raise InputError(src, "model folder not found")
     if src.is_dir() and is_onnx_folder(src):
         raise InputError(src, "this folder is already an ONNX export; pass the trained model")
+    checkpoint = "last" if checkpoint == "final" else checkpoint
     if src.is_dir() and is_cascade_folder(src):
         return _export_cascade(src, dst, folds, checkpoint, opset, overwrite)
+    if src.is_dir() and _is_nnunet_folder(src):
+        return _export_nnunet(src, dst, folds, checkpoint, opset, overwrite)
     if src.is_dir():
         found = sorted(p.name for p in src.iterdir())[:5]
         if not ModelFolder(src).has_checkpoint():
             raise InputError(
                 src,
-                "expected a medseg model folder (fold_K/checkpoint_last.pt from medseg train), "
-                f"found {', '.join(found) or 'an empty folder'}",
+                "expected a medseg model folder (fold_K/checkpoint_last.pt from medseg train) "
+                "or an nnU-Net v2 model folder (plans.json, dataset.json, "
+                f"fold_K/checkpoint_final.pth), found {', '.join(found) or 'an empty folder'}",
             )
         files = ModelFolder(src).checkpoints(None if folds is None else list(folds), checkpoint)
     else:
@@ -110,35 +123,100 @@ def export_onnx(
         chosen = ModelFolder(src if src.is_dir() else src.parent).postprocessing
         if chosen.is_file():
             shutil.copyfile(chosen, tmp / chosen.name)
-        digests = {
-            p.relative_to(tmp).as_posix(): sha256_file(p)
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "opset": int(opset),
-            "folds": names,
-            "checkpoint": checkpoint,
-            "source": str(src.resolve()),
-            "medseg_version": __version__,
-            "input": "image (batch, channels, X, Y, Z) float32, X Y Z = the plan's patch size",
-            "output": "logits (batch, classes, X, Y, Z) float32",
-            "sha256": digests,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if dst.exists():
-            _check_replaceable(dst, overwrite)  # again: files may have come meanwhile
-            old = reserve_temporary(dst)
-            dst.rename(old)  # set aside, so a kill leaves the old or the new export
-            tmp.rename(dst)
-            _drop(old)
-        else:
-            tmp.rename(dst)
+        _publish(
+            tmp,
+            dst,
+            overwrite,
+            kind="medseg",
+            opset=int(opset),
+            folds=names,
+            checkpoint=checkpoint,
+            source=str(src.resolve()),
+            medseg_version=__version__,
+            input="image (batch, channels, X, Y, Z) float32, X Y Z = the plan's patch size",
+            output="logits (batch, classes, X, Y, Z) float32",
+        )
     finally:
         _drop(tmp)
     return dst
+
+
+def _is_nnunet_folder(src: Path) -> bool:
+    try:
+        from medseg.nnunet import is_nnunet_folder
+    except ModuleNotFoundError:  # an installation without the nnU-Net module
+        return False
+    return is_nnunet_folder(src)
+
+
+def _export_nnunet(
+    src: Path,
+    dst: Path,
+    folds: Sequence[int | str] | None,
+    checkpoint: str,
+    opset: int,
+    overwrite: bool,
+) -> Path:
+    """An nnU-Net v2 model folder's export (layout: :mod:`medseg.inference.nnunet_onnx`): the
+    folds' networks, built as :func:`medseg.nnunet.load_nnunet_model` builds them (which also
+    refuses what medseg cannot run: cascades, 2-D configurations, ...), as ONNX graphs."""
+    from medseg.inference.nnunet_onnx import NNUNET_FILES, POSTPROCESSING_FILE, training_record
+    from medseg.inference.runtimes import onnx_graph
+    from medseg.nnunet import load_nnunet_model
+
+    check_not_inputs([src], folder=dst)
+    if dst.exists() or dst.is_symlink():
+        _check_replaceable(dst, overwrite)
+    model = load_nnunet_model(src, folds=folds, checkpoint=checkpoint, device="cpu")
+    tmp = reserve_temporary(dst)
+    tmp.mkdir()
+    try:
+        patch = model.config["patch_size"]
+        for name, net in zip(model.folder.folds, model.models, strict=True):
+            graph = onnx_graph(net, len(model.channel_names), patch, opset=opset)
+            (tmp / f"fold_{name}").mkdir()
+            (tmp / f"fold_{name}" / GRAPH_FILE).write_bytes(graph)
+        for f in NNUNET_FILES:
+            shutil.copyfile(src / f, tmp / f)
+        if model.folder.postprocessing_file is not None:
+            shutil.copyfile(model.folder.postprocessing_file, tmp / POSTPROCESSING_FILE)
+        _publish(
+            tmp,
+            dst,
+            overwrite,
+            kind="nnunet",
+            opset=int(opset),
+            folds=list(model.folder.folds),
+            checkpoint=model.folder.checkpoint,
+            source=str(src.resolve()),
+            medseg_version=__version__,
+            nnunet=training_record(model.training),
+            input="image (batch, channels, X, Y, Z) float32: the image preprocessed as "
+            "plans.json says, nnU-Net's axis order; X Y Z = the configuration's patch size",
+            output="logits (batch, classes or regions, X, Y, Z) float32",
+        )
+    finally:
+        _drop(tmp)
+    return dst
+
+
+def _publish(tmp: Path, dst: Path, overwrite: bool, **fields: Any) -> None:
+    """Write the manifest of the export in ``tmp`` (``fields`` and the sha256 of every file
+    in ``tmp``) and rename ``tmp`` to ``dst``; an earlier export at ``dst`` is checked again
+    (files may have come meanwhile) and set aside first, so a kill leaves the old or the new."""
+    digests = {
+        p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **fields, "sha256": digests}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    if dst.exists():
+        _check_replaceable(dst, overwrite)
+        old = reserve_temporary(dst)
+        dst.rename(old)
+        tmp.rename(dst)
+        _drop(old)
+    else:
+        tmp.rename(dst)
 
 
 def _export_cascade(
@@ -169,28 +247,14 @@ def _export_cascade(
         for f in (folder.cascade, folder.postprocessing):
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)
-        digests = {
-            p.relative_to(tmp).as_posix(): sha256_file(p)
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "cascade": [s.root.name for s in stages],
-            "source": str(src.resolve()),
-            "medseg_version": __version__,
-            "sha256": digests,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if dst.exists():
-            _check_replaceable(dst, overwrite)
-            old = reserve_temporary(dst)
-            dst.rename(old)
-            tmp.rename(dst)
-            _drop(old)
-        else:
-            tmp.rename(dst)
+        _publish(
+            tmp,
+            dst,
+            overwrite,
+            cascade=[s.root.name for s in stages],
+            source=str(src.resolve()),
+            medseg_version=__version__,
+        )
     finally:
         _drop(tmp)
     return dst

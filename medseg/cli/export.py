@@ -1,5 +1,5 @@
-"""``medseg export MODEL OUT --format onnx``: a trained model folder as a portable folder of
-ONNX graphs (see :func:`medseg.export.export_onnx`)."""
+"""``medseg export MODEL OUT --format onnx``: a trained model folder (medseg's, a cascade's or
+an nnU-Net v2 one) as a portable folder of ONNX graphs (see :func:`medseg.export.export_onnx`)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,23 @@ def register(sub: Any) -> None:
         "dynamic batch axis, the plan's patch size on the spatial axes), the plan and label "
         "records beside each, the model's post-processing choice and the sha256 of every file "
         "(checked when loaded). `medseg predict --model OUT` runs it with ONNX Runtime or "
-        "OpenVINO (pip install 'medseg[onnx]').",
+        "OpenVINO (pip install 'medseg[onnx]'). An nnU-Net v2 model folder exports the same "
+        "way, with its plans.json, dataset.json and postprocessing.json; its export runs with "
+        "nnU-Net's preprocessing and sliding window, as the folder does.",
     )
-    p.add_argument("model", metavar="MODEL", help="model folder (medseg train) or checkpoint")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="model folder (medseg train, or an nnU-Net v2 results folder) or checkpoint",
+    )
     p.add_argument("out", metavar="OUT", help="output folder (must not exist)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     p.add_argument("--folds", metavar="K,L|all", help="folds to export (default: the CV folds)")
     p.add_argument(
         "--checkpoint",
-        choices=("last", "best"),
+        choices=("last", "final", "best"),
         default="last",
-        help="final weights (default) or the best validation epoch",
+        help="final weights (default; final is nnU-Net's name) or the best validation epoch",
     )
     p.add_argument(
         "--opset", type=ranged("opset"), default=17, help="ONNX operator set (default 17)"

@@ -4,9 +4,9 @@
 predict_folder`) needs of a model: medseg's :class:`~medseg.inference.predictor.Predictor`,
 an imported nnU-Net model, an ONNX export and a two-stage cascade all offer it.
 :func:`load_model` opens a model path by its kind: a cascade's folder
-(:mod:`medseg.inference.cascade`), an nnU-Net results folder (:mod:`medseg.nnunet`), an ONNX
-export folder
-(:mod:`medseg.export`), otherwise medseg checkpoints or model folders
+(:mod:`medseg.inference.cascade`), an nnU-Net results folder (:mod:`medseg.nnunet`; on an
+ONNX runtime: :mod:`medseg.inference.nnunet_onnx`), an ONNX export folder of a medseg or an
+nnU-Net model (:mod:`medseg.export`), otherwise medseg checkpoints or model folders
 (:meth:`Predictor.from_paths`).
 """
 
@@ -87,7 +87,8 @@ def load_model(
         options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``torch``, the default
             for trained models; ``auto``: the fastest installed for the device, logged, the
             default for an exported ONNX folder; ``onnxruntime``, ``openvino``: see
-            :mod:`medseg.inference.runtimes`), ``overlap``, ``batch_size`` (>= 1), ``tta``,
+            :mod:`medseg.inference.runtimes`; an nnU-Net folder's networks are converted to
+            ONNX once, here), ``overlap``, ``batch_size`` (>= 1), ``tta``,
             ``model_postprocessing`` (False: skip the model folder's chosen post-processing);
             further keywords go to the model kind's loader.
     """
@@ -115,17 +116,22 @@ def load_model(
             )
         nnunet = _optional("medseg.nnunet")
         if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
-            if runtime not in (None, "auto", "torch"):
-                raise ConfigError(
-                    f"runtime: an nnU-Net model folder runs on torch; found {runtime!r} "
-                    "(ONNX export of nnU-Net folders is not available yet)"
-                )
-            model_obj: SegmentationModel = nnunet.load_nnunet_model(
-                paths[0], folds=folds, checkpoint=checkpoint, **kw
-            )
-            return model_obj
-        from medseg.inference.onnx_folder import is_onnx_folder, load_onnx_model
+            from medseg.inference.nnunet_onnx import load_nnunet_on_runtime
 
+            return load_nnunet_on_runtime(
+                paths[0], runtime=runtime or "torch", folds=folds, checkpoint=checkpoint, **kw
+            )
+        from medseg.inference.onnx_folder import (
+            export_kind,
+            is_onnx_folder,
+            load_onnx_model,
+            read_manifest,
+        )
+
+        if is_onnx_folder(paths[0]) and export_kind(read_manifest(paths[0])) == "nnunet":
+            from medseg.inference.nnunet_onnx import load_nnunet_export
+
+            return load_nnunet_export(paths[0], folds=folds, runtime=runtime or "auto", **kw)
         if is_onnx_folder(paths[0]):
             return load_onnx_model(paths[0], folds=folds, runtime=runtime or "auto", **kw)
     from medseg.inference.predictor import Predictor

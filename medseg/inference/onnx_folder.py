@@ -1,15 +1,21 @@
 """Exported ONNX model folders (written by :func:`medseg.export.export_onnx`), read back.
 
-Layout of a folder ``OUT``::
+Layout of a folder ``OUT`` exported from a medseg model folder::
 
-    OUT/medseg_onnx.json        manifest: format, version, opset, folds, source, checkpoint,
-                                sha256 of every file below
+    OUT/medseg_onnx.json        manifest: format, version, kind, opset, folds, source,
+                                checkpoint, sha256 of every file below
     OUT/fold_K/model.onnx       the network of fold K (input ``image`` (B, C, X, Y, Z)
                                 float32, dynamic B, X, Y, Z = the plan's patch size; output
                                 ``logits`` (B, K, X, Y, Z))
     OUT/fold_K/meta.json        the checkpoint's metadata (plan: preprocessing, labels,
                                 channels, patch size), as in a medseg checkpoint
     OUT/postprocessing.json     the source model folder's post-processing choice, if it had one
+
+The manifest's ``kind`` says what was exported: ``"medseg"`` (the layout above; a manifest
+without ``kind``, written before nnU-Net exports existed, is one too) or ``"nnunet"``, an
+nnU-Net v2 model folder, whose layout (``fold_K/model.onnx``, ``plans.json``,
+``dataset.json``, the configuration and trainer in the manifest) and loading are in
+:mod:`medseg.inference.nnunet_onnx`. The format and its version are the same for both.
 
 Every file is checked against its recorded sha256 before it is used: a changed or corrupt
 file is refused with one error naming it.
@@ -31,6 +37,8 @@ FORMAT = "medseg-onnx"
 FORMAT_VERSION = 1
 GRAPH_FILE = "model.onnx"
 META_FILE = "meta.json"
+#: what an export holds (the manifest's ``kind``; absent means ``medseg``)
+KINDS: tuple[str, ...] = ("medseg", "nnunet")
 
 
 def is_onnx_folder(path: str | Path) -> bool:
@@ -55,10 +63,20 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     folds, files = doc.get("folds"), doc.get("sha256")
     if not isinstance(folds, list) or not folds or not isinstance(files, dict):
         raise InputError(path, "expected a non-empty 'folds' list and a 'sha256' mapping")
+    if export_kind(doc) not in KINDS:
+        raise InputError(path, f"kind: expected one of {KINDS}, found {doc.get('kind')!r}")
     return doc
 
 
-def _verified_bytes(root: Path, rel: str, manifest: dict[str, Any]) -> bytes:
+def export_kind(manifest: dict[str, Any]) -> str:
+    """What an export's manifest says it holds: ``medseg`` or ``nnunet`` (see :data:`KINDS`)."""
+    return str(manifest.get("kind", "medseg"))
+
+
+def verified_bytes(root: Path, rel: str, manifest: dict[str, Any]) -> bytes:
+    """The bytes of ``root / rel``, checked against the sha256 the manifest records for
+    ``rel``: a file not listed, unreadable or changed is refused with one
+    :class:`InputError` naming it."""
     path = root / rel
     expected = manifest["sha256"].get(rel)
     if expected is None:
@@ -85,6 +103,12 @@ def onnx_graphs(root: str | Path, *, folds: Sequence[int | str] | None = None) -
 
     base = Path(root)
     manifest = read_manifest(base)
+    if export_kind(manifest) != "medseg":
+        raise InputError(
+            base,
+            f"an export of an nnU-Net model folder ({MANIFEST} kind "
+            f"{export_kind(manifest)!r}): load it with medseg.load_model or medseg predict",
+        )
     held = [str(f) for f in manifest["folds"]]
     wanted = held if folds is None else [str(f) for f in folds]
     missing = [f for f in wanted if f not in held]
@@ -95,9 +119,9 @@ def onnx_graphs(root: str | Path, *, folds: Sequence[int | str] | None = None) -
     graphs = []
     for f in wanted:
         meta_rel, graph_rel = f"fold_{f}/{META_FILE}", f"fold_{f}/{GRAPH_FILE}"
-        text = _verified_bytes(base, meta_rel, manifest).decode("utf-8")
+        text = verified_bytes(base, meta_rel, manifest).decode("utf-8")
         meta = CheckpointMeta.from_json(text, base / meta_rel)
-        graph = _verified_bytes(base, graph_rel, manifest)
+        graph = verified_bytes(base, graph_rel, manifest)
         graphs.append(OnnxGraph(base / graph_rel, meta, graph))
     return graphs
 
@@ -148,11 +172,14 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "GRAPH_FILE",
+    "KINDS",
     "MANIFEST",
     "META_FILE",
     "OnnxPredictor",
+    "export_kind",
     "is_onnx_folder",
     "load_onnx_model",
     "onnx_graphs",
     "read_manifest",
+    "verified_bytes",
 ]

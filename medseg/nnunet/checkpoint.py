@@ -45,6 +45,23 @@ def _allow_list() -> list[Any]:
 
 
 @dataclass(frozen=True)
+class NnunetTraining:
+    """How the folds of a model were trained, as far as prediction needs it (read from the
+    first fold's checkpoint, or from an ONNX export's manifest).
+
+    Attributes:
+        configuration: the plans configuration (e.g. ``3d_fullres``).
+        trainer_name: the trainer class (e.g. ``nnUNetTrainer``).
+        mirror_axes: ``inference_allowed_mirroring_axes`` (axes of the preprocessed array,
+            nnU-Net's order), or ``None`` when the trainer allows no mirroring.
+    """
+
+    configuration: str
+    trainer_name: str
+    mirror_axes: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
 class NnunetCheckpoint:
     """What prediction needs from one nnU-Net checkpoint.
 
@@ -62,6 +79,11 @@ class NnunetCheckpoint:
     trainer_name: str
     configuration: str
     mirror_axes: tuple[int, ...] | None
+
+    @property
+    def training(self) -> NnunetTraining:
+        """What prediction needs of how this fold was trained."""
+        return NnunetTraining(self.configuration, self.trainer_name, self.mirror_axes)
 
 
 def load_nnunet_checkpoint(path: str | Path) -> NnunetCheckpoint:
@@ -103,4 +125,9 @@ def load_nnunet_checkpoint(path: str | Path) -> NnunetCheckpoint:
     )
 
 
-__all__ = ["ALLOWED_NUMPY_SCALARS", "NnunetCheckpoint", "load_nnunet_checkpoint"]
+__all__ = [
+    "ALLOWED_NUMPY_SCALARS",
+    "NnunetCheckpoint",
+    "NnunetTraining",
+    "load_nnunet_checkpoint",
+]

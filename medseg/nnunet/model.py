@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from medseg.errors import ConfigError, InputError
 from medseg.io.files import sha256_file
-from medseg.nnunet.checkpoint import load_nnunet_checkpoint
+from medseg.nnunet.checkpoint import NnunetTraining, load_nnunet_checkpoint
 from medseg.nnunet.folder import (
     NnunetFolder,
     open_nnunet_folder,
@@ -55,12 +55,19 @@ class NnunetModel:
         batch_size: windows per forward pass.
         postprocessing: medseg post-processing applied after the folder's
             ``postprocessing.json``; when given (even empty), the folder's file is not applied.
+        networks: the folds' networks, already built (one per ``folder.folds``; e.g. ONNX
+            graphs run by ONNX Runtime, :mod:`medseg.inference.nnunet_onnx`), with
+            ``training``; default: built from the folder's checkpoints (with torch).
+        training: how the given ``networks`` were trained (configuration, trainer, mirroring
+            axes); only with ``networks``.
     """
 
     def __init__(
         self,
         folder: NnunetFolder,
         *,
+        networks: Sequence[torch.nn.Module] | None = None,
+        training: NnunetTraining | None = None,
         device: str = "cpu",
         amp_dtype: torch.dtype | None = None,
         tta: bool = False,
@@ -72,13 +79,19 @@ class NnunetModel:
             raise ConfigError(f"overlap: expected a fraction in [0, 1), found {overlap}")
         self.folder = folder
         plans_path = folder.root / "plans.json"
-        cks = [load_nnunet_checkpoint(p) for p in folder.checkpoints]
-        names = {c.configuration for c in cks}
-        if len(names) != 1:
-            raise InputError(
-                folder.root, f"the folds were trained on different configurations {names}"
-            )
-        self.configuration_name = cks[0].configuration
+        cks = []
+        if networks is None:
+            cks = [load_nnunet_checkpoint(p) for p in folder.checkpoints]
+            names = {c.configuration for c in cks}
+            if len(names) != 1:
+                raise InputError(
+                    folder.root, f"the folds were trained on different configurations {names}"
+                )
+            training = cks[0].training
+        elif training is None or len(networks) != len(folder.folds):
+            raise ValueError("networks: expected one per fold of the folder, with training")
+        self.training = training
+        self.configuration_name = training.configuration
         cfg = resolve_configuration(folder.plans, self.configuration_name, plans_path)
         if cfg.get("previous_stage"):
             raise InputError(
@@ -117,17 +130,17 @@ class NnunetModel:
         self.logit_resampling = Resampling.from_plans(
             cfg, "resampling_fn_probabilities", plans_path
         )
-        arch = architecture(cfg, plans_path)
-        self.models = []
+        self.models = [net.to(device).eval() for net in networks or []]
         for c in cks:
+            arch = architecture(cfg, plans_path)
             net = build_network(arch, len(self._channels), self.labels.n_outputs, plans_path)
             try:
                 net.load_state_dict(c.weights)
             except RuntimeError as exc:
                 raise InputError(c.path, f"weights do not fit the plans' network: {exc}") from None
             self.models.append(net.to(device).eval())
-        self.trainer_name = cks[0].trainer_name
-        self.mirror_axes = cks[0].mirror_axes if tta else None
+        self.trainer_name = training.trainer_name
+        self.mirror_axes = training.mirror_axes if tta else None
         self.tta = tta
         self.device = device
         self.amp_dtype = amp_dtype
