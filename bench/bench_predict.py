@@ -120,8 +120,8 @@ def _images(image: Path) -> list[Path]:
 
 
 def _run_monai(model: Path, image: Path, out: Path, device: str, runtime: str = "") -> None:
-    """The MONAI pipeline on one image, or on every image of a folder (network loaded once;
-    a model folder's first fold)."""
+    """The MONAI pipeline on one image, or on every image of a folder (networks loaded once;
+    a model folder's folds ensembled by averaging their softmax, as medseg does)."""
     import monai.transforms as mt
     import torch
     from monai.inferers import sliding_window_inference
@@ -129,9 +129,13 @@ def _run_monai(model: Path, image: Path, out: Path, device: str, runtime: str = 
     from medseg.checkpoint import load_checkpoint
     from medseg.inference.predictor import model_checkpoints
 
-    ck = load_checkpoint(model_checkpoints(model)[0] if model.is_dir() else model)
-    plan = ck.meta.plan
-    net = ck.build_model(device)
+    cks = [load_checkpoint(f) for f in (model_checkpoints(model) if model.is_dir() else [model])]
+    plan = cks[0].meta.plan
+    nets = [ck.build_model(device) for ck in cks]
+
+    def ensemble(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(net(x), 1) for net in nets]).mean(0)
+
     norm = plan.preprocessing.normalization[0]
     steps: list[Any] = [
         mt.LoadImaged("image", image_only=False),
@@ -156,7 +160,6 @@ def _run_monai(model: Path, image: Path, out: Path, device: str, runtime: str = 
     pre = mt.Compose(steps)
     post = mt.Compose(
         [
-            mt.Activationsd("pred", softmax=True),
             mt.Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False),
             mt.AsDiscreted("pred", argmax=True),
             mt.SaveImaged(
@@ -175,7 +178,12 @@ def _run_monai(model: Path, image: Path, out: Path, device: str, runtime: str = 
         with torch.inference_mode():
             x = data["image"].unsqueeze(0).to(device)
             data["pred"] = sliding_window_inference(
-                x, plan.patch_size, sw_batch_size=1, predictor=net, overlap=0.5, mode="gaussian"
+                x,
+                plan.patch_size,
+                sw_batch_size=1,
+                predictor=ensemble,
+                overlap=0.5,
+                mode="gaussian",
             )[0].cpu()
         post(data)
 

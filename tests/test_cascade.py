@@ -249,3 +249,37 @@ def test_fold_history_offsets_each_stage(tmp_path: Path) -> None:
         write_csv(path, rows)
     both = fold_history([ModelFolder(tmp_path).stage(1), ModelFolder(tmp_path).stage(2)], 0)
     assert [r["elapsed_s"] for r in both] == [10.0, 20.0]
+
+
+def test_export_round_trip_of_a_cascade(cascade: tuple[Path, Path], tmp_path: Path) -> None:
+    """``medseg export`` of a cascade's folder: each stage an ONNX folder, the cascade's
+    description and post-processing beside them; ``medseg predict`` on it with ONNX Runtime (in
+    a child process) gives the torch cascade's labels."""
+    from support.child import assert_runtimes_not_imported, run_medseg
+
+    from medseg.export import export_onnx
+
+    root, model = cascade
+    out = export_onnx(model, tmp_path / "exported")
+    assert (out / "cascade.json").is_file() and (out / "postprocessing.json").is_file()
+    assert [s.root.name for s in read_cascade(out)] == ["stage_1", "stage_2"]
+    for n in (1, 2):
+        assert sorted(p.name for p in (out / f"stage_{n}").glob("fold_*")) == ["fold_0", "fold_1"]
+    images = root / "data" / "imagesTr"
+    run_medseg(
+        ["predict", "--model", str(out), str(images), str(tmp_path / "onnx_out"),
+         "--runtime", "onnxruntime", "--device", "cpu", "--quiet"],
+        what="medseg predict --runtime onnxruntime (a cascade export)",
+    )  # fmt: skip
+    torch_model = load_cascade(model, device="cpu")
+    for i in range(4):
+        vol = read_volume(images / f"ball_{i:03d}.nii.gz")
+        expected = np.asarray(torch_model.predict([vol]).array)
+        got = read_label_map(tmp_path / "onnx_out" / f"ball_{i:03d}.nii.gz")
+        assert np.allclose(got.affine, vol.affine)
+        both = np.logical_and(got.array > 0, expected > 0).sum()
+        total = (np.asarray(got.array) > 0).sum() + (expected > 0).sum()
+        assert total > 0 and 2 * both / total >= 0.999
+    manifest = json.loads((tmp_path / "onnx_out" / "predict.json").read_text())
+    assert manifest["model"]["kind"] == "medseg-cascade"
+    assert_runtimes_not_imported()
