@@ -260,9 +260,10 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _split(pipeline: str) -> tuple[str, str]:
-    """``"medseg(openvino)"`` -> ``("medseg", "openvino")``; ``"monai"`` -> ``("monai", "")``."""
+    """``"medseg(openvino)"`` -> ``("medseg", "openvino")``; ``"monai"`` -> ``("monai", "")``;
+    ``"medseg(export/openvino)"`` (an exported folder) -> ``("medseg", "openvino")``."""
     name, _, rt = pipeline.partition("(")
-    return name, rt.rstrip(")")
+    return name, rt.rstrip(")").removeprefix("export/")
 
 
 def measure_in_process(pipeline: str, model: Path, image: Path, out: Path, device: str) -> dict:
@@ -357,7 +358,8 @@ def la_scores(work: Path, pipelines: list[str], labels: Path) -> dict[str, dict[
                 nib.load(str(_output(work / "out_medseg(torch)_la", "", case))).dataobj
             )
         for p in pipelines:
-            pred = np.asarray(nib.load(str(_output(work / f"out_{p}_la", p, case))).dataobj)
+            out = work / f"out_{p.replace('/', '-')}_la"
+            pred = np.asarray(nib.load(str(_output(out, p, case))).dataobj)
             assert pred.shape == truth.shape, (p, case, pred.shape, truth.shape)
             scores[p]["truth"].append(_dice(pred, truth))
             if ref is not None:
@@ -384,6 +386,13 @@ def main() -> None:
         metavar="MODEL",
         type=Path,
         help="trained model folder: predict the 12 LA cases as one batch per pipeline, Dice",
+    )
+    ap.add_argument(
+        "--la-export",
+        metavar="DIR",
+        type=Path,
+        help="with --la: the model's `medseg export`, run too with each ONNX runtime of "
+        "--runtime (pipelines medseg(export/RUNTIME): no conversion at load)",
     )
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -445,6 +454,8 @@ def main() -> None:
                 )
             )
     pipelines = [f"medseg({r})" for r in runtimes] + ([] if args.gpu else ["monai"])
+    if args.la_export is not None:
+        pipelines[-1:-1] = [f"medseg(export/{r})" for r in runtimes if r != "torch"]
     rows = []
     for name, image in cases:
         import nibabel as nib
@@ -454,11 +465,12 @@ def main() -> None:
         res: dict[str, list[dict]] = {p: [] for p in pipelines}
         for _ in range(args.repeats):
             for p in pipelines:  # alternating, same run
-                out = work / f"out_{p}_{name}"
+                out = work / f"out_{p.replace('/', '-')}_{name}"
+                m = args.la_export.resolve() if "(export/" in p else model
                 if args.smoke:
-                    res[p].append(measure_in_process(p, model, image, out, device))
+                    res[p].append(measure_in_process(p, m, image, out, device))
                 else:
-                    res[p].append(measure(p, model, image, out, device, args.threads))
+                    res[p].append(measure(p, m, image, out, device, args.threads))
         for p in pipelines:
             row = {
                 "case": name,
