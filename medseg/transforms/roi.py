@@ -14,21 +14,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medseg.transforms.spatial import Box
+from medseg.transforms.spatial import Box, nonzero_box
 
 
 def foreground_box(label: NDArray[Any]) -> Box | None:
     """Bounding box of the voxels ``> 0`` of ``label`` ``(X, Y, Z)``; ``None`` when there are
     none."""
     fg = np.asarray(label) > 0
-    if not fg.any():
-        return None
-    out = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        idx = np.flatnonzero(fg.any(axis=other))
-        out.append((int(idx[0]), int(idx[-1]) + 1))
-    return (out[0], out[1], out[2])
+    return nonzero_box(fg) if fg.any() else None
 
 
 def mm_to_voxels(mm: float, spacing: Sequence[float]) -> tuple[int, int, int]:
