@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,8 @@ def export_onnx(
         files = ModelFolder(src).checkpoints(None if folds is None else list(folds), checkpoint)
     else:
         files = [src]
-    check_not_inputs([src], folder=dst)
-    if dst.exists() or dst.is_symlink():
-        _check_replaceable(dst, overwrite)
-    tmp = reserve_temporary(dst)  # medseg's temporary naming: removed if the run is killed
-    tmp.mkdir()
     names: list[str] = []
-    try:
+    with _staging(src, dst, overwrite) as tmp:
         for path in files:
             ckpt = load_checkpoint(path, with_training=False)
             name = str(ckpt.meta.fold if ckpt.meta.fold is not None else len(names))
@@ -136,8 +131,6 @@ def export_onnx(
             input="image (batch, channels, X, Y, Z) float32, X Y Z = the plan's patch size",
             output="logits (batch, classes, X, Y, Z) float32",
         )
-    finally:
-        _drop(tmp)
     return dst
 
 
@@ -164,13 +157,8 @@ def _export_nnunet(
     from medseg.inference.runtimes import onnx_graph
     from medseg.nnunet import load_nnunet_model
 
-    check_not_inputs([src], folder=dst)
-    if dst.exists() or dst.is_symlink():
-        _check_replaceable(dst, overwrite)
-    model = load_nnunet_model(src, folds=folds, checkpoint=checkpoint, device="cpu")
-    tmp = reserve_temporary(dst)
-    tmp.mkdir()
-    try:
+    with _staging(src, dst, overwrite) as tmp:
+        model = load_nnunet_model(src, folds=folds, checkpoint=checkpoint, device="cpu")
         patch = model.config["patch_size"]
         for name, net in zip(model.folder.folds, model.models, strict=True):
             graph = onnx_graph(net, len(model.channel_names), patch, opset=opset)
@@ -195,8 +183,6 @@ def _export_nnunet(
             "plans.json says, nnU-Net's axis order; X Y Z = the configuration's patch size",
             output="logits (batch, classes or regions, X, Y, Z) float32",
         )
-    finally:
-        _drop(tmp)
     return dst
 
 
@@ -233,12 +219,7 @@ def _export_cascade(
     from medseg.inference.cascade import read_cascade
 
     stages = read_cascade(src)
-    check_not_inputs([src], folder=dst)
-    if dst.exists() or dst.is_symlink():
-        _check_replaceable(dst, overwrite)
-    tmp = reserve_temporary(dst)
-    tmp.mkdir()
-    try:
+    with _staging(src, dst, overwrite) as tmp:
         for stage in stages:
             export_onnx(
                 stage.root, tmp / stage.root.name, folds=folds, checkpoint=checkpoint, opset=opset
@@ -255,9 +236,24 @@ def _export_cascade(
             source=str(src.resolve()),
             medseg_version=__version__,
         )
+    return dst
+
+
+@contextlib.contextmanager
+def _staging(src: Path, dst: Path, overwrite: bool) -> Iterator[Path]:
+    """The checks every export kind makes before writing (``dst`` not inside or onto the
+    model, and replaceable), then a temporary folder beside ``dst`` (medseg's temporary naming:
+    removed if the run is killed) for the export to fill and :func:`_publish`; removed on the
+    way out whatever happened."""
+    check_not_inputs([src], folder=dst)
+    if dst.exists() or dst.is_symlink():
+        _check_replaceable(dst, overwrite)
+    tmp = reserve_temporary(dst)
+    tmp.mkdir()
+    try:
+        yield tmp
     finally:
         _drop(tmp)
-    return dst
 
 
 def _drop(tmp: Path) -> None:
