@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support.plans import write_training_run
+from support.plans import write_cascade_run
 from support.predict import run_predict
 from support.volumes import write_nifti
 
@@ -93,19 +93,9 @@ def test_roi_probabilities_are_background_outside_the_grown_box() -> None:
 
 
 # ---- a trained cascade ------------------------------------------------------------------------
-def _cascade_config(root: Path, **cascade: object) -> Path:
+def _cascade_config(root: Path) -> Path:
     """A ball dataset, a coarse recipe at 2 mm and a cascade config (stage 2 at 1 mm)."""
-    cfg = write_training_run(
-        root, n_cases=4, n_folds=2, shape=(32, 32, 24), epochs=2, iterations_per_epoch=3
-    )
-    coarse = yaml.safe_load(cfg.read_text())
-    coarse["plan_overrides"] = {**coarse["plan_overrides"], "target_spacing": [2.0, 2.0, 2.0]}
-    (root / "coarse.yaml").write_text(yaml.safe_dump(coarse))
-    doc = yaml.safe_load(cfg.read_text())
-    doc["cascade"] = {"coarse": "coarse.yaml", "margin_mm": 3.0, "jitter_mm": 2.0, **cascade}
-    out = root / "cascade.yaml"
-    out.write_text(yaml.safe_dump(doc))
-    return out
+    return write_cascade_run(root, {"margin_mm": 3.0, "jitter_mm": 2.0})
 
 
 @pytest.fixture(scope="module")

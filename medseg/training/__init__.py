@@ -94,6 +94,15 @@ def _mean_metrics(folds: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
     return {name: {k: defined_mean(v) for k, v in ms.items()} for name, ms in acc.items()}
 
 
+def _init(cfg: TrainConfig, fold: Fold) -> Path | None:
+    """The checkpoint fold ``fold`` starts from (``cfg.init_weights``), if any."""
+    if cfg.init_weights is None:
+        return None
+    from medseg.training.init import init_checkpoint
+
+    return init_checkpoint(cfg.init_weights, fold)
+
+
 def train(
     config: TrainConfig | str | Path,
     out_dir: str | Path,
@@ -148,6 +157,11 @@ def train(
         folder = run.folder
         folds = selection.resolve(len(run.splits))
         to_resume = check_model_folder(run, folds, resume)
+        fresh = [k for k in folds if k not in to_resume]
+        if cfg.init_weights is not None:
+            from medseg.training.init import check_init_weights
+
+            check_init_weights(cfg.init_weights, run.plan, fresh)
         log.info("plan %s; splits: %s", cfg.plan, run.splits_source)
         write_run_files(run, info)
         result = TrainResult(out_dir=folder.root)
@@ -171,6 +185,7 @@ def train(
                 resume=k in to_resume,
                 fold=k,
                 info=info,
+                init=_init(cfg, k),
             )
             result.folds.append(res)
         result.mean_metrics = _mean_metrics(result.folds)

@@ -60,12 +60,22 @@ def stage_configs(cfg: TrainConfig, folder: ModelFolder) -> tuple[TrainConfig, T
     )
     roi = RoiPlan(margin_mm=cfg.cascade.margin_mm, jitter_mm=cfg.cascade.jitter_mm)
     overrides = {**cfg.plan_overrides.model_dump(), "roi": roi.model_dump()}
+    init = cfg.init_weights
+    if cfg.cascade.init_from_coarse:
+        if init is not None:
+            raise ConfigError(
+                "init_weights: a cascade with cascade.init_from_coarse starts stage 2 from "
+                "stage 1; remove init_weights",
+                param="init_weights",
+            )
+        init = folder.stage(1).root
     stage2 = TrainConfig.model_validate(
         {
             **cfg.model_dump(),
             "cascade": None,
             "data": data.model_dump(),
             "plan_overrides": overrides,
+            "init_weights": init,
         }
     )
     return stage1, stage2
@@ -83,9 +93,22 @@ def check_stages(
     refused cascade writes nothing (e.g. stage 2's folder holds another recipe)."""
     from medseg.training.setup import check_model_folder, prepare_run
 
+    runs = []
     for c, f in stages:
         run = prepare_run(c, f.root, need_splits=selection.needs_splits)
         check_model_folder(run, selection.resolve(len(run.splits)), _resume(f, resume))
+        runs.append(run)
+    if stages[1][0].init_weights == stages[0][1].root:  # cascade.init_from_coarse
+        from medseg.training.init import parameter_shapes, shape_mismatch
+
+        problem = shape_mismatch(parameter_shapes(runs[1].plan), parameter_shapes(runs[0].plan))
+        if problem is not None:
+            raise ConfigError(
+                "cascade.init_from_coarse: expected stage 2's network to be stage 1's (same "
+                f"network settings and a patch size with the same pooling), found {problem} "
+                "in stage 1",
+                param="cascade.init_from_coarse",
+            )
 
 
 def train_cascade(

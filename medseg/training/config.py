@@ -163,6 +163,10 @@ class CascadeConfig(_Strict):
     coarse: Path
     margin_mm: StrictFloat = Field(default=10.0, ge=0)
     jitter_mm: StrictFloat = Field(default=10.0, ge=0)
+    init_from_coarse: StrictBool = Field(
+        default=False,
+        description="stage 2's fold K starts from stage 1's fold K (same network required)",
+    )
 
 
 class TrainConfig(_Strict):
@@ -194,6 +198,11 @@ class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     cascade: CascadeConfig | None = Field(
         default=None, description="train a two-stage cascade (this config is stage 2)"
+    )
+    init_weights: Path | None = Field(
+        default=None,
+        description="start from these weights instead of random ones (fine-tuning): a "
+        "checkpoint file for every fold, or a model folder (fold K from its fold K)",
     )
 
     def resolved(self) -> dict[str, Any]:
@@ -255,6 +264,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
     base = p.parent
     if cfg.plan is not None and not cfg.plan.is_absolute():
         cfg.plan = (base / cfg.plan).resolve()
+    if cfg.init_weights is not None and not cfg.init_weights.is_absolute():
+        cfg.init_weights = (base / cfg.init_weights).resolve()
     for key in ("dataset", "splits", "cache_dir"):
         v = getattr(cfg.data, key)
         if v is not None and not Path(v).is_absolute():

@@ -218,6 +218,7 @@ def fit(
     fold: Fold | None = None,
     info: DistInfo | None = None,
     stop_after_epoch: Callable[[int], bool] | None = None,
+    init: Path | None = None,
 ) -> FoldResult:
     """Train one network and return a :class:`FoldResult`.
 
@@ -234,6 +235,8 @@ def fit(
         info: distributed placement (default: from the environment).
         stop_after_epoch: test hook, called with the 1-based epoch after its checkpoint is
             written; returning True ends training there (as an interruption would).
+        init: a checkpoint whose weights the network starts from (not when resuming; see
+            :mod:`medseg.training.init`).
     """
     t_start = time.perf_counter()
     info = info or dist_info()
@@ -255,6 +258,11 @@ def fit(
 
     seed_everything(cfg.seed, 0, info.rank)
     net = build_model(plan).to(device)
+    if init is not None and ckpt is None:
+        from medseg.training.init import read_init_weights
+
+        net.load_state_dict(read_init_weights(init, plan))
+        log.info("weights from %s", init)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = build_optimizer(net.parameters(), cfg.optimizer)

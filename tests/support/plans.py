@@ -116,3 +116,34 @@ def write_training_run(
     path = root / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
+
+
+def write_cascade_run(
+    root: Path,
+    cascade: dict[str, Any],
+    *,
+    epochs: int = 2,
+    iterations_per_epoch: int = 3,
+    **stage2: Any,
+) -> Path:
+    """A ball dataset (4 cases, 2 folds), a coarse recipe at 2 mm (``root/coarse.yaml``) and a
+    cascade config ``root/cascade.yaml`` (stage 2 at the plan's 1 mm) whose ``cascade:`` section
+    is ``coarse.yaml`` plus ``cascade``, and whose top-level keys ``stage2`` replaces; returns
+    the cascade config's path."""
+    cfg = write_training_run(
+        root,
+        n_cases=4,
+        n_folds=2,
+        shape=(32, 32, 24),
+        epochs=epochs,
+        iterations_per_epoch=iterations_per_epoch,
+    )
+    coarse = yaml.safe_load(cfg.read_text())
+    coarse["plan_overrides"] = {**coarse["plan_overrides"], "target_spacing": [2.0, 2.0, 2.0]}
+    (root / "coarse.yaml").write_text(yaml.safe_dump(coarse))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["cascade"] = {"coarse": "coarse.yaml", **cascade}
+    doc.update(stage2)
+    out = root / "cascade.yaml"
+    out.write_text(yaml.safe_dump(doc))
+    return out
