@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from medseg.errors import ConfigError
 
 
@@ -208,7 +210,8 @@ def format_validation_error(source: str | Path, exc: Any, what: str) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         got = err.get("input")
-        show = err["type"] != "missing" and not isinstance(got, dict)
+        # a whole mapping or model (a check across fields) is not repeated into the message
+        show = err["type"] != "missing" and not isinstance(got, (dict, BaseModel))
         found = f" (found {got!r})" if show else ""
         lines.append(f"{loc}: {msg}{found}")
     return f"{source}: invalid {what}: " + "; ".join(lines)

@@ -117,6 +117,13 @@ def test_impossible_overrides_are_config_errors_not_rewritten() -> None:
         apply_overrides(plan, PlanOverrides(network={"filters": [4, 8, 16, 32]}), "cfg.yaml")
     from medseg.training.config import validate_config
 
+    # a check across the whole plan names the problem without repeating the plan into it
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(plan, PlanOverrides(patch_size=[16, 16, 13]), "cfg.yaml")
+    assert str(err.value).endswith(
+        "patch_size (16, 16, 13) must be divisible by the network's total stride (4, 4, 2) on "
+        "every axis"
+    )
     bad = {"plan_overrides": {"augmentation": {"flip_prob": 2.0}}}
     with pytest.raises(ConfigError, match=r"plan_overrides\.augmentation.*flip_prob: Input"):
         validate_config(bad, "cfg.yaml")
