@@ -6,7 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.child import MEASURED_AUTO_ORDER  # noqa: F401  (read before any test narrows it)
 from support.paths import SAMPLE, shared_path_calls
+
+from medseg.inference import runtimes
+
+
+@pytest.fixture(autouse=True)
+def _auto_is_torch_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime and OpenVINO never run in the pytest process (``support.child``): here the
+    default runtime ``auto`` resolves to torch. What ``auto`` chooses for real (OpenVINO on
+    the CPU when installed) is tested in child processes (``tests/test_runtimes.py``), and
+    the ordering itself against :data:`MEASURED_AUTO_ORDER`."""
+    monkeypatch.setitem(runtimes.AUTO_ORDER, "cpu", ("torch",))
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.child import assert_runtimes_not_imported, predict_in_child, run_medseg
+from support.child import (
+    MEASURED_AUTO_ORDER,
+    assert_runtimes_not_imported,
+    predict_in_child,
+    run_medseg,
+)
 from support.plans import write_training_run
 from support.volumes import ball_arrays, write_nifti
 
 from medseg.cli import main
 from medseg.errors import InputError, OutputExistsError
 from medseg.export import export_onnx, is_onnx_folder, load_onnx_model
+from medseg.inference.runtimes import runtime_installed
 from medseg.io import read_label_map, read_volume
 
 #: the torch runtime's label names and, per case, its labels and probabilities
@@ -147,6 +153,29 @@ def test_predict_cli_runs_an_exported_folder(
     for name, label in truth.items():
         seg = read_label_map(out / f"{name}.nii.gz")
         assert _dice(seg.array, label) > 0.6
+
+
+def test_predict_cli_defaults_to_the_fastest_installed_runtime(
+    model: Path,
+    cases: tuple[Path, dict[str, np.ndarray]],
+    torch_reference: TorchReference,
+    tmp_path: Path,
+) -> None:
+    """``medseg predict`` without ``--runtime`` on a trained model folder (a child process, as
+    a user runs it): the first installed runtime of the measured CPU order runs it (OpenVINO
+    with the dev extra), the run manifest says which, and the labels are torch's."""
+    expected = next(r for r in MEASURED_AUTO_ORDER["cpu"] if runtime_installed(r))
+    assert expected == "openvino"  # the dev extra installs both ONNX runtimes
+    folder, truth = cases
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(model), str(folder), str(out), "--device", "cpu"]
+    run_medseg([*args, "--quiet", "--tta"], what="medseg predict (default runtime)")
+    manifest = json.loads((out / "predict.json").read_text(encoding="utf-8"))
+    assert manifest["model"]["runtime"] == expected
+    _, refs = torch_reference
+    for name in truth:
+        seg = read_label_map(out / f"{name}.nii.gz")
+        assert _dice(seg.array, refs[name][0]) >= 0.999
 
 
 def test_export_cli_and_refusals(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from support.child import assert_runtimes_not_imported, run_graph
+from support.child import MEASURED_AUTO_ORDER, assert_runtimes_not_imported, run_graph
 
 from medseg.cli import main
 from medseg.errors import ConfigError
@@ -93,6 +93,8 @@ def test_auto_takes_the_fastest_installed_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="medseg.inference")
+    monkeypatch.setattr(runtimes, "AUTO_ORDER", MEASURED_AUTO_ORDER)
+    assert MEASURED_AUTO_ORDER["cpu"] == ("openvino", "onnxruntime", "torch")
     first, second = runtimes.AUTO_ORDER["cpu"][:2]
     assert resolve_runtime("auto", "cpu") == first
     assert f"runtime auto: {first} on cpu" in caplog.text

@@ -77,12 +77,11 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
         "--runtime",
-        default=None,
+        default="auto",
         choices=("auto", "torch", "onnxruntime", "openvino"),
-        help="runs the network: torch (default for trained models), onnxruntime or openvino "
-        "(pip install 'medseg[onnx]'; a torch model is converted once per run); auto: the "
-        "fastest installed for the device (CPU: openvino, onnxruntime, torch; CUDA: torch; "
-        "the default for an exported ONNX folder)",
+        help="runs the network: auto (default): the fastest installed for the device, as "
+        "measured (CPU: openvino, onnxruntime, torch; CUDA: torch); or torch, onnxruntime, "
+        "openvino (pip install 'medseg[onnx]'; a trained model is converted once per run)",
     )
     p.add_argument(
         "--save-probabilities",

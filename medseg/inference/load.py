@@ -84,11 +84,12 @@ def load_model(
         model: path(s) of the model.
         folds: folds of a model folder to ensemble (default: its cross-validation folds).
         checkpoint: ``"last"`` (final weights) or ``"best"`` (nnU-Net: ``"final"``, ...).
-        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``torch``, the default
-            for trained models; ``auto``: the fastest installed for the device, logged, the
-            default for an exported ONNX folder; ``onnxruntime``, ``openvino``: see
-            :mod:`medseg.inference.runtimes`; an nnU-Net folder's networks are converted to
-            ONNX once, here), ``overlap``, ``batch_size`` (>= 1), ``tta``,
+        options: ``device`` (``auto``, ``cpu``, ``cuda``), ``runtime`` (``auto``, the
+            default: the fastest runtime installed for the device, logged — on the CPU
+            OpenVINO, then ONNX Runtime, then torch, as measured; on CUDA torch; ``torch``,
+            ``onnxruntime``, ``openvino``: see :mod:`medseg.inference.runtimes`; trained
+            networks are converted to ONNX once, here), ``overlap``, ``batch_size`` (>= 1),
+            ``tta``,
             ``model_postprocessing`` (False: skip the model folder's chosen post-processing);
             further keywords go to the model kind's loader.
     """
@@ -105,21 +106,19 @@ def load_model(
     if not kw.pop("model_postprocessing", True):
         kw["postprocessing"] = Postprocessing()
     kw.update(device=dev, amp_dtype=amp)
-    runtime = kw.pop("runtime", None)  # None: torch, or auto for an exported ONNX folder
+    runtime = str(kw.pop("runtime", "auto"))
     if len(paths) == 1 and paths[0].is_dir():
         from medseg.inference.cascade import is_cascade_folder, load_cascade
 
         if is_cascade_folder(paths[0]):
             which = "last" if checkpoint == "final" else checkpoint
-            return load_cascade(
-                paths[0], folds=folds, checkpoint=which, runtime=runtime or "torch", **kw
-            )
+            return load_cascade(paths[0], folds=folds, checkpoint=which, runtime=runtime, **kw)
         nnunet = _optional("medseg.nnunet")
         if nnunet is not None and nnunet.is_nnunet_folder(paths[0]):
             from medseg.inference.nnunet_onnx import load_nnunet_on_runtime
 
             return load_nnunet_on_runtime(
-                paths[0], runtime=runtime or "torch", folds=folds, checkpoint=checkpoint, **kw
+                paths[0], runtime=runtime, folds=folds, checkpoint=checkpoint, **kw
             )
         from medseg.inference.onnx_folder import (
             export_kind,
@@ -131,15 +130,13 @@ def load_model(
         if is_onnx_folder(paths[0]) and export_kind(read_manifest(paths[0])) == "nnunet":
             from medseg.inference.nnunet_onnx import load_nnunet_export
 
-            return load_nnunet_export(paths[0], folds=folds, runtime=runtime or "auto", **kw)
+            return load_nnunet_export(paths[0], folds=folds, runtime=runtime, **kw)
         if is_onnx_folder(paths[0]):
-            return load_onnx_model(paths[0], folds=folds, runtime=runtime or "auto", **kw)
+            return load_onnx_model(paths[0], folds=folds, runtime=runtime, **kw)
     from medseg.inference.predictor import Predictor
 
     which = "last" if checkpoint == "final" else checkpoint  # nnU-Net's name for the same
-    return Predictor.from_paths(
-        paths, folds=folds, checkpoint=which, runtime=runtime or "torch", **kw
-    )
+    return Predictor.from_paths(paths, folds=folds, checkpoint=which, runtime=runtime, **kw)
 
 
 __all__ = ["SegmentationModel", "device_for_rank", "load_model"]

@@ -189,6 +189,7 @@ class Predictor:
                 "folds": None,
                 "checkpoint": None,
                 "weights_sha256": shas,
+                "runtime": self.runtime,
                 "overlap": self.overlap,
                 "mirror_axes": [list(m) for m in self.mirror_axes],
             }

@@ -170,6 +170,7 @@ class NnunetModel:
             "checkpoint": self.folder.checkpoint,
             "configuration": self.configuration_name,
             "trainer": self.trainer_name,
+            "runtime": "torch",
             "weights_sha256": {
                 str(p.relative_to(self.folder.root)): sha256_file(p)
                 for p in self.folder.checkpoints

@@ -42,6 +42,18 @@ RUNTIME_PACKAGES: tuple[str, ...] = ("onnxruntime", "openvino")
 TIMEOUT = 300.0
 
 
+def _measured_auto_order() -> dict[str, tuple[str, ...]]:
+    from medseg.inference.runtimes import AUTO_ORDER
+
+    return dict(AUTO_ORDER)
+
+
+#: ``runtime="auto"`` (the default of ``medseg predict`` and ``load_model``) as the product
+#: resolves it, read when the tests start; in the pytest process the conftest fixture
+#: ``_auto_is_torch_here`` narrows it to torch, children get this one.
+MEASURED_AUTO_ORDER = _measured_auto_order()
+
+
 def child_env() -> dict[str, str]:
     """This process's environment with this checkout (and ``tests/``, for ``support``) first on
     ``PYTHONPATH``, so the child imports the same medseg as the tests."""
