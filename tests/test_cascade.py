@@ -5,6 +5,8 @@ predict`` on the input's own grid, its cross-validation, and the refusals."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from support.plans import write_cascade_run
 from support.predict import run_predict
 from support.volumes import write_nifti
 
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, InputError
 from medseg.inference.cascade import CascadeModel, load_cascade, read_cascade
 from medseg.inference.load import load_model
 from medseg.inference.roi import roi_probabilities
@@ -272,4 +274,11 @@ def test_export_round_trip_of_a_cascade(cascade: tuple[Path, Path], tmp_path: Pa
         assert total > 0 and 2 * both / total >= 0.999
     manifest = json.loads((tmp_path / "onnx_out" / "predict.json").read_text())
     assert manifest["model"]["kind"] == "medseg-cascade"
+    # the cascade's own files are verified against the export's manifest before use
+    for name in ("cascade.json", "postprocessing.json"):
+        changed = tmp_path / f"changed_{name}"
+        shutil.copytree(out, changed)
+        (changed / name).write_text((changed / name).read_text() + " ")
+        with pytest.raises(InputError, match="^" + re.escape(f"{changed / name}: sha256")):
+            load_cascade(changed, device="cpu", runtime="onnxruntime")
     assert_runtimes_not_imported()

@@ -211,6 +211,17 @@ def test_a_changed_graph_is_refused_on_load(exported: Path, tmp_path: Path) -> N
     with pytest.raises(InputError, match="sha256") as info:
         load_onnx_model(copy, runtime="onnxruntime")
     assert str(graph) in str(info.value)
+    # the post-processing choice is verified too: changed, or added to an export without one
+    shutil.rmtree(copy)
+    shutil.copytree(exported, copy)
+    post = copy / "postprocessing.json"
+    if post.is_file():
+        post.write_text(post.read_text().replace("[", "[ ", 1))
+    else:
+        post.write_text('{"steps": []}')
+    with pytest.raises(InputError) as info:
+        load_onnx_model(copy, runtime="onnxruntime")
+    assert str(info.value).startswith(f"{post}: ")
     assert_runtimes_not_imported()
 
 

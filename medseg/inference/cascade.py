@@ -173,6 +173,10 @@ def load_cascade(
     ``postprocessing.json`` unless ``postprocessing`` is given. Keyword arguments go to both
     :class:`Predictor`\\ s (``device``, ``runtime``, ``tta``, ...)."""
     root = Path(path)
+    from medseg.inference.onnx_folder import is_onnx_folder, verify_top_level
+
+    if is_onnx_folder(root):  # an export: cascade.json and post-processing as exported
+        verify_top_level(root)
     coarse_dir, fine_dir = read_cascade(root)
     common = {"folds": folds, "checkpoint": checkpoint, **kwargs}
     coarse = Predictor.from_paths([coarse_dir.root], **common)

@@ -47,9 +47,12 @@ def is_onnx_folder(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    """The manifest of an exported folder, checked for its format, version and keys."""
-    path = Path(root) / MANIFEST
+#: Files an export may hold directly in its folder (beside ``fold_K/`` or ``stage_N/``).
+TOP_LEVEL_FILES = ("postprocessing.json", "cascade.json", "plans.json", "dataset.json")
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    """A manifest checked for its format, version and ``sha256`` mapping (every export kind)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -60,8 +63,31 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise InputError(
             path, f"format_version {doc.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
-    folds, files = doc.get("folds"), doc.get("sha256")
-    if not isinstance(folds, list) or not folds or not isinstance(files, dict):
+    if not isinstance(doc.get("sha256"), dict):
+        raise InputError(path, "expected a 'sha256' mapping")
+    return doc
+
+
+def verify_top_level(root: str | Path) -> None:
+    """Check the files an export holds directly in its folder (its post-processing choice, a
+    cascade's ``cascade.json``, ...: every one the manifest lists, and any of
+    :data:`TOP_LEVEL_FILES` present) against the manifest's sha256, before any is read: a
+    changed, added or missing file is one :class:`InputError` naming it."""
+    base = Path(root)
+    doc = _read_document(base / MANIFEST)
+    listed = {rel for rel in doc["sha256"] if "/" not in rel}
+    present = {name for name in TOP_LEVEL_FILES if (base / name).is_file()}
+    for rel in sorted(listed | present):
+        verified_bytes(base, rel, doc)
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The manifest of an exported folder of networks, checked for its format, version and
+    keys."""
+    path = Path(root) / MANIFEST
+    doc = _read_document(path)
+    folds = doc.get("folds")
+    if not isinstance(folds, list) or not folds:
         raise InputError(path, "expected a non-empty 'folds' list and a 'sha256' mapping")
     if export_kind(doc) not in KINDS:
         raise InputError(path, f"kind: expected one of {KINDS}, found {doc.get('kind')!r}")
@@ -103,6 +129,7 @@ def onnx_graphs(root: str | Path, *, folds: Sequence[int | str] | None = None) -
 
     base = Path(root)
     manifest = read_manifest(base)
+    verify_top_level(base)  # the post-processing choice the predictor will read
     if export_kind(manifest) != "medseg":
         raise InputError(
             base,
@@ -175,6 +202,7 @@ __all__ = [
     "KINDS",
     "MANIFEST",
     "META_FILE",
+    "TOP_LEVEL_FILES",
     "OnnxPredictor",
     "export_kind",
     "is_onnx_folder",
@@ -182,4 +210,5 @@ __all__ = [
     "onnx_graphs",
     "read_manifest",
     "verified_bytes",
+    "verify_top_level",
 ]
