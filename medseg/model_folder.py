@@ -143,6 +143,9 @@ class ModelFolder:
 
     root: Path
 
+    def __post_init__(self) -> None:  # ModelFolder("runs/x") as ModelFolder(Path("runs/x"))
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def kind(self) -> str:
         return "medseg"

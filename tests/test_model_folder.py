@@ -28,6 +28,9 @@ def test_layout_and_default_folds(tmp_path: Path) -> None:
     assert f.best.name == "checkpoint_best.pt" and f.checkpoint("best") == f.best
     assert f.metrics == f.dir / "metrics.csv" and f.validation == f.dir / "validation"
     assert f.validation_prediction("c1") == f.dir / "validation" / "c1.nii.gz"
+    # a folder named by a string is the same folder (its stages too)
+    assert ModelFolder(str(tmp_path)) == m
+    assert ModelFolder(str(tmp_path)).stage(2).root == tmp_path / "stage_2"
     assert m.result("cv").name == "result_cv.json"
     assert m.folds() == [] and not m.has_checkpoint()
     _touch(m.fold("all").last)
