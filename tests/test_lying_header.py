@@ -2,11 +2,12 @@
 gzip size trailer forged to match the claim: it must be refused before the declared size is
 allocated (peak memory measured in a subprocess), by the reader and by ``info --headers-only``.
 
-Marked ``slow``: in the full default run the test process died with SIGSEGV at this file's first
-test every time (never when the file runs alone or after its neighbours; not with vfork
-disabled either), so it runs on its own with ``pytest -m slow tests/test_lying_header.py``. The
-refusal itself is also in the default run, through the bad-input corpus
-(``tests/test_bad_inputs.py``: the forged-trailer file for every command).
+In the default run again since 2026-12-08. It had been in the ``slow`` tier: full default runs
+died with SIGSEGV at this file's first test (never when it ran alone), at a time when ONNX
+Runtime and OpenVINO were loaded into the pytest process by earlier tests; they now run only in
+child processes (``support.child``), which every module that uses them checks. The refusal is
+also covered by the bad-input corpus (``tests/test_bad_inputs.py``: the forged-trailer file for
+every command).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from pathlib import Path
 
 import pytest
 from support.paths import REPO
-
-pytestmark = pytest.mark.slow
 
 #: the header's claim: 1 GiB of uint8 voxels
 CLAIM_SHAPE = (1024, 1024, 1024)
