@@ -34,9 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cfg, root / "a"
 
 
-def test_training_starts_from_the_given_weights(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_training_starts_from_the_given_weights(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """With a learning rate of 1e-9 a fine-tuned network ends where it started: equal to the
     weights it was given (a model folder's same fold, or a checkpoint file), and far from them
     without ``init_weights`` (random start, same seed)."""

@@ -43,8 +43,6 @@ def _series_arg(value: str | None) -> str | int | None:
     return int(value) if value.isdigit() else value
 
 
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.all:
         out = convert(

@@ -303,9 +303,7 @@ def fold_history(stages: Sequence[ModelFolder], fold: int) -> list[dict[str, Any
     return rows
 
 
-def _fold_times(
-    stages: Sequence[ModelFolder], n_folds: int, plot: Path
-) -> list[dict[str, Any]]:
+def _fold_times(stages: Sequence[ModelFolder], n_folds: int, plot: Path) -> list[dict[str, Any]]:
     """Per fold: training seconds, best validation Dice and the time to each of
     :data:`TIME_TO_DICE` (:func:`fold_history`); draws the curves of every fold to ``plot``
     (``dice_vs_time.png``)."""
