@@ -68,13 +68,14 @@ def _read_document(path: Path) -> dict[str, Any]:
     return doc
 
 
-def verify_top_level(root: str | Path) -> None:
+def verify_top_level(root: str | Path, manifest: dict[str, Any] | None = None) -> None:
     """Check the files an export holds directly in its folder (its post-processing choice, a
     cascade's ``cascade.json``, ...: every one the manifest lists, and any of
     :data:`TOP_LEVEL_FILES` present) against the manifest's sha256, before any is read: a
-    changed, added or missing file is one :class:`InputError` naming it."""
+    changed, added or missing file is one :class:`InputError` naming it. ``manifest``: the
+    folder's manifest when the caller has read it already."""
     base = Path(root)
-    doc = _read_document(base / MANIFEST)
+    doc = manifest if manifest is not None else _read_document(base / MANIFEST)
     listed = {rel for rel in doc["sha256"] if "/" not in rel}
     present = {name for name in TOP_LEVEL_FILES if (base / name).is_file()}
     for rel in sorted(listed | present):
@@ -129,7 +130,7 @@ def onnx_graphs(root: str | Path, *, folds: Sequence[int | str] | None = None) -
 
     base = Path(root)
     manifest = read_manifest(base)
-    verify_top_level(base)  # the post-processing choice the predictor will read
+    verify_top_level(base, manifest)  # the post-processing choice the predictor will read
     if export_kind(manifest) != "medseg":
         raise InputError(
             base,

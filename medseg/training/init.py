@@ -56,9 +56,11 @@ def shape_mismatch(
     return None
 
 
-def read_init_weights(path: Path, plan: Plan) -> dict[str, torch.Tensor]:
+def read_init_weights(
+    path: Path, expected: Mapping[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
     """The weights in ``path`` (loaded safely, see :func:`medseg.checkpoint.load_checkpoint`),
-    checked to fit the network of ``plan``.
+    checked to have the parameters ``expected`` (name and shape; :func:`parameter_shapes`).
 
     Raises :class:`InputError` naming the file when it is missing, not a medseg checkpoint, or
     holds another network."""
@@ -66,7 +68,7 @@ def read_init_weights(path: Path, plan: Plan) -> dict[str, torch.Tensor]:
 
     ckpt = load_checkpoint(path, with_training=False)
     found = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
-    problem = shape_mismatch(parameter_shapes(plan), found)
+    problem = shape_mismatch(expected, found)
     if problem is not None:
         raise InputError(
             path,
@@ -78,8 +80,9 @@ def read_init_weights(path: Path, plan: Plan) -> dict[str, torch.Tensor]:
 
 def check_init_weights(source: Path, plan: Plan, folds: list[Fold]) -> None:
     """Every fold's starting checkpoint exists and fits ``plan``'s network (before training)."""
+    expected = parameter_shapes(plan)
     for k in folds:
-        read_init_weights(init_checkpoint(source, k), plan)
+        read_init_weights(init_checkpoint(source, k), expected)
 
 
 __all__ = [

@@ -261,7 +261,8 @@ def fit(
     if init is not None and ckpt is None:
         from medseg.training.init import read_init_weights
 
-        net.load_state_dict(read_init_weights(init, plan))
+        shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        net.load_state_dict(read_init_weights(init, shapes))
         log.info("weights from %s", init)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
